@@ -1,0 +1,257 @@
+"""Wire the four stages together and own signals and shutdown (SPEC §5, §8).
+
+    source ──Batch──▶ resequencer ──Batch──▶ book ──Batch──▶ writer
+    (read, parse)     (seq order, gaps)     (apply, BBO)    (format, flush, fsync)
+
+Each stage is a coroutine in one task group, joined to the next by a bounded memory stream of
+batches (backpressure for free). A stage closes its send side when done, so shutdown flows down
+the line: SIGTERM/SIGINT cancels only the reading; the later stages drain what is in flight,
+the writer flushes and fsyncs, and the run ends. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from l3tol1.config import Settings
+from l3tol1.errors import ConfigError, OutputError
+from l3tol1.events import Batch
+from l3tol1.instrument import Instrument
+from l3tol1.log import get_logger
+from l3tol1.resequencer import Resequencer
+from l3tol1.source import FileSource, check_input
+from l3tol1.writer import FileSink, L1Writer
+
+__all__ = ["Pipeline"]
+
+# Batches in flight between two stages. A batch is one input chunk (~1 MiB, ~7k rows), so this
+# bounds memory while letting each stage run ahead of the next a little.
+_STREAM_BUFFER = 4
+# The final flush and fsync may take this long before shutdown gives up on a stuck disk.
+_FINAL_FLUSH_TIMEOUT = 10.0
+
+
+class Pipeline:
+    """One run of l3tol1: built (and checked) synchronously, then `run` in an event loop.
+
+    :raises ConfigError: from the constructor, for a missing input (no-follow), an unusable
+        header, an output that cannot be opened, or paths that collide.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        _check_paths(settings)
+        if not settings.follow:
+            check_input(settings.input_file)
+        self.source = FileSource(
+            settings.input_file, follow=settings.follow, poll_interval=settings.poll_interval
+        )
+        self.instrument = Instrument(
+            Resequencer(
+                start_seq=settings.start_seq,
+                max_pending=settings.max_pending,
+                gap_timeout=settings.gap_timeout if settings.follow else None,
+            )
+        )
+        try:
+            output = FileSink(settings.output_file)
+            rejects = FileSink(settings.reject_path)
+        except OutputError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.writer = L1Writer(
+            output,
+            rejects,
+            batch_size=settings.batch_size,
+            max_flush_interval=settings.max_flush_interval,
+        )
+        self.log = get_logger()
+        self.stopped_by: str | None = None
+        self._started = clock()
+
+    async def run(self) -> None:
+        """Run until end of input (no-follow), or until SIGTERM/SIGINT."""
+        await self.writer.start(fresh=True)
+        self._stop_reading = anyio.CancelScope()
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(self._watch_signals, outer)
+            outer.start_soon(self._report_progress)
+            async with anyio.create_task_group() as stages:
+                self._stages = stages
+                send_read, receive_read = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
+                send_ordered, receive_ordered = anyio.create_memory_object_stream[Batch](
+                    _STREAM_BUFFER
+                )
+                send_rows, receive_rows = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
+                stages.start_soon(self._read_stage, send_read)
+                stages.start_soon(self._resequence_stage, receive_read, send_ordered)
+                stages.start_soon(self._book_stage, receive_ordered, send_rows)
+                stages.start_soon(self._write_stage, receive_rows)
+            outer.cancel_scope.cancel()
+
+    # -- stages --------------------------------------------------------------------------------
+
+    async def _read_stage(self, send: ObjectSendStream[Batch]) -> None:
+        async with send:
+            with self._stop_reading:
+                async for batch in self.source.batches():
+                    await send.send(batch)
+
+    async def _resequence_stage(
+        self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch]
+    ) -> None:
+        resequencer = self.instrument.resequencer
+        async with receive, send:
+            while True:
+                batch = None
+                deadline = resequencer.deadline()
+                try:
+                    with anyio.move_on_after(_until(deadline, self.clock())):
+                        batch = await receive.receive()
+                except anyio.EndOfStream:
+                    return  # stopped: what waits for a gap stays unapplied (SPEC §8)
+                ready: list = []
+                if batch is None:  # a gap timed out
+                    out = Batch()
+                    resequencer.expire(self.clock(), ready)
+                else:
+                    out = Batch(rejects=batch.rejects, end_of_input=batch.end_of_input)
+                    resequencer.push(batch.events, self.clock(), ready, out.rejects)
+                    if batch.end_of_input:
+                        resequencer.finish(ready)
+                self._log_gaps(resequencer)
+                out.events = ready
+                if ready or out.rejects or out.end_of_input:
+                    await send.send(out)
+
+    async def _book_stage(
+        self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch]
+    ) -> None:
+        instrument = self.instrument
+        async with receive, send:
+            async for batch in receive:
+                anomalies: list = []
+                instrument.apply(batch.events, batch.rows, anomalies)
+                for kind, event in anomalies:
+                    self.log.debug("anomaly", kind=kind, seq=event[0], line=event[7])
+                batch.events = []
+                await send.send(batch)
+
+    async def _write_stage(self, receive: ObjectReceiveStream[Batch]) -> None:
+        writer = self.writer
+        try:
+            async with receive:
+                while True:
+                    batch = None
+                    try:
+                        with anyio.move_on_after(_until(writer.deadline(), self.clock())):
+                            batch = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                    now = self.clock()
+                    if batch is not None:
+                        writer.add(batch.rows, batch.rejects, now)
+                    await writer.flush_if_due(now)
+        finally:
+            # Even when cancelled, what was processed is written and made durable, within a
+            # deadline so that a stuck disk cannot hold shutdown forever.
+            with anyio.move_on_after(_FINAL_FLUSH_TIMEOUT, shield=True):
+                try:
+                    await writer.flush(self.clock(), sync=True)
+                finally:
+                    await writer.aclose()
+
+    # -- signals, progress, summary ------------------------------------------------------------
+
+    async def _watch_signals(self, outer: anyio.abc.TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if self.stopped_by is None:
+                    self.stopped_by = name
+                    self.log.info("stopping", signal=name)
+                    self._stop_reading.cancel()
+                    outer.start_soon(self._enforce_shutdown_deadline)
+                else:
+                    # The last checkpoint stays consistent: it only ever claims synced rows.
+                    self.log.warning("forced_exit", signal=name)
+                    os._exit(128 + signum)
+
+    async def _enforce_shutdown_deadline(self) -> None:
+        await anyio.sleep(self.settings.shutdown_timeout)
+        self.log.warning("shutdown_deadline_passed", seconds=self.settings.shutdown_timeout)
+        self._stages.cancel_scope.cancel()
+
+    async def _report_progress(self) -> None:
+        interval = self.settings.progress_interval
+        last_time, last_applied = self.clock(), 0
+        while True:
+            await anyio.sleep(interval)
+            now = self.clock()
+            counters = self.counters()
+            rate = (counters["events_applied"] - last_applied) / max(now - last_time, 1e-9)
+            self.log.info("progress", **counters, events_per_s=round(rate))
+            last_time, last_applied = now, counters["events_applied"]
+
+    def counters(self) -> dict[str, Any]:
+        """Every counter of the run, as reported in the progress and summary lines."""
+        resequencer = self.instrument.resequencer
+        return {
+            "events_read": resequencer.received,
+            "events_applied": self.instrument.applied,
+            "rows_written": self.writer.rows_written,
+            "pending": resequencer.pending,
+            "rejects": dict(self.writer.rejects_by_reason),
+            "anomalies": dict(self.instrument.book.anomalies),
+            "gaps_skipped": resequencer.gaps_skipped,
+            "seqs_lost": resequencer.seqs_lost,
+            "last_seq": self.instrument.last_seq,
+            "lines_read": self.source.position.line,
+            "bytes_read": self.source.bytes_read,
+        }
+
+    def log_summary(self) -> None:
+        """The closing log line: every counter, elapsed time and rate."""
+        elapsed = self.clock() - self._started
+        counters = self.counters()
+        self.log.info(
+            "summary",
+            **counters,
+            elapsed_s=round(elapsed, 3),
+            events_per_s=round(counters["events_applied"] / max(elapsed, 1e-9)),
+            stopped_by=self.stopped_by or "end_of_input",
+        )
+
+    def _log_gaps(self, resequencer: Resequencer) -> None:
+        for first, last in resequencer.skipped:
+            self.log.warning("gap_skipped", first_seq=first, last_seq=last, lost=last - first + 1)
+        resequencer.skipped.clear()
+
+
+def _until(deadline: float | None, now: float) -> float:
+    return math.inf if deadline is None else max(0.0, deadline - now)
+
+
+def _check_paths(settings: Settings) -> None:
+    """Refuse paths that would overwrite the input or write two streams into one file."""
+    named = {
+        "--input-file": settings.input_file,
+        "--output-file": settings.output_file,
+        "--reject-file": settings.reject_path,
+    }
+    if settings.checkpoint is not None:
+        named["--checkpoint"] = settings.checkpoint
+    seen: dict[str, str] = {}
+    for option, path in named.items():
+        key = os.path.realpath(path)
+        if key in seen:
+            raise ConfigError(f"{option} and {seen[key]} name the same file {path}")
+        seen[key] = option

@@ -1,0 +1,207 @@
+"""Put events back in seq order: SPEC §5.
+
+`Resequencer` is synchronous and has no clock of its own: callers pass ``now`` (seconds, any
+monotonic origin). Without a gap timeout (``--no-follow``) time plays no part at all, so a file's
+output never depends on timing, nor on how its rows were cut into batches.
+
+Rules, in one place:
+- the event with the expected seq is released at once, with every waiting event that follows it;
+- a later seq waits (in a heap keyed on seq);
+- a gap is declared lost, and the resequencer moves on to the lowest waiting seq, when more than
+  ``max_pending`` events wait, when the gap is older than ``gap_timeout`` (if one is set), or at
+  end of input (`finish`);
+- until ``start_seq`` is known, every event waits (the start-up window); the window closes under
+  the same rules as a gap and the lowest waiting seq becomes the first expected one;
+- a seq that was already passed is rejected as ``late``, a seq already seen as ``duplicate``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import deque
+from heapq import heapify, heappop, heappush
+from typing import Any
+
+from l3tol1.events import Event, Reject
+from l3tol1.rows import Reason
+
+__all__ = ["Resequencer"]
+
+# How many skipped gap ranges are remembered to tell `late` from `duplicate`; older ones are
+# forgotten and a row in them is called `duplicate` (it is rejected either way).
+_GAP_MEMORY = 100_000
+
+
+class Resequencer:
+    """Reorders events by seq with bounded memory.
+
+    :param start_seq: the first expected seq; None opens a start-up window.
+    :param max_pending: more waiting events than this skips the oldest gap.
+    :param gap_timeout: seconds a gap may stay open; None disables the clock (batch mode).
+    """
+
+    def __init__(
+        self,
+        *,
+        start_seq: int | None = None,
+        max_pending: int = 100_000,
+        gap_timeout: float | None = None,
+    ) -> None:
+        self.next_seq = start_seq
+        self.max_pending = max_pending
+        self.gap_timeout = gap_timeout
+        self._heap: list[int] = []
+        self._pending: dict[int, Event] = {}
+        # (arrival time, seq) of waiting events in arrival order; the first entry still waiting
+        # tells when the current gap was first missed. Drained entries are dropped lazily.
+        self._arrivals: deque[tuple[float, int]] = deque()
+        # Seqs below first_seq and inside skipped ranges were never seen: a row for one is late.
+        self.first_seq = start_seq
+        self._gap_starts: list[int] = []
+        self._gap_ends: list[int] = []
+        self.skipped: list[tuple[int, int]] = []  # gaps skipped since the caller last cleared it
+        self.received = 0
+        self.late = 0
+        self.duplicate = 0
+        self.gaps_skipped = 0
+        self.seqs_lost = 0
+
+    @property
+    def pending(self) -> int:
+        """How many events are waiting."""
+        return len(self._pending)
+
+    def push(
+        self, events: list[Event], now: float, ready: list[Event], rejects: list[Reject]
+    ) -> None:
+        """Take a batch of events in arrival order.
+
+        Events that can go on are appended to ``ready`` in seq order; late and duplicate rows
+        to ``rejects``.
+        """
+        pending = self._pending
+        heap = self._heap
+        timed = self.gap_timeout is not None
+        self.received += len(events)
+        for event in events:
+            seq = event[0]
+            expected = self.next_seq
+            if seq == expected:
+                ready.append(event)
+                self.next_seq = expected = seq + 1
+                if heap and heap[0] == expected:
+                    self._drain(ready)
+            elif expected is not None and seq < expected:
+                if self._was_skipped(seq):
+                    self.late += 1
+                    rejects.append((event[7], Reason.LATE, event[8]))
+                else:
+                    self.duplicate += 1
+                    rejects.append((event[7], Reason.DUPLICATE, event[8]))
+            elif seq in pending:
+                self.duplicate += 1
+                rejects.append((event[7], Reason.DUPLICATE, event[8]))
+            else:
+                pending[seq] = event
+                heappush(heap, seq)
+                if timed:
+                    self._arrivals.append((now, seq))
+                if len(pending) > self.max_pending:
+                    self._skip_gap(ready)
+        if timed:
+            self.expire(now, ready)
+
+    def expire(self, now: float, ready: list[Event]) -> None:
+        """Skip every gap (or close the start-up window) whose timeout has passed by ``now``."""
+        while True:
+            deadline = self.deadline()
+            if deadline is None or deadline > now:
+                return
+            self._skip_gap(ready)
+
+    def deadline(self) -> float | None:
+        """When the current gap times out, or None if nothing waits or there is no clock."""
+        if self.gap_timeout is None or not self._pending:
+            return None
+        arrivals = self._arrivals
+        pending = self._pending
+        while arrivals[0][1] not in pending:
+            arrivals.popleft()
+        return arrivals[0][0] + self.gap_timeout
+
+    def finish(self, ready: list[Event]) -> None:
+        """End of input: no row can still arrive, so release everything, skipping the gaps."""
+        while self._pending:
+            self._skip_gap(ready)
+
+    def _drain(self, ready: list[Event]) -> None:
+        heap = self._heap
+        pending = self._pending
+        expected = self.next_seq
+        while heap and heap[0] == expected:
+            heappop(heap)
+            ready.append(pending.pop(expected))
+            expected += 1
+        self.next_seq = expected
+        # Keep the arrival log proportional to what waits, whatever the input's size.
+        if len(self._arrivals) > 2 * len(pending) + 1024:
+            self._arrivals = deque(a for a in self._arrivals if a[1] in pending)
+
+    def _skip_gap(self, ready: list[Event]) -> None:
+        """Move on to the lowest waiting seq, declaring the seqs before it lost."""
+        lowest = self._heap[0]
+        if self.next_seq is None:  # the start-up window closes
+            self.next_seq = self.first_seq = lowest
+        elif lowest > self.next_seq:
+            first, last = self.next_seq, lowest - 1
+            self.skipped.append((first, last))
+            self.gaps_skipped += 1
+            self.seqs_lost += last - first + 1
+            self._remember_gap(first, last)
+            self.next_seq = lowest
+        self._drain(ready)
+
+    def _remember_gap(self, first: int, last: int) -> None:
+        self._gap_starts.append(first)
+        self._gap_ends.append(last)
+        if len(self._gap_starts) > _GAP_MEMORY:
+            del self._gap_starts[: _GAP_MEMORY // 2]
+            del self._gap_ends[: _GAP_MEMORY // 2]
+
+    def _was_skipped(self, seq: int) -> bool:
+        if self.first_seq is None or seq < self.first_seq:
+            return True
+        i = bisect_right(self._gap_starts, seq) - 1
+        return i >= 0 and seq <= self._gap_ends[i]
+
+    # -- checkpointing -------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The resequencer as plain data (waiting events included)."""
+        return {
+            "next_seq": self.next_seq,
+            "first_seq": self.first_seq,
+            "pending": [list(e) for e in self._pending.values()],
+            "gaps": [list(g) for g in zip(self._gap_starts, self._gap_ends, strict=True)],
+            "counters": {
+                "received": self.received,
+                "late": self.late,
+                "duplicate": self.duplicate,
+                "gaps_skipped": self.gaps_skipped,
+                "seqs_lost": self.seqs_lost,
+            },
+        }
+
+    def restore(self, state: dict[str, Any], now: float) -> None:
+        """Load `snapshot` output; waiting events count as having arrived at ``now``."""
+        self.next_seq = state["next_seq"]
+        self.first_seq = state["first_seq"]
+        self._pending = {e[0]: tuple(e) for e in state["pending"]}  # type: ignore[misc]
+        self._heap = list(self._pending)
+        heapify(self._heap)
+        if self.gap_timeout is not None:
+            self._arrivals = deque((now, seq) for seq in self._pending)
+        self._gap_starts = [g[0] for g in state["gaps"]]
+        self._gap_ends = [g[1] for g in state["gaps"]]
+        for name, value in state["counters"].items():
+            setattr(self, name, int(value))
