@@ -1,0 +1,83 @@
+"""Shared helpers: the real CLI in a subprocess, and writing L3 files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+REFERENCE_INPUT = DATA / "l3_data_v3.1.csv"
+REFERENCE_OUTPUT = DATA / "expected_l1_data_v3.1.csv"
+HEADER = (
+    "seq_num,add_order_id,add_side,add_price,add_qty,update_order_id,update_side,update_price,"
+    "update_qty,delete_order_id,delete_side,trade_order_id,trade_side,trade_price,trade_qty,time"
+)
+T = "2021-08-03 01:00:00.1 UTC"
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a CLI subprocess: the source tree first, no stray L3TOL1_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("L3TOL1_")}
+    env["PYTHONPATH"] = str(ROOT / "service") + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def cli(
+    *args: str | os.PathLike,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    **popen: object,
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m l3tol1 ARGS` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "l3tol1", *map(str, args)],
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,  # type: ignore[arg-type]
+    )
+
+
+def start_cli(*args: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `python -m l3tol1 ARGS` in the background (stderr captured)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "l3tol1", *map(str, args)],
+        env=env or cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def add(seq: int, oid: str, side: str, price: str, qty: str, time: str = T) -> str:
+    return f"{seq},{oid},{side},{price},{qty},,,,,,,,,,,{time}"
+
+
+def update(seq: int, oid: str, side: str, price: str, qty: str, time: str = T) -> str:
+    return f"{seq},,,,,{oid},{side},{price},{qty},,,,,,,{time}"
+
+
+def delete(seq: int, oid: str, side: str, time: str = T) -> str:
+    return f"{seq},,,,,,,,,{oid},{side},,,,,{time}"
+
+
+def trade(seq: int, oid: str, side: str, price: str, qty: str, time: str = T) -> str:
+    return f"{seq},,,,,,,,,,,{oid},{side},{price},{qty},{time}"
+
+
+def write_l3(path: Path, rows: Iterable[str], header: str = HEADER) -> Path:
+    path.write_text(header + "\n" + "".join(r + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
