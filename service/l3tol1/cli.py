@@ -193,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECS",
         help="seconds between looks at a followed file that has not grown (default 0.02)",
     )
+    add(
+        "--checkpoint-interval",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="SECS",
+        help="seconds between checkpoints when --checkpoint is set (default 1)",
+    )
     add("--version", action="version", version=f"l3tol1 {__version__}")
     return p
 
@@ -214,8 +221,6 @@ def parse_settings(
     values = vars(args)
     if values["log_format"] is None:
         values["log_format"] = "console" if stderr_is_tty else "json"
-    if values["checkpoint"] is not None:
-        raise ConfigError("--checkpoint is not supported yet")
     return Settings(**values)
 
 

@@ -28,6 +28,7 @@ class Settings:
     # Not in SPEC §6; documented in the README.
     progress_interval: float = 10.0
     poll_interval: float = 0.02
+    checkpoint_interval: float = 1.0
     shutdown_timeout: float = 4.0
 
     @property

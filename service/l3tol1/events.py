@@ -53,11 +53,13 @@ class Batch:
 
     ``end_of_input`` is set by the source on its last batch when no row can still arrive
     (``--no-follow`` at the end of the file); a stream that simply closes means "stopped".
-    ``checkpoint`` collects each stage's state at this batch's cut (see checkpoint.py).
+    ``position`` is where the source stood after the batch; ``checkpoint`` collects each
+    stage's state at this batch's cut (see checkpoint.py).
     """
 
     events: list[Event] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     end_of_input: bool = False
+    position: Any = None  # the source's Position after this batch
     checkpoint: dict[str, Any] | None = None

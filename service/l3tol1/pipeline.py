@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
+from l3tol1 import checkpoint
 from l3tol1.config import Settings
 from l3tol1.errors import ConfigError, OutputError
 from l3tol1.events import Batch
@@ -52,8 +53,34 @@ class Pipeline:
         _check_paths(settings)
         if not settings.follow:
             check_input(settings.input_file)
+        self.log = get_logger()
+        self.checkpoints: checkpoint.CheckpointStore | None = None
+        resume = None
+        if settings.checkpoint is not None:
+            self.checkpoints = checkpoint.CheckpointStore(settings.checkpoint)
+            state, removed_temp = self.checkpoints.load()
+            if removed_temp:
+                self.log.warning("checkpoint_temp_removed", path=str(settings.checkpoint))
+            if state is not None:
+                resume = checkpoint.plan(
+                    state,
+                    input_path=settings.input_file,
+                    output=settings.output_file,
+                    rejects=settings.reject_path,
+                    checkpoint=settings.checkpoint,
+                )
+        self.resumed = resume is not None
         self.source = FileSource(
-            settings.input_file, follow=settings.follow, poll_interval=settings.poll_interval
+            settings.input_file,
+            follow=settings.follow,
+            poll_interval=settings.poll_interval,
+            resume=None
+            if resume is None
+            else (
+                resume.input_path,
+                int(resume.state["source"]["offset"]),
+                int(resume.state["source"]["line"]),
+            ),
         )
         self.instrument = Instrument(
             Resequencer(
@@ -63,8 +90,12 @@ class Pipeline:
             )
         )
         try:
-            output = FileSink(settings.output_file)
-            rejects = FileSink(settings.reject_path)
+            output = FileSink(
+                settings.output_file, keep=None if resume is None else resume.output_size
+            )
+            rejects = FileSink(
+                settings.reject_path, keep=None if resume is None else resume.rejects_size
+            )
         except OutputError as exc:
             raise ConfigError(str(exc)) from exc
         self.writer = L1Writer(
@@ -73,13 +104,19 @@ class Pipeline:
             batch_size=settings.batch_size,
             max_flush_interval=settings.max_flush_interval,
         )
+        if resume is not None:
+            state = resume.state
+            self.instrument.resequencer.restore(state["resequencer"], clock())
+            self.instrument.restore_after_apply(state["instrument"])
+            self.writer.rows_written = int(state["writer"]["rows_written"])
+            self.writer.rejects_by_reason = dict(state["writer"]["rejects_by_reason"])
         self.log = get_logger()
         self.stopped_by: str | None = None
         self._started = clock()
 
     async def run(self) -> None:
         """Run until end of input (no-follow), or until SIGTERM/SIGINT."""
-        await self.writer.start(fresh=True)
+        await self.writer.start(fresh=not self.resumed)
         self._stop_reading = anyio.CancelScope()
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._watch_signals, outer)
@@ -109,28 +146,55 @@ class Pipeline:
         self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch]
     ) -> None:
         resequencer = self.instrument.resequencer
+        position = self.source.position
+        next_checkpoint = self.clock() + self.settings.checkpoint_interval
+        changed = False  # since the last checkpoint: an idle run has nothing new to record
         async with receive, send:
             while True:
                 batch = None
                 deadline = resequencer.deadline()
+                if changed and self.checkpoints is not None:
+                    deadline = (
+                        next_checkpoint if deadline is None else min(deadline, next_checkpoint)
+                    )
                 try:
                     with anyio.move_on_after(_until(deadline, self.clock())):
                         batch = await receive.receive()
                 except anyio.EndOfStream:
-                    return  # stopped: what waits for a gap stays unapplied (SPEC §8)
+                    # Stopped: what waits for a gap stays unapplied (SPEC §8), but is kept in
+                    # the final checkpoint so that a restart carries on with it.
+                    if self.checkpoints is not None:
+                        await send.send(Batch(checkpoint=self._cut(position)))
+                    return
                 ready: list = []
-                if batch is None:  # a gap timed out
+                if batch is None:  # a gap timed out, or a checkpoint is due
                     out = Batch()
                     resequencer.expire(self.clock(), ready)
+                    changed = changed or bool(ready)
                 else:
+                    changed = True
+                    position = batch.position or position
                     out = Batch(rejects=batch.rejects, end_of_input=batch.end_of_input)
                     resequencer.push(batch.events, self.clock(), ready, out.rejects)
                     if batch.end_of_input:
                         resequencer.finish(ready)
                 self._log_gaps(resequencer)
                 out.events = ready
-                if ready or out.rejects or out.end_of_input:
+                now = self.clock()
+                if (
+                    self.checkpoints is not None
+                    and changed
+                    and (now >= next_checkpoint or out.end_of_input)
+                ):
+                    out.checkpoint = self._cut(position)
+                    next_checkpoint = now + self.settings.checkpoint_interval
+                    changed = False
+                if ready or out.rejects or out.end_of_input or out.checkpoint:
                     await send.send(out)
+
+    def _cut(self, position: Any) -> dict[str, Any]:
+        """The resequencer's part of a checkpoint, with the source position it matches."""
+        return {**position.record(), "resequencer": self.instrument.resequencer.snapshot()}
 
     async def _book_stage(
         self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch]
@@ -142,6 +206,8 @@ class Pipeline:
                 instrument.apply(batch.events, batch.rows, anomalies)
                 for kind, event in anomalies:
                     self.log.debug("anomaly", kind=kind, seq=event[0], line=event[7])
+                if batch.checkpoint is not None:
+                    batch.checkpoint["instrument"] = instrument.snapshot_after_apply()
                 batch.events = []
                 await send.send(batch)
 
@@ -157,9 +223,14 @@ class Pipeline:
                     except anyio.EndOfStream:
                         return
                     now = self.clock()
-                    if batch is not None:
-                        writer.add(batch.rows, batch.rejects, now)
-                    await writer.flush_if_due(now)
+                    if batch is None:
+                        await writer.flush_if_due(now)
+                        continue
+                    writer.add(batch.rows, batch.rejects, now)
+                    if batch.checkpoint is None:
+                        await writer.flush_if_due(now)
+                    else:
+                        await self._save_checkpoint(batch.checkpoint, now)
         finally:
             # Even when cancelled, what was processed is written and made durable, within a
             # deadline so that a stuck disk cannot hold shutdown forever.
@@ -168,6 +239,19 @@ class Pipeline:
                     await writer.flush(self.clock(), sync=True)
                 finally:
                     await writer.aclose()
+
+    async def _save_checkpoint(self, cut: dict[str, Any], now: float) -> None:
+        """Make every row up to the cut durable, then record the cut (SPEC §8)."""
+        assert self.checkpoints is not None
+        writer = self.writer
+        await writer.flush(now, sync=True)
+        cut["output"] = checkpoint.file_record(self.settings.output_file, writer.output.size)
+        cut["rejects"] = checkpoint.file_record(self.settings.reject_path, writer.rejects.size)
+        cut["writer"] = {
+            "rows_written": writer.rows_written,
+            "rejects_by_reason": dict(writer.rejects_by_reason),
+        }
+        await anyio.to_thread.run_sync(self.checkpoints.save, cut)
 
     # -- signals, progress, summary ------------------------------------------------------------
 
@@ -214,7 +298,9 @@ class Pipeline:
             "gaps_skipped": resequencer.gaps_skipped,
             "seqs_lost": resequencer.seqs_lost,
             "last_seq": self.instrument.last_seq,
-            "lines_read": self.source.position.line,
+            "lines_read": self.source.line,
+            "rotations": self.source.rotations,
+            "truncations": self.source.truncations,
             "bytes_read": self.source.bytes_read,
         }
 

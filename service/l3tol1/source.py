@@ -4,6 +4,13 @@
 large chunks (no await per line), never parses a partial last line while following, and turns
 undecodable or oversized lines into rejects without holding more than one chunk plus
 ``max_line`` bytes in memory.
+
+Following works like ``tail -F``, checked each time the open file has no more data:
+- the path names another file (rename-and-create rotation, or deletion then re-creation): the old
+  file has been read to its end; its last line is taken even without a newline, and the new file
+  is read from its start, header first;
+- the open file is shorter than what was read (copytruncate): it is read again from its start;
+- the path is missing: keep the old file open (a writer may still append to it) and wait.
 """
 
 from __future__ import annotations
@@ -12,13 +19,15 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiofiles
 import anyio
 
+from l3tol1.checkpoint import FINGERPRINT_BYTES, fingerprint
 from l3tol1.errors import InputError
 from l3tol1.events import Batch, Reject
+from l3tol1.log import get_logger
 from l3tol1.rows import Reason, RowParser
 
 __all__ = ["FileSource", "Position", "Source", "check_input"]
@@ -37,12 +46,31 @@ class Source(Protocol):
         ...
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Position:
-    """Where reading stands: bytes consumed through the last complete line, and its number."""
+    """Where reading stands after a batch: which file, the bytes consumed through the last
+    complete line, and that line's number. A checkpoint resumes from here."""
 
-    offset: int = 0
-    line: int = 0
+    path: str
+    dev: int
+    ino: int
+    head: bytes
+    offset: int
+    line: int
+
+    def record(self) -> dict[str, Any]:
+        """The checkpoint's ``input`` and ``source`` entries."""
+        head = self.head[: self.offset]
+        return {
+            "input": {
+                "path": self.path,
+                "dev": self.dev,
+                "ino": self.ino,
+                "head_len": len(head),
+                "head_sha256": fingerprint(head),
+            },
+            "source": {"offset": self.offset, "line": self.line},
+        }
 
 
 class FileSource:
@@ -50,6 +78,8 @@ class FileSource:
 
     :param poll_interval: seconds between looks at the file while waiting for it to appear or
         grow (follow mode only).
+    :param resume: start in this file (the checkpoint's, perhaps renamed by rotation) at this
+        byte offset and line number instead of at the start of ``path``.
     """
 
     def __init__(
@@ -60,56 +90,144 @@ class FileSource:
         poll_interval: float = 0.02,
         chunk_size: int = CHUNK_SIZE,
         max_line: int = MAX_LINE,
+        resume: tuple[Path, int, int] | None = None,
     ) -> None:
         self.path = path
         self.follow = follow
         self.poll_interval = poll_interval
         self.chunk_size = chunk_size
         self.max_line = max_line
-        self.position = Position()
-        self.parser: RowParser | None = None
         self.bytes_read = 0
+        self.rotations = 0
+        self.truncations = 0
+        self._resume = resume
+        self._log = get_logger()
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget the current file: the next bytes are a new file's, header first."""
+        self.parser: RowParser | None = None
+        self.offset = 0  # bytes consumed through the last complete line
+        self.line = 0  # number of the last line consumed
+        self._head = b""  # the file's first bytes, for its fingerprint
         self._partial = b""  # bytes after the last newline read so far
         self._skipping = False  # inside an oversized line, discarding to its newline
+        self._identity = (0, 0)
+
+    @property
+    def position(self) -> Position:
+        """Where reading stands now (after the last batch yielded)."""
+        return Position(
+            os.path.abspath(self.path), *self._identity, self._head, self.offset, self.line
+        )
 
     async def batches(self) -> AsyncIterator[Batch]:
-        """Yield parsed batches in input order.
+        """Yield parsed batches in input order, each with the `Position` after it.
 
         :raises InputError: the file is missing (no-follow), unreadable, or lacks a column.
         """
-        file = await self._open()
+        file = await self._open_first()
         try:
             while True:
-                try:
-                    chunk = await file.read(self.chunk_size)
-                except OSError as exc:
-                    raise InputError(f"cannot read input {self.path}: {exc.strerror}") from exc
+                chunk = await self._read(file)
                 if chunk:
-                    self.bytes_read += len(chunk)
                     batch = self._take(chunk)
                     if batch.events or batch.rejects:
+                        batch.position = self.position
                         yield batch
                     continue
                 if not self.follow:
-                    yield self._finish()
+                    batch = self._finish()
+                    batch.end_of_input = True
+                    batch.position = self.position
+                    yield batch
                     return
-                await anyio.sleep(self.poll_interval)
+                change = self._look_for_change()
+                if change == "rotated":
+                    # One more read: what was appended before the rotation is the old file's.
+                    chunk = await self._read(file)
+                    if chunk:
+                        batch = self._take(chunk)
+                        batch.position = self.position
+                        yield batch
+                        continue
+                elif change is None:
+                    await anyio.sleep(self.poll_interval)
+                    continue
+                # The old file is read to its end: its last line counts even without a newline.
+                batch = self._finish()
+                batch.position = self.position
+                if batch.events or batch.rejects:
+                    yield batch
+                self._reset()
+                if change == "truncated":
+                    self.truncations += 1
+                    self._log.warning("input_truncated", path=str(self.path))
+                    await file.seek(0)
+                    self._identity = _identity(os.fstat(file.fileno()))
+                else:
+                    self.rotations += 1
+                    self._log.info("input_rotated", path=str(self.path))
+                    new = await self._open(self.path)
+                    await file.close()
+                    file = new
+                # A checkpoint from here on names the new file, even before it has a row.
+                yield Batch(position=self.position)
         finally:
             with anyio.CancelScope(shield=True):
                 await file.close()
 
-    async def _open(self) -> aiofiles.threadpool.binary.AsyncBufferedReader:
+    async def _open_first(self) -> Any:
+        if self._resume is None:
+            return await self._open(self.path)
+        path, offset, line = self._resume
+        file = await self._open(path)
+        # The header is read again for the column layout, then reading goes on at the offset.
+        header = await file.read(min(offset, self.max_line + 1))
+        self._take_header(header.split(b"\n", 1)[0], path)
+        self._head = header[:FINGERPRINT_BYTES]
+        await file.seek(offset)
+        self.offset, self.line = offset, line
+        self._log.info("resumed", path=str(path), offset=offset, line=line)
+        return file
+
+    async def _open(self, path: Path) -> Any:
         while True:
             try:
-                return await aiofiles.open(self.path, "rb")
+                file = await aiofiles.open(path, "rb")
             except FileNotFoundError as exc:
                 if not self.follow:
-                    raise InputError(f"input file {self.path} does not exist") from exc
+                    raise InputError(f"input file {path} does not exist") from exc
             except IsADirectoryError as exc:
-                raise InputError(f"input {self.path} is a directory, not a file") from exc
+                raise InputError(f"input {path} is a directory, not a file") from exc
             except OSError as exc:
-                raise InputError(f"cannot open input {self.path}: {exc.strerror}") from exc
+                raise InputError(f"cannot open input {path}: {exc.strerror}") from exc
+            else:
+                self._identity = _identity(os.fstat(file.fileno()))
+                return file
             await anyio.sleep(self.poll_interval)
+
+    async def _read(self, file: Any) -> bytes:
+        try:
+            chunk: bytes = await file.read(self.chunk_size)
+        except OSError as exc:
+            raise InputError(f"cannot read input {self.path}: {exc.strerror}") from exc
+        self.bytes_read += len(chunk)
+        if len(self._head) < FINGERPRINT_BYTES and chunk:
+            self._head += chunk[: FINGERPRINT_BYTES - len(self._head)]
+        return chunk
+
+    def _look_for_change(self) -> str | None:
+        """At the end of the open file: "rotated", "truncated", or None (wait for more)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None  # deleted or being rotated: keep the old file until a new one appears
+        if _identity(st) != self._identity:
+            return "rotated"
+        if st.st_size < self.offset + len(self._partial):
+            return "truncated"
+        return None
 
     def _take(self, chunk: bytes) -> Batch:
         """Split a chunk into complete lines and parse them; keep the partial tail."""
@@ -117,10 +235,10 @@ class FileSource:
         if self._skipping:
             cut = chunk.find(b"\n")
             if cut < 0:
-                self.position.offset += len(chunk)
+                self.offset += len(chunk)
                 return batch
             self._skipping = False
-            self.position.offset += cut + 1
+            self.offset += cut + 1
             chunk = chunk[cut + 1 :]
         data = self._partial + chunk if self._partial else chunk
         cut = data.rfind(b"\n")
@@ -131,19 +249,20 @@ class FileSource:
             return batch
         self._partial = data[cut + 1 :]
         self._parse_lines(data[:cut], batch)
-        self.position.offset += cut + 1
+        self.offset += cut + 1
         if len(self._partial) > self.max_line:
             self._reject_oversized(batch)
         return batch
 
     def _finish(self) -> Batch:
-        """End of input without follow: a last line without its newline still counts."""
-        batch = Batch(end_of_input=True)
-        if self._partial and not self._skipping:
-            self._parse_lines(self._partial, batch)
-            self.position.offset += len(self._partial)
+        """End of a file: a last line without its newline still counts."""
+        batch = Batch()
+        if self._partial:
+            partial = self._partial
             self._partial = b""
-        if self.parser is None:
+            batch = self._take(partial + b"\n")
+            self.offset -= 1  # the newline was ours, not the file's
+        if self.parser is None and not self.follow:
             raise InputError(f"input {self.path} is empty: it has no header line")
         return batch
 
@@ -155,59 +274,64 @@ class FileSource:
         if lines is None or max(map(len, lines)) > self.max_line:
             self._parse_lines_carefully(data, batch)
             return
-        first_line = self.position.line + 1
+        first_line = self.line + 1
         if self.parser is None:
-            self.parser = self._header(lines[0])
+            self._take_header(data.split(b"\n", 1)[0], self.path)
             lines = lines[1:]
             first_line += 1
-        events, rejects = self.parser.parse(lines, first_line)
+        events, rejects = self.parser.parse(lines, first_line)  # type: ignore[union-attr]
         batch.events.extend(events)
         batch.rejects.extend(rejects)
-        self.position.line = first_line + len(lines) - 1
+        self.line = first_line + len(lines) - 1
 
     def _parse_lines_carefully(self, data: bytes, batch: Batch) -> None:
         """The slow path for a chunk holding invalid UTF-8 or an oversized line."""
         for raw in data.split(b"\n"):
-            self.position.line += 1
-            line_no = self.position.line
+            if self.parser is None:
+                self._take_header(raw, self.path)
+                self.line += 1
+                continue
+            self.line += 1
             if len(raw) > self.max_line:
-                if self.parser is None:
-                    raise self._unusable_header(f"longer than {self.max_line} bytes")
-                batch.rejects.append(_oversized_reject(line_no, raw))
+                batch.rejects.append(_oversized_reject(self.line, raw))
                 continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                if self.parser is None:
-                    raise self._unusable_header("not valid UTF-8") from None
                 batch.rejects.append(
-                    (line_no, Reason.UTF8, raw.decode("utf-8", errors="backslashreplace"))
+                    (self.line, Reason.UTF8, raw.decode("utf-8", errors="backslashreplace"))
                 )
                 continue
-            if self.parser is None:
-                self.parser = self._header(text)
-                continue
-            result = self.parser.parse_row(text, line_no)
+            result = self.parser.parse_row(text, self.line)
             if len(result) == 3:
                 batch.rejects.append(result)  # type: ignore[arg-type]
             else:
                 batch.events.append(result)  # type: ignore[arg-type]
 
+    def _take_header(self, raw: bytes, path: Path) -> None:
+        if len(raw) > self.max_line:
+            raise InputError(f"input {path}: the header (line 1) is longer than {self.max_line}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"input {path}: the header (line 1) is not valid UTF-8") from exc
+        self.parser = RowParser(text, source=f"input {path}")
+
     def _reject_oversized(self, batch: Batch) -> None:
         """Reject the line being read once it passes ``max_line``; discard it to its newline."""
         if self.parser is None:
-            raise self._unusable_header(f"longer than {self.max_line} bytes")
-        self.position.line += 1
-        batch.rejects.append(_oversized_reject(self.position.line, self._partial))
-        self.position.offset += len(self._partial)
+            raise InputError(
+                f"input {self.path}: the header (line 1) is longer than {self.max_line} bytes"
+            )
+        self.line += 1
+        batch.rejects.append(_oversized_reject(self.line, self._partial))
+        self.offset += len(self._partial)
         self._partial = b""
         self._skipping = True
 
-    def _header(self, text: str) -> RowParser:
-        return RowParser(text, source=f"input {self.path}")
 
-    def _unusable_header(self, why: str) -> InputError:
-        return InputError(f"input {self.path}: the header (line 1) is {why}")
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 def _oversized_reject(line: int, raw: bytes) -> Reject:
@@ -238,12 +362,3 @@ def check_input(path: Path, *, max_line: int = MAX_LINE) -> RowParser:
     except UnicodeDecodeError as exc:
         raise InputError(f"input {path}: the header (line 1) is not valid UTF-8") from exc
     return RowParser(header, source=f"input {path}")
-
-
-def file_identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of ``path``, or None if it does not exist."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino
