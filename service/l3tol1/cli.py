@@ -260,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         anyio.run(pipeline.run, **_backend())
     except BaseException as exc:
-        error = _first_error(exc)
+        error = _root_error(exc)
         if isinstance(error, L3Error):
             log.error("failed", error=str(error))
             pipeline.log_summary()
@@ -282,8 +282,22 @@ def _backend() -> dict[str, Any]:
     return {"backend": "asyncio", "backend_options": {"use_uvloop": True}}
 
 
-def _first_error(exc: BaseException) -> BaseException:
-    """The first leaf of an exception group: the error that started the task group's end."""
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
+def _root_error(exc: BaseException) -> BaseException:
+    """The error that ended the run: when one stage fails, its neighbours fail next with
+    broken-stream errors, so an L3Error (or any other error) in the group is the cause."""
+    leaves = []
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(reversed(current.exceptions))
+        else:
+            leaves.append(current)
+    for wanted in (
+        lambda e: isinstance(e, L3Error),
+        lambda e: not isinstance(e, anyio.BrokenResourceError | anyio.ClosedResourceError),
+    ):
+        for leaf in leaves:
+            if wanted(leaf):
+                return leaf
+    return leaves[0]

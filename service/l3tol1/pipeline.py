@@ -51,16 +51,16 @@ class Pipeline:
         self.settings = settings
         self.clock = clock
         _check_paths(settings)
-        if not settings.follow:
-            check_input(settings.input_file)
+        check_input(settings.input_file, follow=settings.follow)
         self.log = get_logger()
+        self._notes: list[tuple[str, str]] = []
         self.checkpoints: checkpoint.CheckpointStore | None = None
         resume = None
         if settings.checkpoint is not None:
             self.checkpoints = checkpoint.CheckpointStore(settings.checkpoint)
             state, removed_temp = self.checkpoints.load()
-            if removed_temp:
-                self.log.warning("checkpoint_temp_removed", path=str(settings.checkpoint))
+            if removed_temp:  # logged when the run starts, after the start line
+                self._notes.append(("checkpoint_temp_removed", str(settings.checkpoint)))
             if state is not None:
                 resume = checkpoint.plan(
                     state,
@@ -116,6 +116,8 @@ class Pipeline:
 
     async def run(self) -> None:
         """Run until end of input (no-follow), or until SIGTERM/SIGINT."""
+        for event, path in self._notes:
+            self.log.warning(event, path=path)
         await self.writer.start(fresh=not self.resumed)
         self._stop_reading = anyio.CancelScope()
         async with anyio.create_task_group() as outer:

@@ -142,7 +142,7 @@ class FileSource:
                     batch.position = self.position
                     yield batch
                     return
-                change = self._look_for_change()
+                change = self._look_for_change(file.fileno())
                 if change == "rotated":
                     # One more read: what was appended before the rotation is the old file's.
                     chunk = await self._read(file)
@@ -217,7 +217,7 @@ class FileSource:
             self._head += chunk[: FINGERPRINT_BYTES - len(self._head)]
         return chunk
 
-    def _look_for_change(self) -> str | None:
+    def _look_for_change(self, fd: int) -> str | None:
         """At the end of the open file: "rotated", "truncated", or None (wait for more)."""
         try:
             st = os.stat(self.path)
@@ -226,6 +226,11 @@ class FileSource:
         if _identity(st) != self._identity:
             return "rotated"
         if st.st_size < self.offset + len(self._partial):
+            return "truncated"
+        # Truncated and rewritten past our offset between two looks: the size alone cannot
+        # tell, but the first bytes (header and first rows) differ from what we read.
+        head = self._head[: self.offset]
+        if head and os.pread(fd, len(head), 0) != head:
             return "truncated"
         return None
 
@@ -339,20 +344,27 @@ def _oversized_reject(line: int, raw: bytes) -> Reject:
     return (line, Reason.TOO_LONG, f"{excerpt}... ({len(raw)}+ bytes)")
 
 
-def check_input(path: Path, *, max_line: int = MAX_LINE) -> RowParser:
+def check_input(path: Path, *, follow: bool, max_line: int = MAX_LINE) -> None:
     """Open ``path`` and read its header now, so a bad input fails before any output is touched.
 
-    :raises InputError: the file is missing, unreadable, empty, or its header is unusable.
+    When following, a missing file or one without a complete first line yet is fine.
+
+    :raises InputError: the file is missing (no-follow), unreadable, empty (no-follow), or its
+        header is unusable.
     """
     try:
         with open(path, "rb") as file:
             head = file.readline(max_line + 1)
     except FileNotFoundError as exc:
+        if follow:
+            return
         raise InputError(f"input file {path} does not exist") from exc
     except IsADirectoryError as exc:
         raise InputError(f"input {path} is a directory, not a file") from exc
     except OSError as exc:
         raise InputError(f"cannot read input {path}: {exc.strerror}") from exc
+    if follow and not head.endswith(b"\n") and len(head) <= max_line:
+        return  # the header is still being written
     if not head.strip():
         raise InputError(f"input {path} is empty: it has no header line")
     if len(head) > max_line:
@@ -361,4 +373,4 @@ def check_input(path: Path, *, max_line: int = MAX_LINE) -> RowParser:
         header = head.decode("utf-8").rstrip("\n")
     except UnicodeDecodeError as exc:
         raise InputError(f"input {path}: the header (line 1) is not valid UTF-8") from exc
-    return RowParser(header, source=f"input {path}")
+    RowParser(header, source=f"input {path}")

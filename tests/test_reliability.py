@@ -1,0 +1,476 @@
+"""Exactly-once restart, rotation, truncation and faults (SPEC §7-8), through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from bench.generate import SEQ_BASE, generate
+
+from tests.conftest import (
+    HEADER,
+    REFERENCE_INPUT,
+    REFERENCE_OUTPUT,
+    add,
+    cli,
+    start_cli,
+    write_l3,
+)
+
+MANGLED_EVERY = 9_973  # lines replaced by spreadsheet-mangled rows, so rejects matter too
+
+
+def make_stream(path: Path, events: int, seed: int) -> Path:
+    """A generated out-of-order stream with a few bad rows in it."""
+    generate(path, events, seed=seed, window=20)
+    data = path.read_bytes().split(b"\n")
+    for i in range(MANGLED_EVERY, len(data) - 1, MANGLED_EVERY):
+        data[i] = b"1.62794E+18" + data[i][data[i].index(b",") :]
+    path.write_bytes(b"\n".join(data))
+    return path
+
+
+def files_of(out: Path) -> tuple[bytes, bytes]:
+    return out.read_bytes(), Path(f"{out}.rejects.jsonl").read_bytes()
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def finish(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
+    """Stop a running CLI with ``sig``; return its exit status and stderr."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        _, stderr = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        raise AssertionError("the service did not stop within 10 s") from None
+    return proc.returncode, stderr
+
+
+def kill_9(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, bytes]:
+    """300k generated events and the output of one uninterrupted run over them."""
+    folder = tmp_path_factory.mktemp("stream")
+    src = make_stream(folder / "l3.csv", 300_000, seed=11)
+    out = folder / "l1.csv"
+    result = cli("-i", src, "-o", out, "--no-follow", "--max-pending", "1000", timeout=300)
+    assert result.returncode == 0, result.stderr
+    output, rejects = files_of(out)
+    assert output.count(b"\n") > 20_000 and rejects.count(b"\n") >= 25
+    return src, output, rejects
+
+
+class TestKillNine:
+    def test_no_follow_survives_random_kills(self, tmp_path: Path, stream: tuple) -> None:
+        """>= 20 kill -9 at random instants, then a clean finish: identical output and rejects."""
+        src, expected, expected_rejects = stream
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "state.ckpt"
+        args = (
+            "-i",
+            src,
+            "-o",
+            out,
+            "--no-follow",
+            "--max-pending",
+            "1000",
+            "--checkpoint",
+            ckpt,
+            "--checkpoint-interval",
+            "0.05",
+            "--log-level",
+            "warning",
+        )
+        rng = random.Random(20)
+        kills = 0
+        while True:
+            proc = start_cli(*args)
+            lifetime = rng.uniform(0.1, 0.9) if kills < 60 else None
+            try:
+                proc.wait(timeout=lifetime)
+            except subprocess.TimeoutExpired:
+                kill_9(proc)
+                kills += 1
+                continue
+            _, stderr = proc.communicate()
+            assert proc.returncode == 0, stderr
+            break
+        assert kills >= 20
+        output, rejects = files_of(out)
+        assert len(output) == len(expected)
+        assert output == expected, "rows lost or duplicated"
+        assert rejects == expected_rejects
+
+    def test_follow_survives_random_kills_while_the_file_grows(
+        self, tmp_path: Path, stream: tuple
+    ) -> None:
+        """Following a file being appended to, >= 20 kill -9: the same bytes as a batch run."""
+        src, expected, expected_rejects = stream
+        live, out, ckpt = tmp_path / "live.csv", tmp_path / "l1.csv", tmp_path / "state.ckpt"
+        data = src.read_bytes()
+        live.write_bytes(b"")
+
+        def feed() -> None:
+            with live.open("ab") as f:
+                for i in range(0, len(data), 40_000):  # cuts lines mid-way
+                    f.write(data[i : i + 40_000])
+                    f.flush()
+                    time.sleep(0.02)
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        args = (
+            "-i",
+            live,
+            "-o",
+            out,
+            "--follow",
+            "--start-seq",
+            str(SEQ_BASE),
+            "--gap-timeout",
+            "60",
+            "-t",
+            "0.05",
+            "--checkpoint",
+            ckpt,
+            "--checkpoint-interval",
+            "0.05",
+            "--log-level",
+            "warning",
+        )
+        rng = random.Random(21)
+        kills = 0
+        try:
+            while kills < 20 or feeder.is_alive():
+                proc = start_cli(*args)
+                try:
+                    proc.wait(timeout=rng.uniform(0.1, 0.9))
+                except subprocess.TimeoutExpired:
+                    kill_9(proc)
+                    kills += 1
+                    continue
+                raise AssertionError(f"exited early: {proc.communicate()[1]}")
+            proc = start_cli(*args)
+            wait_for(
+                lambda: out.exists() and out.stat().st_size >= len(expected), 120, "the full output"
+            )
+            status, stderr = finish(proc)
+        finally:
+            feeder.join()
+        assert status == 0, stderr
+        assert files_of(out) == (expected, expected_rejects)
+
+    def test_second_signal_leaves_a_consistent_checkpoint(
+        self, tmp_path: Path, stream: tuple
+    ) -> None:
+        """SIGTERM then SIGINT at once: immediate exit; a restart still finishes exactly."""
+        src, expected, expected_rejects = stream
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "state.ckpt"
+        args = (
+            "-i",
+            src,
+            "-o",
+            out,
+            "--no-follow",
+            "--max-pending",
+            "1000",
+            "--checkpoint",
+            ckpt,
+            "--checkpoint-interval",
+            "0.05",
+        )
+        proc = start_cli(*args)
+        wait_for(lambda: ckpt.exists(), 30, "a first checkpoint")
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        status, stderr = finish(proc)
+        assert status == 128 + signal.SIGINT, stderr
+        result = cli(*args, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert files_of(out) == (expected, expected_rejects)
+
+
+class TestRestart:
+    def test_sigterm_then_restart_continues(self, tmp_path: Path) -> None:
+        """A clean stop writes a final checkpoint; the restart adds only what is new."""
+        src = write_l3(
+            tmp_path / "l3.csv", [add(1, "a", "BUY", "10", "1"), add(2, "b", "SELL", "11", "1")]
+        )
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "c.ckpt"
+        args = ("-i", src, "-o", out, "--start-seq", "1", "-t", "0.02", "--checkpoint", ckpt)
+        proc = start_cli(*args)
+        wait_for(lambda: out.exists() and out.read_bytes().count(b"\n") == 2, 10, "a row")
+        assert finish(proc)[0] == 0
+        state = json.loads(ckpt.read_text())
+        assert state["version"] == 1 and state["source"]["line"] == 3
+        with src.open("a") as f:
+            f.write(add(3, "c", "BUY", "10.5", "4") + "\n")
+        proc = start_cli(*args)
+        wait_for(lambda: out.read_bytes().count(b"\n") == 3, 10, "the new row")
+        assert finish(proc)[0] == 0
+        assert out.read_text().splitlines()[1:] == [
+            "2021-08-03 01:00:00.100000 UTC,10,11,1,1,2",
+            "2021-08-03 01:00:00.100000 UTC,10.5,11,4,1,3",
+        ]
+
+    def test_waiting_events_survive_a_restart(self, tmp_path: Path) -> None:
+        """Events waiting behind a gap at SIGTERM are kept by the checkpoint and used later."""
+        src = write_l3(
+            tmp_path / "l3.csv", [add(1, "a", "BUY", "10", "1"), add(3, "b", "SELL", "11", "1")]
+        )
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "c.ckpt"
+        args = (
+            "-i",
+            src,
+            "-o",
+            out,
+            "--start-seq",
+            "1",
+            "-t",
+            "0.02",
+            "--checkpoint",
+            ckpt,
+            "--gap-timeout",
+            "60",
+        )
+        proc = start_cli(*args)
+        wait_for(lambda: ckpt.exists(), 10, "a checkpoint")
+        time.sleep(0.3)
+        assert finish(proc)[0] == 0
+        assert len(json.loads(ckpt.read_text())["resequencer"]["pending"]) == 1
+        with src.open("a") as f:
+            f.write(add(2, "c", "SELL", "12", "1") + "\n")
+        proc = start_cli(*args)
+        wait_for(lambda: out.read_bytes().count(b"\n") == 3, 10, "rows after the gap filled")
+        assert finish(proc)[0] == 0
+        assert [line.split(",")[-1] for line in out.read_text().splitlines()[1:]] == ["2", "3"]
+
+    def test_checkpoint_of_another_input_or_output_is_refused(self, tmp_path: Path) -> None:
+        """Another input or output with the same checkpoint: exit 2, one line naming both."""
+        src = write_l3(tmp_path / "l3.csv", [add(1, "a", "BUY", "10", "1")])
+        other = write_l3(tmp_path / "other.csv", [add(1, "a", "BUY", "10", "1")])
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "c.ckpt"
+        assert cli("-i", src, "-o", out, "--no-follow", "--checkpoint", ckpt).returncode == 0
+        result = cli("-i", other, "-o", out, "--no-follow", "--checkpoint", ckpt)
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"l3tol1: error: checkpoint {ckpt} belongs to input {src}, not {other}"
+        ]
+        result = cli("-i", src, "-o", tmp_path / "x.csv", "--no-follow", "--checkpoint", ckpt)
+        assert result.returncode == 2 and "belongs to output" in result.stderr
+
+    def test_leftover_temp_file_is_removed_and_logged(self, tmp_path: Path) -> None:
+        """A temp file left by a crash mid-write is discarded; the real checkpoint stands."""
+        src = write_l3(tmp_path / "l3.csv", [add(1, "a", "BUY", "10", "1")])
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "c.ckpt"
+        assert cli("-i", src, "-o", out, "--no-follow", "--checkpoint", ckpt).returncode == 0
+        Path(f"{ckpt}.tmp").write_text("{half a checkp")
+        result = cli("-i", src, "-o", out, "--no-follow", "--checkpoint", ckpt)
+        assert result.returncode == 0, result.stderr
+        assert "checkpoint_temp_removed" in result.stderr
+        assert not Path(f"{ckpt}.tmp").exists()
+
+
+class TestRotation:
+    def start(self, tmp_path: Path, *extra: str) -> tuple[Path, Path, subprocess.Popen[str]]:
+        src, out = tmp_path / "feed.csv", tmp_path / "l1.csv"
+        proc = start_cli(
+            "-i", src, "-o", out, "--start-seq", "1", "-t", "0.02", "--gap-timeout", "60", *extra
+        )
+        return src, out, proc
+
+    @staticmethod
+    def rows(out: Path) -> list[str]:
+        return [line.split(",")[-1] for line in out.read_text().splitlines()[1:]]
+
+    @staticmethod
+    def book_rows(first: int, last: int) -> list[str]:
+        """Rows that each change the BBO: alternating rising bids and falling asks."""
+        return [
+            add(
+                s,
+                f"o{s}",
+                "BUY" if s % 2 else "SELL",
+                str(100 + s) if s % 2 else str(10_000 - s),
+                "1",
+            )
+            for s in range(first, last + 1)
+        ]
+
+    def test_rename_and_create(self, tmp_path: Path) -> None:
+        """Old file read to its end (even lines added after the rename), then the new one."""
+        src, out, proc = self.start(tmp_path)
+        write_l3(src, self.book_rows(1, 10))
+        wait_for(lambda: out.exists() and len(self.rows(out)) == 9, 10, "first file")
+        src.rename(tmp_path / "feed.csv.1")
+        with (tmp_path / "feed.csv.1").open("a") as f:
+            f.write(self.book_rows(11, 12)[0] + "\n" + self.book_rows(12, 12)[0])  # no newline
+        write_l3(src, self.book_rows(13, 20))
+        wait_for(lambda: len(self.rows(out)) == 19, 10, "both files")
+        status, stderr = finish(proc)
+        assert status == 0 and "input_rotated" in stderr
+        assert self.rows(out) == [str(s) for s in range(2, 21)]
+
+    def test_copytruncate(self, tmp_path: Path) -> None:
+        """The file shrinks below the read offset: read again from its start."""
+        src, out, proc = self.start(tmp_path)
+        write_l3(src, self.book_rows(1, 10))
+        wait_for(lambda: out.exists() and len(self.rows(out)) == 9, 10, "first part")
+        shutil.copy(src, tmp_path / "feed.csv.1")
+        with src.open("r+") as f:
+            f.truncate(0)
+        time.sleep(0.2)
+        with src.open("a") as f:
+            f.write("\n".join([HEADER, *self.book_rows(11, 20)]) + "\n")
+        wait_for(lambda: len(self.rows(out)) == 19, 10, "after truncation")
+        status, stderr = finish(proc)
+        assert status == 0 and "input_truncated" in stderr
+        assert self.rows(out) == [str(s) for s in range(2, 21)]
+
+    def test_truncate_and_regrow_between_looks(self, tmp_path: Path) -> None:
+        """Truncated and rewritten past the old offset at once: the changed head tells."""
+        src, out, proc = self.start(tmp_path, "--poll-interval", "0.3")
+        write_l3(src, self.book_rows(1, 4))
+        wait_for(lambda: out.exists() and len(self.rows(out)) == 3, 10, "first part")
+        write_l3(src, self.book_rows(5, 20))  # open("w"): truncate and regrow in one go
+        wait_for(lambda: len(self.rows(out)) == 19, 10, "after truncation")
+        status, stderr = finish(proc)
+        assert status == 0 and "input_truncated" in stderr
+
+    def test_deleted_then_recreated(self, tmp_path: Path) -> None:
+        """Deletion is waited out; the re-created file is read from its start."""
+        src, out, proc = self.start(tmp_path)
+        write_l3(src, self.book_rows(1, 10))
+        wait_for(lambda: out.exists() and len(self.rows(out)) == 9, 10, "first file")
+        src.unlink()
+        time.sleep(0.3)
+        assert proc.poll() is None
+        write_l3(src, self.book_rows(11, 20))
+        wait_for(lambda: len(self.rows(out)) == 19, 10, "re-created file")
+        status, _ = finish(proc)
+        assert status == 0
+        assert self.rows(out) == [str(s) for s in range(2, 21)]
+
+    def test_rotation_while_stopped_resumes_old_file_then_new(self, tmp_path: Path) -> None:
+        """A checkpoint taken before a rotation resumes the renamed file, then the new one."""
+        ckpt = tmp_path / "c.ckpt"
+        src, out, proc = self.start(tmp_path, "--checkpoint", str(ckpt))
+        write_l3(src, self.book_rows(1, 10))
+        wait_for(lambda: out.exists() and len(self.rows(out)) == 9, 10, "first file")
+        assert finish(proc)[0] == 0
+        src.rename(tmp_path / "feed.csv.1")
+        with (tmp_path / "feed.csv.1").open("a") as f:
+            f.write("\n".join(self.book_rows(11, 12)) + "\n")
+        write_l3(src, self.book_rows(13, 20))
+        _, _, proc = self.start(tmp_path, "--checkpoint", str(ckpt))
+        wait_for(lambda: len(self.rows(out)) == 19, 10, "both files")
+        status, stderr = finish(proc)
+        assert status == 0, stderr
+        assert self.rows(out) == [str(s) for s in range(2, 21)]
+
+    @pytest.mark.parametrize("how", ["new inode", "same inode"])
+    def test_file_replaced_while_stopped_is_refused(self, tmp_path: Path, how: str) -> None:
+        """A checkpoint never applies to a different file, even one that reuses the inode."""
+        ckpt = tmp_path / "c.ckpt"
+        src, out, proc = self.start(tmp_path, "--checkpoint", str(ckpt))
+        write_l3(src, self.book_rows(1, 10))
+        wait_for(lambda: out.exists() and len(self.rows(out)) == 9, 10, "first file")
+        assert finish(proc)[0] == 0
+        before = out.read_bytes()
+        if how == "new inode":
+            src.unlink()
+            write_l3(src, self.book_rows(101, 120))
+        else:
+            with src.open("r+") as f:  # same inode, other content
+                f.seek(0)
+                f.write(src.read_text().replace(",o1,", ",x1,"))
+        result = cli("-i", src, "-o", out, "--checkpoint", ckpt, "--start-seq", "1")
+        assert result.returncode == 2
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and "replaced while l3tol1 was stopped" in lines[0]
+        assert out.read_bytes() == before
+
+
+class TestFaults:
+    def test_output_disk_full(self, tmp_path: Path) -> None:
+        """A write that fails (file-size limit) exits 1 with a clear line; the checkpoint never
+        claims a row that is not in the output, and a later run finishes exactly."""
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "c.ckpt"
+        args = (
+            "-i",
+            REFERENCE_INPUT,
+            "-o",
+            out,
+            "--no-follow",
+            "--checkpoint",
+            ckpt,
+            "--start-seq",
+            "1627942268920653171",
+            "-b",
+            "100",
+            "--checkpoint-interval",
+            "0",
+        )
+
+        def limit_file_size() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of a kill
+
+        result = cli(*args, preexec_fn=limit_file_size)
+        assert result.returncode == 1, result.stderr
+        error = next(json.loads(x) for x in result.stderr.splitlines() if '"failed"' in x)
+        assert error["error"].startswith(f"cannot write {out}: File too large")
+        state = json.loads(ckpt.read_text())
+        expected = REFERENCE_OUTPUT.read_bytes()
+        assert 0 < state["output"]["size"] <= out.stat().st_size
+        assert out.read_bytes()[: state["output"]["size"]] == expected[: state["output"]["size"]]
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+        assert out.read_bytes() == expected
+
+    def test_output_is_a_directory(self, tmp_path: Path) -> None:
+        """An output that cannot be opened is a configuration error naming it."""
+        result = cli("-i", REFERENCE_INPUT, "-o", tmp_path, "--no-follow")
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"l3tol1: error: cannot open {tmp_path} for writing: Is a directory"
+        ]
+
+    @pytest.mark.parametrize("follow", ["--follow", "--no-follow"])
+    def test_unreadable_input(self, tmp_path: Path, follow: str) -> None:
+        """An input that cannot be read is named in one clear line, exit 2."""
+        result = cli("-i", tmp_path, "-o", tmp_path / "o.csv", follow)
+        assert result.returncode == 2, result.stderr
+        assert f"input {tmp_path} is a directory, not a file" in result.stderr.splitlines()[-1]
+
+    @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+    def test_input_without_read_permission(self, tmp_path: Path) -> None:
+        """Permission denied on the input is named (testable only as a non-root user)."""
+        src = write_l3(tmp_path / "l3.csv", [add(1, "a", "BUY", "10", "1")])
+        src.chmod(0)
+        result = cli("-i", src, "-o", tmp_path / "o.csv", "--no-follow")
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"l3tol1: error: cannot read input {src}: Permission denied"
+        ]
