@@ -328,7 +328,7 @@ def _displace(rows: Iterator[str], window: int, seed: int) -> Iterator[str]:
     for i, row in enumerate(rows):
         push(heap, (i + rand() * window, i, row))
         limit = i + 1
-        while heap[0][0] < limit:
+        while heap and heap[0][0] < limit:
             yield pop(heap)[2]
     while heap:
         yield pop(heap)[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -55,6 +56,15 @@ def start_cli(*args: str | os.PathLike, env: dict[str, str] | None = None) -> su
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def send_two_signals(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM then SIGINT, delivered together: the process is stopped while both are sent,
+    so the second one always arrives during the shutdown the first one began."""
+    proc.send_signal(signal.SIGSTOP)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
 
 
 def add(seq: int, oid: str, side: str, price: str, qty: str, time: str = T) -> str:

@@ -19,6 +19,7 @@ from tests.conftest import (
     add,
     cli,
     cli_env,
+    send_two_signals,
     start_cli,
     write_l3,
 )
@@ -178,13 +179,12 @@ class TestFollow:
         proc = start_cli("-i", src, "-o", out, "--start-seq", "0")
         try:
             wait_for(lambda: line_count(out) == 1, 10, "the output header")
-            proc.send_signal(signal.SIGTERM)
-            proc.send_signal(signal.SIGINT)
+            send_two_signals(proc)
             proc.wait(timeout=5)
         finally:
             proc.kill()
             _, stderr = proc.communicate()
-        assert proc.returncode == 128 + signal.SIGINT, stderr
+        assert proc.returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM), stderr
         assert "forced_exit" in stderr
 
 
@@ -291,7 +291,11 @@ class TestProgress:
         reader = threading.Thread(target=lambda: collected.extend(proc.stderr), daemon=True)
         with proc:
             reader.start()
-            time.sleep(1.5)
+            wait_for(
+                lambda: sum('"progress"' in line for line in collected) >= 3,
+                20,
+                "three progress lines",
+            )
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=5)
             reader.join(timeout=5)

@@ -54,6 +54,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
 def _log_format(text: str) -> str:
     if text not in ("console", "json"):
         raise ValueError(text)
@@ -78,6 +85,7 @@ def _boolean(text: str) -> bool:
 _positive_int.__name__ = "positive integer"
 _non_negative_int.__name__ = "non-negative integer"
 _non_negative_float.__name__ = "non-negative number of seconds"
+_port.__name__ = "TCP port (0-65535)"
 _log_format.__name__ = "log format (console or json)"
 _boolean.__name__ = "boolean (true/false, yes/no, 1/0, on/off)"
 _log_level.__name__ = "log level (" + ", ".join(_LOG_LEVELS) + ")"
@@ -200,6 +208,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECS",
         help="seconds between checkpoints when --checkpoint is set (default 1)",
     )
+    add(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus /metrics and /healthz on this port (default: off)",
+    )
+    add(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
+    add(
+        "--stall-timeout",
+        type=_non_negative_float,
+        default=30.0,
+        metavar="SECS",
+        help="/healthz turns 503 when a stage holds one batch this long (default 30)",
+    )
     add("--version", action="version", version=f"l3tol1 {__version__}")
     return p
 
@@ -221,6 +249,7 @@ def parse_settings(
     values = vars(args)
     if values["log_format"] is None:
         values["log_format"] = "console" if stderr_is_tty else "json"
+    values["interactive"] = stderr_is_tty
     return Settings(**values)
 
 

@@ -29,6 +29,10 @@ class Settings:
     progress_interval: float = 10.0
     poll_interval: float = 0.02
     checkpoint_interval: float = 1.0
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    stall_timeout: float = 30.0
+    interactive: bool = False  # stderr is a terminal: progress bar (--no-follow), summary table
     shutdown_timeout: float = 4.0
 
     @property

@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
@@ -30,6 +30,9 @@ from l3tol1.log import get_logger
 from l3tol1.resequencer import Resequencer
 from l3tol1.source import FileSource, check_input
 from l3tol1.writer import FileSink, L1Writer
+
+if TYPE_CHECKING:
+    from l3tol1.metrics import MetricsServer
 
 __all__ = ["Pipeline"]
 
@@ -89,6 +92,13 @@ class Pipeline:
                 gap_timeout=settings.gap_timeout if settings.follow else None,
             )
         )
+        self.metrics: MetricsServer | None = None
+        if settings.metrics_port is not None:
+            from l3tol1.metrics import MetricsServer
+
+            self.metrics = MetricsServer(
+                self.counters, self.health, host=settings.metrics_host, port=settings.metrics_port
+            )
         try:
             output = FileSink(
                 settings.output_file, keep=None if resume is None else resume.output_size
@@ -103,6 +113,11 @@ class Pipeline:
             rejects,
             batch_size=settings.batch_size,
             max_flush_interval=settings.max_flush_interval,
+            observe_flush=None if self.metrics is None else self.metrics.flush_seconds.observe,
+        )
+        # When each stage took its current batch (None: waiting for one); see `health`.
+        self._busy: dict[str, float | None] = dict.fromkeys(
+            ("source", "resequencer", "book", "writer")
         )
         if resume is not None:
             state = resume.state
@@ -120,9 +135,24 @@ class Pipeline:
             self.log.warning(event, path=path)
         await self.writer.start(fresh=not self.resumed)
         self._stop_reading = anyio.CancelScope()
+        if self.metrics is not None:
+            self.metrics.start()
+            self.log.info(
+                "metrics_listening", host=self.settings.metrics_host, port=self.metrics.port
+            )
+        try:
+            await self._run_stages()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+
+    async def _run_stages(self) -> None:
         async with anyio.create_task_group() as outer:
             outer.start_soon(self._watch_signals, outer)
-            outer.start_soon(self._report_progress)
+            if self.settings.interactive and not self.settings.follow:
+                outer.start_soon(self._show_progress_bar)
+            else:
+                outer.start_soon(self._report_progress)
             async with anyio.create_task_group() as stages:
                 self._stages = stages
                 send_read, receive_read = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
@@ -139,10 +169,13 @@ class Pipeline:
     # -- stages --------------------------------------------------------------------------------
 
     async def _read_stage(self, send: ObjectSendStream[Batch]) -> None:
+        busy = self._busy
         async with send:
             with self._stop_reading:
+                busy["source"] = self.clock()
                 async for batch in self.source.batches():
                     await send.send(batch)
+                    busy["source"] = self.clock()
 
     async def _resequence_stage(
         self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch]
@@ -159,6 +192,7 @@ class Pipeline:
                     deadline = (
                         next_checkpoint if deadline is None else min(deadline, next_checkpoint)
                     )
+                self._busy["resequencer"] = None
                 try:
                     with anyio.move_on_after(_until(deadline, self.clock())):
                         batch = await receive.receive()
@@ -168,6 +202,7 @@ class Pipeline:
                     if self.checkpoints is not None:
                         await send.send(Batch(checkpoint=self._cut(position)))
                     return
+                self._busy["resequencer"] = self.clock()
                 ready: list = []
                 if batch is None:  # a gap timed out, or a checkpoint is due
                     out = Batch()
@@ -202,8 +237,10 @@ class Pipeline:
         self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch]
     ) -> None:
         instrument = self.instrument
+        busy = self._busy
         async with receive, send:
             async for batch in receive:
+                busy["book"] = self.clock()
                 anomalies: list = []
                 instrument.apply(batch.events, batch.rows, anomalies)
                 for kind, event in anomalies:
@@ -212,6 +249,7 @@ class Pipeline:
                     batch.checkpoint["instrument"] = instrument.snapshot_after_apply()
                 batch.events = []
                 await send.send(batch)
+                busy["book"] = None
 
     async def _write_stage(self, receive: ObjectReceiveStream[Batch]) -> None:
         writer = self.writer
@@ -219,12 +257,13 @@ class Pipeline:
             async with receive:
                 while True:
                     batch = None
+                    self._busy["writer"] = None
                     try:
                         with anyio.move_on_after(_until(writer.deadline(), self.clock())):
                             batch = await receive.receive()
                     except anyio.EndOfStream:
                         return
-                    now = self.clock()
+                    self._busy["writer"] = now = self.clock()
                     if batch is None:
                         await writer.flush_if_due(now)
                         continue
@@ -287,6 +326,33 @@ class Pipeline:
             self.log.info("progress", **counters, events_per_s=round(rate))
             last_time, last_applied = now, counters["events_applied"]
 
+    async def _show_progress_bar(self) -> None:
+        """A progress bar on the terminal (--no-follow only): bytes read, events/s, ETA."""
+        from l3tol1.ui import ProgressBar
+
+        size = os.path.getsize(self.settings.input_file)
+        with ProgressBar(size) as bar:
+            while True:
+                bar.update(
+                    self.source.bytes_read, self.instrument.applied, self.clock() - self._started
+                )
+                await anyio.sleep(0.1)
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy unless a stage has held one batch longer than --stall-timeout (stuck, or
+        blocked by a stuck stage after it). Waiting for input is healthy."""
+        now = self.clock()
+        for stage, since in list(self._busy.items()):
+            if since is None:
+                continue
+            if stage == "source":
+                if self.source.idle:
+                    continue
+                since = max(since, self.source.last_active)
+            if now - since > self.settings.stall_timeout:
+                return False, f"stalled: the {stage} stage has not moved for {now - since:.0f} s"
+        return True, "ok"
+
     def counters(self) -> dict[str, Any]:
         """Every counter of the run, as reported in the progress and summary lines."""
         resequencer = self.instrument.resequencer
@@ -304,6 +370,7 @@ class Pipeline:
             "rotations": self.source.rotations,
             "truncations": self.source.truncations,
             "bytes_read": self.source.bytes_read,
+            "seconds_since_last_input": round(time.monotonic() - self.source.last_data_at, 3),
         }
 
     def log_summary(self) -> None:
@@ -317,6 +384,10 @@ class Pipeline:
             events_per_s=round(counters["events_applied"] / max(elapsed, 1e-9)),
             stopped_by=self.stopped_by or "end_of_input",
         )
+        if self.settings.interactive:
+            from l3tol1.ui import print_summary
+
+            print_summary(counters, elapsed)
 
     def _log_gaps(self, resequencer: Resequencer) -> None:
         for first, last in resequencer.skipped:

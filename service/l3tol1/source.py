@@ -16,6 +16,7 @@ Following works like ``tail -F``, checked each time the open file has no more da
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,10 @@ class FileSource:
         self.chunk_size = chunk_size
         self.max_line = max_line
         self.bytes_read = 0
+        # For health and metrics: when the source last did anything, last read new bytes, and
+        # whether it is idle now (waiting for the file to appear or grow: nothing to do).
+        self.last_active = self.last_data_at = time.monotonic()
+        self.idle = False
         self.rotations = 0
         self.truncations = 0
         self._resume = resume
@@ -152,7 +157,7 @@ class FileSource:
                         yield batch
                         continue
                 elif change is None:
-                    await anyio.sleep(self.poll_interval)
+                    await self._wait()
                     continue
                 # The old file is read to its end: its last line counts even without a newline.
                 batch = self._finish()
@@ -205,7 +210,16 @@ class FileSource:
             else:
                 self._identity = _identity(os.fstat(file.fileno()))
                 return file
+            await self._wait()
+
+    async def _wait(self) -> None:
+        """Sleep one poll interval, marked idle: there is nothing to do until the file changes."""
+        self.idle = True
+        try:
             await anyio.sleep(self.poll_interval)
+        finally:
+            self.idle = False
+            self.last_active = time.monotonic()
 
     async def _read(self, file: Any) -> bytes:
         try:
@@ -213,6 +227,9 @@ class FileSource:
         except OSError as exc:
             raise InputError(f"cannot read input {self.path}: {exc.strerror}") from exc
         self.bytes_read += len(chunk)
+        self.last_active = now = time.monotonic()
+        if chunk:
+            self.last_data_at = now
         if len(self._head) < FINGERPRINT_BYTES and chunk:
             self._head += chunk[: FINGERPRINT_BYTES - len(self._head)]
         return chunk

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -107,8 +109,10 @@ class L1Writer:
         *,
         batch_size: int,
         max_flush_interval: float,
+        observe_flush: Callable[[float], None] | None = None,
     ) -> None:
         self.output = output
+        self.observe_flush = observe_flush  # told each flush's duration (metrics)
         self.rejects = rejects
         self.batch_size = batch_size
         self.max_flush_interval = max_flush_interval
@@ -159,6 +163,7 @@ class L1Writer:
 
     async def flush(self, now: float, *, sync: bool) -> None:
         """Write everything buffered; with ``sync``, make both files durable."""
+        started = time.perf_counter()
         if self._rows:
             text = "".join(self._rows)
             self._rows.clear()
@@ -174,6 +179,8 @@ class L1Writer:
             await self.output.sync()
             await self.rejects.sync()
             self._last_sync = now
+        if self.observe_flush is not None:
+            self.observe_flush(time.perf_counter() - started)
 
     async def aclose(self) -> None:
         """Close both sinks (without flushing: call `flush` first); safe to call twice."""

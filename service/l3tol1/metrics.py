@@ -1,0 +1,131 @@
+"""Prometheus metrics and a health endpoint (``--metrics-port``), off by default.
+
+Counters are read from the pipeline when Prometheus scrapes (a custom collector), so the hot path
+pays nothing for them; only flush durations are observed as they happen. The HTTP server runs in
+a thread of its own: if the event loop ever blocks, /healthz still answers — with 503.
+
+    GET /metrics   Prometheus text format (prometheus_client)
+    GET /healthz   200 "ok", or 503 with the reason when a stage has stalled
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from l3tol1.errors import ConfigError
+
+__all__ = ["MetricsServer"]
+
+Counters = Callable[[], dict[str, Any]]
+Health = Callable[[], tuple[bool, str]]
+
+_COUNTERS = (
+    ("events_read", "L3 events parsed from the input"),
+    ("events_applied", "L3 events applied to the book"),
+    ("rows_written", "L1 rows written to the output"),
+    ("gaps_skipped", "gaps in seq_num declared lost"),
+    ("seqs_lost", "seq_nums inside gaps declared lost"),
+    ("rotations", "input file rotations followed"),
+    ("truncations", "input file truncations followed"),
+)
+
+
+class _PipelineCollector(Collector):
+    """Reads the pipeline's counters at scrape time."""
+
+    def __init__(self, counters: Counters) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        values = self._counters()
+        for name, doc in _COUNTERS:
+            yield CounterMetricFamily(f"l3tol1_{name}", doc, value=values[name])
+        yield _labelled("l3tol1_rejects", "rows rejected, by reason", "reason", values["rejects"])
+        yield _labelled(
+            "l3tol1_anomalies", "anomalies applied, by kind", "kind", values["anomalies"]
+        )
+        yield GaugeMetricFamily(
+            "l3tol1_pending_events", "events waiting for a missing seq", value=values["pending"]
+        )
+        if values["last_seq"] is not None:
+            yield GaugeMetricFamily(
+                "l3tol1_last_seq_applied",
+                "seq_num of the last event applied",
+                value=values["last_seq"],
+            )
+        yield GaugeMetricFamily(
+            "l3tol1_seconds_since_last_input",
+            "seconds since new bytes were last read from the input",
+            value=values["seconds_since_last_input"],
+        )
+
+
+def _labelled(name: str, doc: str, label: str, counts: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, count in sorted(counts.items()):
+        family.add_metric([key], count)
+    return family
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds would flood the log: stay quiet."""
+
+
+class MetricsServer:
+    """Serves /metrics and /healthz on ``host:port`` from a daemon thread.
+
+    :raises ConfigError: the port cannot be bound (in use, no permission).
+    """
+
+    def __init__(self, counters: Counters, health: Health, *, host: str, port: int) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_PipelineCollector(counters))
+        self.flush_seconds = Histogram(
+            "l3tol1_flush_duration_seconds",
+            "time to write (and fsync, when due) one flush of the output",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        metrics_app = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path == "/healthz":
+                ok, detail = health()
+                start_response(
+                    "200 OK" if ok else "503 Service Unavailable",
+                    [("Content-Type", "text/plain; charset=utf-8")],
+                )
+                return [detail.encode() + b"\n"]
+            if path == "/metrics":
+                return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"try /metrics or /healthz\n"]
+
+        try:
+            self._server: WSGIServer = make_server(host, port, app, handler_class=_QuietHandler)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
+        self.port = self._server.server_port
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name="l3tol1-metrics"
+        )
+
+    def start(self) -> None:
+        """Begin answering requests."""
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop answering and release the port; safe to call twice."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
