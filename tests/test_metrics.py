@@ -69,7 +69,11 @@ class TestEndpoint:
             deadline = time.monotonic() + 20
             while True:
                 status, text = get(f"{base}/metrics")
-                if status == 200 and "l3tol1_gaps_skipped_total 1.0" in text:
+                if (
+                    status == 200
+                    and "l3tol1_gaps_skipped_total 1.0" in text
+                    and "l3tol1_rows_written_total 2.0" in text
+                ):
                     break
                 assert time.monotonic() < deadline, text
                 time.sleep(0.1)
