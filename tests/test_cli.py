@@ -21,6 +21,7 @@ from tests.conftest import (
     cli_env,
     send_two_signals,
     start_cli,
+    wait_for,
     write_l3,
 )
 
@@ -46,14 +47,6 @@ def feed_in_chunks(source: bytes, target: Path, chunk: int, pause: float) -> Non
 
 def line_count(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class TestGolden:

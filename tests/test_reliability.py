@@ -24,6 +24,7 @@ from tests.conftest import (
     cli,
     send_two_signals,
     start_cli,
+    wait_for,
     write_l3,
 )
 
@@ -44,12 +45,10 @@ def files_of(out: Path) -> tuple[bytes, bytes]:
     return out.read_bytes(), Path(f"{out}.rejects.jsonl").read_bytes()
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+def batch_args(src: Path, out: Path, ckpt: Path) -> tuple[str | Path, ...]:
+    """A --no-follow run of the stream that checkpoints often."""
+    return ("-i", src, "-o", out, "--no-follow", "--max-pending", "1000",
+            "--checkpoint", ckpt, "--checkpoint-interval", "0.05")  # fmt: skip
 
 
 def finish(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
@@ -90,21 +89,7 @@ class TestKillNine:
         """>= 20 kill -9 at random instants, then a clean finish: identical output and rejects."""
         src, expected, expected_rejects, seconds = stream
         out, ckpt = tmp_path / "l1.csv", tmp_path / "state.ckpt"
-        args = (
-            "-i",
-            src,
-            "-o",
-            out,
-            "--no-follow",
-            "--max-pending",
-            "1000",
-            "--checkpoint",
-            ckpt,
-            "--checkpoint-interval",
-            "0.05",
-            "--log-level",
-            "warning",
-        )
+        args = (*batch_args(src, out, ckpt), "--log-level", "warning")
         rng = random.Random(20)
         kills = 0
         while True:
@@ -195,19 +180,7 @@ class TestKillNine:
         """SIGTERM then SIGINT at once: immediate exit; a restart still finishes exactly."""
         src, expected, expected_rejects, _ = stream
         out, ckpt = tmp_path / "l1.csv", tmp_path / "state.ckpt"
-        args = (
-            "-i",
-            src,
-            "-o",
-            out,
-            "--no-follow",
-            "--max-pending",
-            "1000",
-            "--checkpoint",
-            ckpt,
-            "--checkpoint-interval",
-            "0.05",
-        )
+        args = batch_args(src, out, ckpt)
         proc = start_cli(*args)
         wait_for(lambda: ckpt.exists(), 30, "a first checkpoint")
         send_two_signals(proc)
