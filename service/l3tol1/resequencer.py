@@ -83,14 +83,19 @@ class Resequencer:
         heap = self._heap
         timed = self.gap_timeout is not None
         self.received += len(events)
+        # The common case (the expected seq, then whatever waited behind it) runs on locals;
+        # self.next_seq is written back before anything that reads it.
+        expected = self.next_seq
+        release = ready.append
         for event in events:
             seq = event[0]
-            expected = self.next_seq
             if seq == expected:
-                ready.append(event)
-                self.next_seq = expected = seq + 1
-                if heap and heap[0] == expected:
-                    self._drain(ready)
+                release(event)
+                expected += 1
+                while heap and heap[0] == expected:
+                    heappop(heap)
+                    release(pending.pop(expected))
+                    expected += 1
             elif expected is not None and seq < expected:
                 if self._was_skipped(seq):
                     self.late += 1
@@ -107,8 +112,12 @@ class Resequencer:
                 if timed:
                     self._arrivals.append((now, seq))
                 if len(pending) > self.max_pending:
+                    self.next_seq = expected
                     self._skip_gap(ready)
+                    expected = self.next_seq
+        self.next_seq = expected
         if timed:
+            self._compact_arrivals()
             self.expire(now, ready)
 
     def expire(self, now: float, ready: list[Event]) -> None:
@@ -143,8 +152,11 @@ class Resequencer:
             ready.append(pending.pop(expected))
             expected += 1
         self.next_seq = expected
-        # Keep the arrival log proportional to what waits, whatever the input's size.
-        if len(self._arrivals) > 2 * len(pending) + 1024:
+
+    def _compact_arrivals(self) -> None:
+        """Keep the arrival log proportional to what waits, whatever the input's size."""
+        if len(self._arrivals) > 2 * len(self._pending) + 1024:
+            pending = self._pending
             self._arrivals = deque(a for a in self._arrivals if a[1] in pending)
 
     def _skip_gap(self, ready: list[Event]) -> None:
