@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,15 +48,31 @@ def cli(
     )
 
 
+_running: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_service() -> Iterator[None]:
+    """A test that fails half-way must not leave a following service running."""
+    yield
+    while _running:
+        proc = _running.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
 def start_cli(*args: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start `python -m l3tol1 ARGS` in the background (stderr captured)."""
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "l3tol1", *map(str, args)],
         env=env or cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    _running.append(proc)
+    return proc
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
