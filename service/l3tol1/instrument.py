@@ -1,20 +1,20 @@
 """One instrument's state: its resequencer, its book and the last L1 row written.
 
 The pipeline drives the parts from its stages; later, a broker-fed pipeline keeps one of these
-per instrument. SPEC §2's write rule lives in `Instrument.apply`.
+per instrument. SPEC §2's write rule is applied by `OrderBook.apply_events`, in the same loop as
+the book updates (one pass per batch, no call per event); this class keeps what it needs between
+batches: the last BBO written and the counters.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from l3tol1.book import OrderBook
+from l3tol1.book import Bbo, OrderBook
 from l3tol1.events import Event, Row
 from l3tol1.resequencer import Resequencer
 
 __all__ = ["Instrument"]
-
-Bbo = tuple[float, float, int, int]
 
 
 class Instrument:
@@ -36,27 +36,8 @@ class Instrument:
         differs from the last row written; a one-sided or empty book writes nothing, and the
         comparison is always with the last row actually written. Crossed books are written.
         """
-        book = self.book
-        apply = book.apply
-        best_bid = book.best_bid
-        best_ask = book.best_ask
-        last = self.last_bbo
-        for event in events:
-            anomaly = apply(event[1], event[2], event[3], event[4], event[5])
-            if anomaly is not None:
-                anomalies.append((anomaly, event))
-            bid = best_bid()
-            if bid is None:
-                continue
-            ask = best_ask()
-            if ask is None:
-                continue
-            bbo = (bid[0], ask[0], bid[1], ask[1])
-            if bbo != last:
-                last = bbo
-                rows.append((event[6], event[0], *bbo))
-        self.last_bbo = last
         if events:
+            self.last_bbo = self.book.apply_events(events, self.last_bbo, rows, anomalies)
             self.applied += len(events)
             self.last_seq = events[-1][0]
 

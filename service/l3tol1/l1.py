@@ -44,6 +44,7 @@ class L1Formatter:
         if len(prices) > 1 << 16:
             prices.clear()
         out = []
+        add_line = out.append
         for time, seq, bid, ask, bid_size, ask_size in rows:
             bid_text = prices.get(bid)
             if bid_text is None:
@@ -51,5 +52,7 @@ class L1Formatter:
             ask_text = prices.get(ask)
             if ask_text is None:
                 ask_text = prices[ask] = format_price(ask)
-            out.append(f"{format_time(time)},{bid_text},{ask_text},{bid_size},{ask_size},{seq}\n")
+            if len(time) != 30:  # most times have six digits already: skip the call
+                time = format_time(time)
+            add_line(f"{time},{bid_text},{ask_text},{bid_size},{ask_size},{seq}\n")
         return "".join(out)

@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Pipeline"]
 
-# Batches in flight between two stages. A batch is one input chunk (~1 MiB, ~7k rows), so this
+# Batches in flight between two stages. A batch is one input chunk (256 KiB, ~2.7k rows), so this
 # bounds memory while letting each stage run ahead of the next a little.
-_STREAM_BUFFER = 4
+_STREAM_BUFFER = 2
 # The final flush and fsync may take this long before shutdown gives up on a stuck disk.
 _FINAL_FLUSH_TIMEOUT = 10.0
 

@@ -33,7 +33,7 @@ from l3tol1.rows import Reason, RowParser
 
 __all__ = ["FileSource", "Position", "Source", "check_input"]
 
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE = 1 << 18
 MAX_LINE = 64 * 1024
 # How much of an oversized line is kept in its reject record.
 _TOO_LONG_EXCERPT = 256
