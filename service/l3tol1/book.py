@@ -73,7 +73,8 @@ class OrderBook:
         After each event, an L1 row is appended to ``rows`` when both sides are non-empty and
         (bid, ask, bid size, ask size) differs from ``last``, the last row written (which the
         row then becomes). A one-sided or empty book writes nothing; a crossed book is written.
-        Each anomaly is counted in `anomalies` and appended to ``anomalies`` with its event.
+        Each anomaly is counted in the `anomalies` attribute and appended, with its event, to
+        the ``anomalies`` list.
 
         The BBO is only read after an event that touched the best level of its side (or the
         level that was best). Any other event changes a deeper level of a side that keeps its
@@ -218,6 +219,7 @@ class OrderBook:
         return len(self._levels[0]) + len(self._levels[1])
 
     def _rebuild_heap(self, side: int) -> None:
+        # In place: apply_events holds on to the list.
         sign = _SIGN[side]
         heap = [price * sign for price in self._levels[side]]
         heapify(heap)
