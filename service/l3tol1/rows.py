@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import TypeVar
 
 from l3tol1.errors import InputError
 from l3tol1.events import ADD, BUY, DELETE, SELL, TRADE, UPDATE, Event, Reject
@@ -70,6 +71,7 @@ _TIME_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.\d{0,6})?
 _MAX_SIGNIFICANT_DIGITS = 15
 # Bounds on the memo tables, so hostile input cannot grow them without limit.
 _MEMO_LIMIT = 1 << 16
+T = TypeVar("T")
 
 
 class RowParser:
@@ -234,10 +236,10 @@ class RowParser:
         if action == DELETE:
             price, qty = 0.0, 0
         else:
-            price = self._price(fields[price_i])
+            price = _remembered(self._prices, fields[price_i], _parse_price)
             if price is None:
                 return (line, Reason.PRICE, text)
-            qty = self._qty(fields[qty_i])
+            qty = _remembered(self._qtys, fields[qty_i], _parse_qty)
             if qty is None:
                 return (line, Reason.QTY, text)
             if qty == 0 and action == ADD:
@@ -247,29 +249,6 @@ class RowParser:
         if not self._time_ok(time):
             return (line, Reason.TIME, text)
         return (int(seq_text), action, fields[id_i], side, price, qty, time, line, text)
-
-    def _price(self, text: str) -> float | None:
-        # The same few hundred price strings repeat all day: remember each verdict.
-        try:
-            return self._prices[text]
-        except KeyError:
-            pass
-        price = _parse_price(text)
-        if len(self._prices) >= _MEMO_LIMIT:
-            self._prices.clear()
-        self._prices[text] = price
-        return price
-
-    def _qty(self, text: str) -> int | None:
-        try:
-            return self._qtys[text]
-        except KeyError:
-            pass
-        qty = _parse_qty(text)
-        if len(self._qtys) >= _MEMO_LIMIT:
-            self._qtys.clear()
-        self._qtys[text] = qty
-        return qty
 
     def _time_ok(self, text: str) -> bool:
         match = _TIME_RE.fullmatch(text)
@@ -287,6 +266,20 @@ class RowParser:
             self._good_seconds.clear()
         self._good_seconds.add(second)
         return True
+
+
+def _remembered(table: dict[str, T], text: str, parse: Callable[[str], T]) -> T:
+    """``parse(text)``, remembered: the same few hundred price and qty strings repeat all day.
+    The table is emptied when full, so hostile input cannot grow it without limit."""
+    try:
+        return table[text]
+    except KeyError:
+        pass
+    value = parse(text)
+    if len(table) >= _MEMO_LIMIT:
+        table.clear()
+    table[text] = value
+    return value
 
 
 def _ends_every_line_once(whole: str, char: str, lines: int) -> bool:
