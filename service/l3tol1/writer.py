@@ -144,11 +144,6 @@ class L1Writer:
         if self._oldest is None and (rows or rejects):
             self._oldest = now
 
-    @property
-    def buffered_rows(self) -> int:
-        """L1 rows formatted but not yet written."""
-        return self._row_count
-
     def deadline(self) -> float | None:
         """When the buffered items become due by age, or None if nothing is buffered."""
         return None if self._oldest is None else self._oldest + self.max_flush_interval
