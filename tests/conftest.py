@@ -117,3 +117,19 @@ def write_l3(path: Path, rows: Iterable[str], header: str = HEADER) -> Path:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def read_checkpoint(path: Path):  # type: ignore[no-untyped-def]
+    """The checkpoint stored at ``path``, decoded and checked as l3tol1 does on a restart."""
+    from l3tol1.checkpoint import decode
+
+    return decode(path.read_bytes(), path)
+
+
+def stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes each time a file is replaced or rewritten: (inode, mtime, size), or None."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size

@@ -7,7 +7,6 @@ The systemd unit is checked by `systemd-analyze verify`.
 
 from __future__ import annotations
 
-import functools
 import http.server
 import json
 import os
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from l3tol1.cli import ENV_PREFIX, build_parser, parse_settings
+from l3tol1.cli import parse_settings
+from l3tol1.options import ENV_PREFIX, OPTIONS
 from tests.conftest import REFERENCE_INPUT, REFERENCE_OUTPUT, cli_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,6 @@ ENV_FILE = ROOT / "deploy" / "l3tol1.env"
 VENV_BIN = Path(sys.executable).parent
 METRICS_PORT = "L3TOL1_METRICS_PORT"
 # The variables of the options that come with --metrics-port (being added to the CLI).
-METRICS_VARIABLES = {METRICS_PORT, "L3TOL1_METRICS_HOST", "L3TOL1_STALL_TIMEOUT"}
 
 
 # --- a small Dockerfile reader ----------------------------------------------------------------
@@ -117,38 +116,13 @@ def made_directories() -> list[str]:
 # --- the options the service has ----------------------------------------------------------------
 
 
-@functools.cache
-def metrics_supported() -> bool:
-    """Whether this checkout's `l3tol1 --help` offers --metrics-port (being added by its owner)."""
-    result = subprocess.run(
-        [str(VENV_BIN / "l3tol1"), "--help"],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return "--metrics-port" in result.stdout
-
-
 def option_variables() -> set[str]:
     """L3TOL1_<OPTION> for every option of the CLI."""
-    names = {
-        ENV_PREFIX + action.dest.upper()
-        for action in build_parser()._actions
-        if action.option_strings and action.dest not in ("help", "version")
-    }
-    if not metrics_supported():
-        # --metrics-port and its companions are being added to the CLI; until they are there,
-        # theirs are the only names the deploy files may use ahead of it. Then this is a no-op.
-        names |= METRICS_VARIABLES
-    return names
+    return {option.env for option in OPTIONS}
 
 
 def settings_from(environ: dict[str, str]):
     """The Settings these variables give, as the CLI reads them (raises ConfigError if bad)."""
-    if not metrics_supported():
-        environ = {k: v for k, v in environ.items() if k not in METRICS_VARIABLES}
     return parse_settings([], environ)
 
 
@@ -182,10 +156,9 @@ class TestDockerfile:
         assert str(settings.checkpoint) == "/data/state/l3tol1.ckpt"
         for path in (settings.input_file, settings.output_file, settings.checkpoint):
             assert str(path.parent) in made_directories(), f"the image does not create {path}"
-        if metrics_supported():
-            assert settings.metrics_port == int(env[METRICS_PORT])
-            # Inside a container, 127.0.0.1 would not be reachable through a published port.
-            assert settings.metrics_host == "0.0.0.0"
+        assert settings.metrics_port == int(env[METRICS_PORT])
+        # Inside a container, 127.0.0.1 would not be reachable through a published port.
+        assert settings.metrics_host == "0.0.0.0"
 
     def test_metrics_port_is_exposed_and_health_checked(self) -> None:
         port = image_env()[METRICS_PORT]
@@ -272,14 +245,8 @@ class TestDockerfile:
         # The base image's PATH and a PYTHONPATH reaching this checkout (not part of the ENV).
         env["PATH"] = os.environ.get("PATH", os.defpath)
         env["PYTHONPATH"] = str(ROOT / "service")
-        port = None
-        if metrics_supported():
-            port = free_port()  # the image's 9108 may be taken here: any free port will do
-            env[METRICS_PORT] = str(port)
-        else:
-            # The owner is adding --metrics-port; `l3tol1 --help` does not show it yet, so the
-            # image's L3TOL1_METRICS_PORT is left out (and the health check is not run).
-            del env[METRICS_PORT]
+        port = free_port()  # the image's 9108 may be taken here: any free port will do
+        env[METRICS_PORT] = str(port)
         for made in made_directories():
             Path(here(made)).mkdir(parents=True, exist_ok=True)
         workdir = here(arguments("WORKDIR")[-1])
@@ -304,16 +271,15 @@ class TestDockerfile:
                     assert proc.poll() is None, "l3tol1 exited while following"
                     assert time.monotonic() < deadline, "timed out waiting for the full output"
                     time.sleep(0.1)
-                if port is not None:
-                    _, health = healthcheck()
-                    result = subprocess.run(
-                        [sys.executable, *health[1:]],
-                        env=env,
-                        capture_output=True,
-                        text=True,
-                        timeout=30,
-                    )
-                    assert result.returncode == 0, f"HEALTHCHECK failed: {result.stderr}"
+                _, health = healthcheck()
+                result = subprocess.run(
+                    [sys.executable, *health[1:]],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+                assert result.returncode == 0, f"HEALTHCHECK failed: {result.stderr}"
                 proc.send_signal(signal.SIGTERM)
                 _, stderr = proc.communicate(timeout=15)
             finally:

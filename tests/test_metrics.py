@@ -11,9 +11,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from l3tol1.config import Settings
 from l3tol1.metrics import MetricsServer
 from l3tol1.pipeline import Pipeline
+from l3tol1.settings import Settings
 from tests.conftest import add, start_cli, write_l3
 
 
@@ -127,16 +127,16 @@ class TestHealth:
         a stuck stage after it) makes the service unhealthy."""
         now = [1000.0]
         pipeline = self.make(tmp_path, now)
-        pipeline._busy["writer"] = 990.0
+        pipeline._health.busy["write"] = 990.0
         assert pipeline.health() == (True, "ok")
         now[0] = 1021.0
-        assert pipeline.health() == (False, "stalled: the writer stage has not moved for 31 s")
+        assert pipeline.health() == (False, "stalled: the write stage has not moved for 31 s")
 
     def test_idle_source_is_not_a_stall(self, tmp_path: Path) -> None:
         """A source waiting for the file to grow is idle, not stalled."""
         now = [1000.0]
         pipeline = self.make(tmp_path, now)
-        pipeline._busy["source"] = 0.0
+        pipeline._health.busy["source"] = 0.0
         pipeline.source.last_active = 0.0
         pipeline.source.idle = True
         assert pipeline.health()[0] is True

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from l3tol1.events import ADD, DELETE, SELL, TRADE, UPDATE
-from l3tol1.rows import Reason, RowParser
+from l3tol1.core.records import Reason
 from tests.conftest import HEADER, T, add, cli, delete, trade, update, write_l3
 
 GOOD_TIME = "2021-08-03 01:00:03.22333 UTC"
@@ -130,36 +127,3 @@ class TestEveryReason:
         assert (tmp_path / "o.csv").read_text().splitlines()[1:] == [
             "2021-08-03 01:00:00.100000 UTC,10,11.5,1,2,2"
         ]
-
-
-class TestRowParser:
-    parser = RowParser(HEADER)
-
-    @pytest.mark.parametrize(
-        ("text", "expected"),
-        [
-            (
-                add(7, "00042", "SELL", "229.130", "5", GOOD_TIME),
-                (7, ADD, "00042", SELL, 229.13, 5, GOOD_TIME),
-            ),
-            (update(7, "z", "SELL", ".5", "0"), (7, UPDATE, "z", SELL, 0.5, 0, T)),
-            (delete(7, "z", "SELL"), (7, DELETE, "z", SELL, 0.0, 0, T)),
-            (trade(7, "z", "SELL", "1", "3"), (7, TRADE, "z", SELL, 1.0, 3, T)),
-        ],
-    )
-    def test_valid_rows(self, text: str, expected: tuple) -> None:
-        """Each action's own columns are read; order ids stay opaque strings."""
-        event = self.parser.parse_row(text, 9)
-        assert event[:7] == expected and event[7] == 9 and event[8] == text
-
-    def test_quoted_fields(self) -> None:
-        """A quoted field (as a spreadsheet might write) is read as CSV."""
-        event = self.parser.parse_row(f'7,"a,b",BUY,10,1,,,,,,,,,,,{T}', 2)
-        assert event[2] == "a,b"
-
-    def test_missing_column_is_named(self) -> None:
-        """A header without a required column fails with the column's name."""
-        from l3tol1.errors import InputError
-
-        with pytest.raises(InputError, match="trade_qty"):
-            RowParser(HEADER.replace(",trade_qty", ""))

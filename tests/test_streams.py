@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from l3tol1.events import ADD, BUY, DELETE, SELL, TRADE, UPDATE
 from tests.conftest import add, cli, delete, trade, update, write_l3
-from tests.model import model_rows
+from tests.model import ADD, BUY, DELETE, SELL, TRADE, UPDATE, ev, model_rows
 
 BASE_SEQ = 1627942268920653171
 _WRITE = {ADD: add, UPDATE: update, TRADE: trade}
@@ -61,10 +60,12 @@ def displaced(items: list, window: int, rng: random.Random) -> list:
 
 
 def expected_csv(events: list[tuple]) -> str:
-    full = [(s, a, o, sd, float(p or 0), q, t, 0, "") for s, a, o, sd, p, q, t in events]
+    full = [
+        ev(s, a, o, sd, int(Decimal(p or 0) * 10**9), q, time=t) for s, a, o, sd, p, q, t in events
+    ]
     times = {e[0]: e[6] for e in events}
     lines = ["time,bid_price,ask_price,bid_size,ask_size,seq_num"]
-    for seq, (bid, ask, bid_size, ask_size) in model_rows(full):
+    for seq, _, (bid, ask, bid_size, ask_size) in model_rows(full):
         day, clock, _ = times[seq].split(" ")
         whole, _, fraction = clock.partition(".")
         lines.append(
@@ -73,8 +74,10 @@ def expected_csv(events: list[tuple]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _dec(price: float | Decimal) -> str:
-    return format(Decimal(str(price)).normalize(), "f")
+def _dec(price: int | Decimal) -> str:
+    if isinstance(price, int):
+        price = Decimal(price) / 10**9
+    return format(price.normalize(), "f")
 
 
 @pytest.mark.parametrize("window", [0, 50, 1000])

@@ -1,235 +1,85 @@
-"""The command line (SPEC §6): options and L3TOL1_* variables into a `Settings`, then a run.
+"""The command line (SPEC §6): options and L3TOL1_* variables into `Settings`, then a run.
 
-Exit status: 0 after a clean finish (end of input with --no-follow, or SIGTERM/SIGINT), 2 for bad
-usage or configuration (one readable line on stderr), 1 for an unexpected failure.
+Exit status: 0 after a clean finish (end of input with --no-follow, or SIGTERM/SIGINT/SIGHUP),
+2 for bad usage or configuration, 1 for an unexpected failure, 128+N when a second signal N
+forces an immediate exit. Every failure ends with one line ``l3tol1: error: ...`` on stderr.
+
+This module imports only the standard library at its top, so that the signal handlers are in
+place before anything slow is imported (SPEC §8: a stop signal is never met by the default
+action once l3tol1 is running).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import gc
 import os
+import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import anyio
+if TYPE_CHECKING:
+    from l3tol1.log import SafeStream
+    from l3tol1.pipeline import Pipeline
+    from l3tol1.settings import Settings
 
-from l3tol1 import __version__
-from l3tol1.config import Settings
-from l3tol1.errors import ConfigError, L3Error
-from l3tol1.log import configure_logging, get_logger
+__all__ = ["StopSignals", "build_parser", "main", "parse_settings"]
 
-__all__ = ["build_parser", "main", "parse_settings"]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-ENV_PREFIX = "L3TOL1_"
-_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+class StopSignals:
+    """Stop signals that arrive before the pipeline listens for them.
+
+    The first is remembered (the pipeline stops at once when it starts); a second one exits
+    at once, as it does during a running shutdown.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def install(self) -> None:
+        """Handle SIGTERM, SIGINT and SIGHUP from now on."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received:
+            os._exit(128 + signum)
+        self.received.append(signum)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (ConfigError) instead of exiting."""
 
     def error(self, message: str) -> NoReturn:
+        from l3tol1.errors import ConfigError
+
         raise ConfigError(message)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(text)
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(text)
-    return value
-
-
-def _log_format(text: str) -> str:
-    if text not in ("console", "json"):
-        raise ValueError(text)
-    return text
-
-
-def _log_level(text: str) -> str:
-    if text.lower() not in _LOG_LEVELS:
-        raise ValueError(text)
-    return text.lower()
-
-
-def _boolean(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(text)
-
-
-_positive_int.__name__ = "positive integer"
-_non_negative_int.__name__ = "non-negative integer"
-_non_negative_float.__name__ = "non-negative number of seconds"
-_port.__name__ = "TCP port (0-65535)"
-_log_format.__name__ = "log format (console or json)"
-_boolean.__name__ = "boolean (true/false, yes/no, 1/0, on/off)"
-_log_level.__name__ = "log level (" + ", ".join(_LOG_LEVELS) + ")"
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The option table of SPEC §6, plus three documented extras."""
+    """The parser of the option table. No option has a default here: an option that is not
+    given is left out, so that its variable (or its default) can fill it."""
+    from l3tol1 import __version__
+    from l3tol1.options import ENV_PREFIX, OPTIONS
+
     p = _Parser(
         prog="l3tol1",
         description="Turn an L3 order feed (CSV) into L1 best bid/ask rows (CSV).",
         epilog=f"Every option can also be set as {ENV_PREFIX}<OPTION_NAME>, e.g. "
         f"{ENV_PREFIX}INPUT_FILE; a flag wins over the environment.",
+        argument_default=argparse.SUPPRESS,
     )
-    add = p.add_argument
-    add(
-        "-i",
-        "--input-file",
-        type=Path,
-        default=Path("l3_data.csv"),
-        metavar="PATH",
-        help="L3 CSV to read (default l3_data.csv)",
-    )
-    add(
-        "-o",
-        "--output-file",
-        type=Path,
-        default=Path("l1_data.csv"),
-        metavar="PATH",
-        help="L1 CSV to write (default l1_data.csv)",
-    )
-    add(
-        "-b",
-        "--batch-size",
-        type=_positive_int,
-        default=1000,
-        metavar="INT",
-        help="L1 rows per output flush (default 1000)",
-    )
-    add(
-        "-t",
-        "--max-flush-interval",
-        type=_non_negative_float,
-        default=2.0,
-        metavar="SECS",
-        help="flush a partial batch after this long (default 2)",
-    )
-    add(
-        "--gap-timeout",
-        type=_non_negative_float,
-        default=2.0,
-        metavar="SECS",
-        help="wait this long for a missing seq (default 2)",
-    )
-    add(
-        "--max-pending",
-        type=_non_negative_int,
-        default=100_000,
-        metavar="INT",
-        help="bound on waiting out-of-order events (default 100000)",
-    )
-    add(
-        "--start-seq",
-        type=_non_negative_int,
-        default=None,
-        metavar="INT",
-        help="first expected seq_num (default: lowest seq of the start-up window)",
-    )
-    add(
-        "--follow",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="keep tailing the file after its end (default --follow)",
-    )
-    add(
-        "--reject-file",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="rejected rows, JSON lines (default <output-file>.rejects.jsonl)",
-    )
-    add(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="resume state; enables crash-safe restart (default: none)",
-    )
-    add(
-        "--log-format",
-        type=_log_format,
-        default=None,
-        metavar="console|json",
-        help="default: console on a terminal, json otherwise",
-    )
-    add(
-        "--log-level",
-        type=_log_level,
-        default="info",
-        metavar="LEVEL",
-        help="debug, info, warning or error (default info)",
-    )
-    add(
-        "--progress-interval",
-        type=_non_negative_float,
-        default=10.0,
-        metavar="SECS",
-        help="seconds between progress log lines (default 10)",
-    )
-    add(
-        "--poll-interval",
-        type=_non_negative_float,
-        default=0.02,
-        metavar="SECS",
-        help="seconds between looks at a followed file that has not grown (default 0.02)",
-    )
-    add(
-        "--checkpoint-interval",
-        type=_non_negative_float,
-        default=1.0,
-        metavar="SECS",
-        help="seconds between checkpoints when --checkpoint is set (default 1)",
-    )
-    add(
-        "--metrics-port",
-        type=_port,
-        default=None,
-        metavar="PORT",
-        help="serve Prometheus /metrics and /healthz on this port (default: off)",
-    )
-    add(
-        "--metrics-host",
-        default="127.0.0.1",
-        metavar="ADDR",
-        help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 in a container)",
-    )
-    add(
-        "--stall-timeout",
-        type=_non_negative_float,
-        default=30.0,
-        metavar="SECS",
-        help="/healthz turns 503 when a stage holds one batch this long (default 30)",
-    )
-    add("--version", action="version", version=f"l3tol1 {__version__}")
+    for option in OPTIONS:
+        help_text = f"{option.help} (default {option.shown_default}; {option.env})"
+        if option.metavar is None:
+            p.add_argument(*option.flags, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            p.add_argument(*option.flags, type=option.parse, metavar=option.metavar, help=help_text)
+    p.add_argument("--version", action="version", version=f"l3tol1 {__version__}")
     return p
 
 
@@ -239,72 +89,99 @@ def parse_settings(
     *,
     stderr_is_tty: bool = False,
 ) -> Settings:
-    """Options from ``argv`` over ``L3TOL1_*`` variables from ``environ`` over defaults.
+    """Options from ``argv``, else their ``L3TOL1_*`` variable from ``environ``, else defaults.
+
+    A variable is read only when its flag is absent (a bad value that a flag overrides does no
+    harm), and an empty one counts as unset. A variable that names no option is reported in
+    ``Settings.warnings`` with the closest option's variable.
 
     :raises ConfigError: for an unknown option or a bad value, named in one sentence.
     """
-    parser = build_parser()
+    from l3tol1.errors import ConfigError
+    from l3tol1.options import ENV_PREFIX, OPTIONS, OTHER_VARIABLES
+    from l3tol1.settings import Settings
+
     environ = os.environ if environ is None else environ
-    _apply_environment(parser, environ)
-    args = parser.parse_args(argv)
-    values = vars(args)
+    given = vars(build_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.dest in given:
+            values[option.dest] = given[option.dest]
+            continue
+        text = environ.get(option.env, "")
+        if not text:
+            values[option.dest] = option.default
+            continue
+        try:
+            values[option.dest] = option.parse(text)
+        except (TypeError, ValueError):
+            kind = getattr(option.parse, "__name__", "value")
+            raise ConfigError(f"{option.env}={text!r} is not a valid {kind}") from None
+    known = {option.env for option in OPTIONS} | OTHER_VARIABLES
+    warnings = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warnings.append(f"{name} is not an l3tol1 variable and is ignored{hint}")
     if values["log_format"] is None:
         values["log_format"] = "console" if stderr_is_tty else "json"
-    values["interactive"] = stderr_is_tty
-    return Settings(**values)
-
-
-def _apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """Make each L3TOL1_<DEST> variable the default of its option, so a flag still wins."""
-    for action in parser._actions:
-        if not action.option_strings or action.dest in ("help", "version"):
-            continue
-        name = ENV_PREFIX + action.dest.upper()
-        if name not in environ:
-            continue
-        convert: Callable[[str], Any] = action.type or str  # type: ignore[assignment]
-        if isinstance(action, argparse.BooleanOptionalAction):
-            convert = _boolean
-        text = environ[name]
-        try:
-            value = convert(text)
-        except (TypeError, ValueError):
-            kind = getattr(convert, "__name__", "value")
-            raise ConfigError(f"{name}={text!r} is not a valid {kind}") from None
-        parser.set_defaults(**{action.dest: value})
+    return Settings(**values, interactive=stderr_is_tty, warnings=tuple(warnings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run l3tol1; return the exit status."""
+    stops = StopSignals()
+    stops.install()
+    from l3tol1.errors import ConfigError
+    from l3tol1.log import SafeStream
+
+    stderr = SafeStream(sys.stderr)  # a reader that goes away must never cost data
     try:
         settings = parse_settings(argv, stderr_is_tty=sys.stderr.isatty())
-        from l3tol1.pipeline import Pipeline  # imported late: `--help` stays quick
+        from l3tol1.log import configure_logging
+        from l3tol1.pipeline import Pipeline
 
-        pipeline = Pipeline(settings)
+        configure_logging(settings.log_format, settings.log_level, stderr)
+
+        pipeline = Pipeline(settings, stops=stops, stderr=stderr)
     except ConfigError as exc:
-        print(f"l3tol1: error: {exc}", file=sys.stderr)
+        stderr.line(f"l3tol1: error: {exc}")
         return exc.exit_code
-    configure_logging(settings.log_format, settings.log_level)
     # Hundreds of thousands of short-lived event tuples a second would trigger a young-generation
     # collection every 700 allocations; they hold no cycles, so collect far less often, and
     # leave the start-up objects out of every scan (about 6% of a run's time).
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    log = get_logger()
-    log.info("start", **settings.as_log_fields())
+    return _run(pipeline, stderr)
+
+
+def _run(pipeline: Pipeline, stderr: SafeStream) -> int:
+    """Run the pipeline and decide the exit status; every failure ends with one error line."""
+    import anyio
+
+    from l3tol1.errors import ConfigError, L3Error
+
     try:
         anyio.run(pipeline.run, **_backend())
     except BaseException as exc:
         error = _root_error(exc)
-        if isinstance(error, L3Error):
-            log.error("failed", error=str(error))
-            pipeline.log_summary()
-            return error.exit_code
         if isinstance(error, KeyboardInterrupt):
             pipeline.log_summary()
             return 130
-        log.error("crashed", error=repr(error), exc_info=error)
-        return 1
+        if isinstance(error, ConfigError) and not pipeline.started:
+            # Found before the run began (the input's header, say): nothing was touched.
+            stderr.line(f"l3tol1: error: {error}")
+            return error.exit_code
+        if isinstance(error, L3Error):
+            pipeline.log.error("failed", error=str(error))
+            message, status = str(error), error.exit_code
+        else:
+            pipeline.log.error("crashed", error=repr(error), exc_info=error)
+            message, status = f"unexpected failure: {error!r}", 1
+        pipeline.log_summary()
+        stderr.line(f"l3tol1: error: {message}")
+        return status
     pipeline.log_summary()
     return 0
 
@@ -320,6 +197,10 @@ def _backend() -> dict[str, Any]:
 def _root_error(exc: BaseException) -> BaseException:
     """The error that ended the run: when one stage fails, its neighbours fail next with
     broken-stream errors, so an L3Error (or any other error) in the group is the cause."""
+    import anyio
+
+    from l3tol1.errors import L3Error
+
     leaves = []
     stack = [exc]
     while stack:

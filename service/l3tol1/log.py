@@ -1,18 +1,58 @@
-"""Logging, configured in exactly one function: console on a terminal, JSON lines otherwise."""
+"""Logging, configured in exactly one function: console on a terminal, JSON lines otherwise.
+
+Log lines go through `SafeStream`: when stderr's reader goes away (``l3tol1 ... 2>&1 | head``,
+a restarted log shipper), logging goes quiet instead of failing, so that a log line can never
+cost a row of output.
+"""
 
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["SafeStream", "configure_logging", "get_logger"]
 
 
-def configure_logging(fmt: str, level: str, stream: TextIO | None = None) -> None:
-    """Send structlog events to ``stream`` (stderr) as ``fmt`` ("console" or "json")."""
+class SafeStream:
+    """A text stream whose write errors (EPIPE, EIO...) end its output instead of raising."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        """Write ``text`` and flush; after the first failure, write nothing more."""
+        if not self.broken:
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+            except (OSError, ValueError):  # ValueError: the stream was closed
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing to do: every write flushes."""
+
+    def line(self, text: str) -> None:
+        """Write one line."""
+        self.write(text + "\n")
+
+    def isatty(self) -> bool:
+        """Whether the stream is a terminal (rich asks)."""
+        try:
+            return not self.broken and self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        """The stream's descriptor (rich asks)."""
+        return self._stream.fileno()
+
+
+def configure_logging(fmt: str, level: str, stream: SafeStream | TextIO) -> None:
+    """Send structlog events to ``stream`` as ``fmt`` ("console" or "json")."""
     renderer: structlog.typing.Processor
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=False)
@@ -28,11 +68,11 @@ def configure_logging(fmt: str, level: str, stream: TextIO | None = None) -> Non
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 
 
 def get_logger() -> structlog.typing.FilteringBoundLogger:
     """The package's logger."""
-    return structlog.get_logger("l3tol1")
+    return structlog.get_logger("l3tol1")  # type: ignore[no-any-return]

@@ -34,6 +34,9 @@ _COUNTERS = (
     ("seqs_lost", "seq_nums inside gaps declared lost"),
     ("rotations", "input file rotations followed"),
     ("truncations", "input file truncations followed"),
+    ("events_skipped", "events of instruments left out by --instruments"),
+    ("crossed_quotes", "L1 rows written with bid above ask"),
+    ("locked_quotes", "L1 rows written with bid equal to ask"),
 )
 
 
@@ -53,6 +56,9 @@ class _PipelineCollector(Collector):
         )
         yield GaugeMetricFamily(
             "l3tol1_pending_events", "events waiting for a missing seq", value=values["pending"]
+        )
+        yield GaugeMetricFamily(
+            "l3tol1_instruments", "instruments with a book", value=values["instruments"]
         )
         if values["last_seq"] is not None:
             yield GaugeMetricFamily(

@@ -1,37 +1,53 @@
-"""Wire the four stages together and own signals and shutdown (SPEC §5, §8).
+"""Wire the stages together and own signals and shutdown (SPEC §5, §8).
 
-    source ──Batch──▶ resequencer ──Batch──▶ book ──Batch──▶ writer
-    (read, parse)     (seq order, gaps)     (apply, BBO)    (format, flush, fsync)
-
-Each stage is a coroutine in one task group, joined to the next by a bounded memory stream of
-batches (backpressure for free). A stage closes its send side when done, so shutdown flows down
-the line: SIGTERM/SIGINT cancels only the reading; the later stages drain what is in flight,
-the writer flushes and fsyncs, and the run ends. A second signal exits at once.
+A run is built and checked before anything is touched: the paths (compared by file identity),
+the input's kind, the checkpoint (validated whole, matched against the options, input and
+outputs), the outputs (opened and locked, not yet changed). `Pipeline.run` then reads the input's
+header, and only once that too is good does it cut the outputs back (or empty them) and start the
+stages (see stages.py). SIGTERM, SIGINT and SIGHUP cancel only the reading; the later stages
+drain what is in flight, the writer flushes and fsyncs, a last checkpoint is written, and the run
+ends. A second signal exits at once.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import signal
+import stat
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import TaskGroup
 
-from l3tol1 import checkpoint
-from l3tol1.config import Settings
-from l3tol1.errors import ConfigError, OutputError
-from l3tol1.events import Batch
-from l3tol1.instrument import Instrument
-from l3tol1.log import get_logger
-from l3tol1.resequencer import Resequencer
-from l3tol1.source import FileSource, check_input
-from l3tol1.writer import FileSink, L1Writer
+from l3tol1.checkpoint import Checkpoint, CheckpointStore, RunOptions, find_input
+from l3tol1.core.feed import Feed
+from l3tol1.core.instruments import Instruments
+from l3tol1.errors import CheckpointError, ConfigError, InputError
+from l3tol1.log import SafeStream, get_logger
+from l3tol1.settings import SHUTDOWN_TIMEOUT, Settings
+from l3tol1.sinks.csv import CsvSink
+from l3tol1.sinks.rejects import RejectSink
+from l3tol1.sinks.writer import Writer
+from l3tol1.sources.base import Chunk, Source
+from l3tol1.sources.codecs import MAGIC_BYTES, codec_of
+from l3tol1.sources.file import FileSource
+from l3tol1.sources.stream import STDIN, StreamSource, is_stream
+from l3tol1.stages import (
+    ApplyStage,
+    Batch,
+    Checkpointer,
+    FeedStage,
+    Health,
+    ParseStage,
+    WriteStage,
+    read_stage,
+)
 
 if TYPE_CHECKING:
+    from l3tol1.cli import StopSignals
     from l3tol1.metrics import MetricsServer
 
 __all__ = ["Pipeline"]
@@ -39,59 +55,91 @@ __all__ = ["Pipeline"]
 # Batches in flight between two stages. A batch is one input chunk (256 KiB, ~2.7k rows), so this
 # bounds memory while letting each stage run ahead of the next a little.
 _STREAM_BUFFER = 2
-# The final flush and fsync may take this long before shutdown gives up on a stuck disk.
-_FINAL_FLUSH_TIMEOUT = 10.0
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Pipeline:
     """One run of l3tol1: built (and checked) synchronously, then `run` in an event loop.
 
-    :raises ConfigError: from the constructor, for a missing input (no-follow), an unusable
-        header, an output that cannot be opened, or paths that collide.
+    :raises ConfigError: from the constructor, for anything that makes the run impossible:
+        colliding paths, a missing input (no-follow), an option that does not fit the input,
+        a damaged or foreign checkpoint, an output that cannot be opened or is locked.
     """
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stops: StopSignals | None = None,
+        stderr: SafeStream | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.clock = clock
-        _check_paths(settings)
-        check_input(settings.input_file, follow=settings.follow)
+        self.stops = stops
+        self.stderr = stderr
         self.log = get_logger()
-        self._notes: list[tuple[str, str]] = []
-        self.checkpoints: checkpoint.CheckpointStore | None = None
-        resume = None
-        if settings.checkpoint is not None:
-            self.checkpoints = checkpoint.CheckpointStore(settings.checkpoint)
-            state, removed_temp = self.checkpoints.load()
-            if removed_temp:  # logged when the run starts, after the start line
-                self._notes.append(("checkpoint_temp_removed", str(settings.checkpoint)))
-            if state is not None:
-                resume = checkpoint.plan(
-                    state,
-                    input_path=settings.input_file,
-                    output=settings.output_file,
-                    rejects=settings.reject_path,
-                    checkpoint=settings.checkpoint,
-                )
-        self.resumed = resume is not None
-        self.source = FileSource(
-            settings.input_file,
-            follow=settings.follow,
-            poll_interval=settings.poll_interval,
-            resume=None
-            if resume is None
-            else (
-                resume.input_path,
-                int(resume.state["source"]["offset"]),
-                int(resume.state["source"]["line"]),
-            ),
-        )
-        self.instrument = Instrument(
-            Resequencer(
-                start_seq=settings.start_seq,
-                max_pending=settings.max_pending,
-                gap_timeout=settings.gap_timeout if settings.follow else None,
+        self.started = False  # the outputs were touched and the start line logged
+        self.stopped_by: str | None = None
+        self._reading: anyio.CancelScope | None = None
+        self._stages: TaskGroup | None = None
+        self._notes: list[tuple[str, dict[str, Any]]] = [
+            ("environment_variable_ignored", {"detail": text}) for text in settings.warnings
+        ]
+        _check_paths(settings)
+        kind = _input_kind(settings.input_file, settings.follow)
+        follow = kind == "file" and settings.follow is not False
+        if settings.follow and not follow:
+            raise ConfigError(
+                f"--follow cannot follow {_describe(settings.input_file, kind)}: it is read to"
+                " its end; leave --follow out"
             )
+        self.follow = follow
+        self.options = RunOptions(
+            start_seq=settings.start_seq,
+            max_pending=settings.max_pending,
+            gap_timeout=settings.gap_timeout if follow else None,
+            instrument_column=settings.instrument_column,
+            instruments=settings.instruments,
         )
+        self.output = CsvSink(settings.output_file, with_instrument=False)
+        self.rejects = RejectSink(settings.reject_path)
+        self.store: CheckpointStore | None = None
+        resume: Checkpoint | None = None
+        resume_at: tuple[Path, int, int] | None = None
+        if settings.checkpoint is not None:
+            _check_checkpointable(settings, kind)
+            self.store = CheckpointStore(settings.checkpoint)
+            self.store.lock()
+            resume, removed_temp = self.store.load()
+            if removed_temp:
+                self._notes.append(("checkpoint_temp_removed", {"path": str(settings.checkpoint)}))
+            if resume is not None:
+                resume_at = self._match(resume, settings.checkpoint)
+        self.resumed = resume is not None
+        self._resume = resume
+
+        self.source: Source
+        if kind == "file":
+            self.source = FileSource(
+                settings.input_file,
+                follow=follow,
+                poll_interval=settings.poll_interval,
+                resume=resume_at,
+            )
+        else:
+            self.source = StreamSource(
+                settings.input_file, resume=None if resume_at is None else resume_at[1:]
+            )
+        self.feed = Feed(
+            start_seq=settings.start_seq,
+            max_pending=settings.max_pending,
+            gap_timeout=settings.gap_timeout if follow else None,
+        )
+        self.instruments = Instruments(settings.instruments)
+        if resume is not None:
+            self.feed.restore(resume.feed, clock())
+            self.instruments.restore(resume.instruments)
         self.metrics: MetricsServer | None = None
         if settings.metrics_port is not None:
             from l3tol1.metrics import MetricsServer
@@ -99,225 +147,150 @@ class Pipeline:
             self.metrics = MetricsServer(
                 self.counters, self.health, host=settings.metrics_host, port=settings.metrics_port
             )
-        try:
-            output = FileSink(
-                settings.output_file, keep=None if resume is None else resume.output_size
-            )
-            rejects = FileSink(
-                settings.reject_path, keep=None if resume is None else resume.rejects_size
-            )
-        except OutputError as exc:
-            raise ConfigError(str(exc)) from exc
-        self.writer = L1Writer(
-            output,
-            rejects,
+        # Opened and locked now, changed only in `run`, once the input's header is known good.
+        self.output.open()
+        self.rejects.open()
+        self.writer = Writer(
+            self.output,
+            self.rejects,
             batch_size=settings.batch_size,
             max_flush_interval=settings.max_flush_interval,
             observe_flush=None if self.metrics is None else self.metrics.flush_seconds.observe,
         )
-        # When each stage took its current batch (None: waiting for one); see `health`.
-        self._busy: dict[str, float | None] = dict.fromkeys(
-            ("source", "resequencer", "book", "writer")
-        )
-        if resume is not None:
-            state = resume.state
-            self.instrument.resequencer.restore(state["resequencer"], clock())
-            self.instrument.restore_after_apply(state["instrument"])
-            self.writer.rows_written = int(state["writer"]["rows_written"])
-            self.writer.rejects_by_reason = dict(state["writer"]["rejects_by_reason"])
-        self.log = get_logger()
-        self.stopped_by: str | None = None
-        self._started = clock()
+        self._health = Health(clock)
+        self._started_at = clock()
+
+    def _match(self, resume: Checkpoint, checkpoint: Path) -> tuple[Path, int, int] | None:
+        """Check that a checkpoint belongs to this run; where to resume reading.
+
+        :raises CheckpointError: in one sentence, naming what differs.
+        """
+        changed = resume.options.differences(self.options)
+        if changed:
+            recorded = _option_values(resume.options, changed)
+            now = _option_values(self.options, changed)
+            raise CheckpointError(
+                f"checkpoint {checkpoint} was written with {recorded}, but this run has {now}:"
+                " restart with the same options, or remove the checkpoint to start over"
+            )
+        resume_at = find_input(resume.input, self.settings.input_file, checkpoint)
+        self.output.check_resume(resume.output, checkpoint)
+        self.rejects.check_resume(resume.rejects, checkpoint)
+        return resume_at
+
+    # -- the run -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until end of input (no-follow), or until SIGTERM/SIGINT."""
-        for event, path in self._notes:
-            self.log.warning(event, path=path)
-        await self.writer.start(fresh=not self.resumed)
-        self._stop_reading = anyio.CancelScope()
+        """Run until the input ends (read to its end), or until a stop signal."""
+        try:
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(self._watch_signals, outer)
+                await self._run(outer)
+                outer.cancel_scope.cancel()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+            await self.source.aclose()
+            await self.writer.aclose()
+            if self.store is not None:
+                self.store.unlock()
+
+    async def _run(self, outer: TaskGroup) -> None:
+        parse = ParseStage(
+            str(self.settings.input_file), instrument_column=self.settings.instrument_column
+        )
+        with self._reading_scope():
+            header = await self.source.open()
+            if header is not None:
+                parse.parser = parse.parser_for(header)  # a bad header fails before any output
+        if self.stopped_by is not None:
+            return  # stopped before anything was touched: the checkpoint, if any, still holds
+        await self.output.start(None if self._resume is None else self._resume.output)
+        await self.rejects.start(None if self._resume is None else self._resume.rejects)
+        self.started = True
+        self.log.info("start", **self.settings.as_log_fields(), follow_input=self.follow)
+        for event, fields in self._notes:
+            self.log.warning(event, **fields)
         if self.metrics is not None:
             self.metrics.start()
             self.log.info(
                 "metrics_listening", host=self.settings.metrics_host, port=self.metrics.port
             )
-        try:
-            await self._run_stages()
-        finally:
-            if self.metrics is not None:
-                self.metrics.close()
+        if self.settings.interactive and not self.follow:
+            outer.start_soon(self._show_progress_bar)
+        elif self.settings.progress_interval > 0:
+            outer.start_soon(self._report_progress)
 
-    async def _run_stages(self) -> None:
-        async with anyio.create_task_group() as outer:
-            outer.start_soon(self._watch_signals, outer)
-            if self.settings.interactive and not self.settings.follow:
-                outer.start_soon(self._show_progress_bar)
-            else:
-                outer.start_soon(self._report_progress)
-            async with anyio.create_task_group() as stages:
-                self._stages = stages
-                send_read, receive_read = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
-                send_ordered, receive_ordered = anyio.create_memory_object_stream[Batch](
-                    _STREAM_BUFFER
-                )
-                send_rows, receive_rows = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
-                stages.start_soon(self._read_stage, send_read)
-                stages.start_soon(self._resequence_stage, receive_read, send_ordered)
-                stages.start_soon(self._book_stage, receive_ordered, send_rows)
-                stages.start_soon(self._write_stage, receive_rows)
-            outer.cancel_scope.cancel()
+        checkpointer = None
+        if self.store is not None:
+            checkpointer = Checkpointer(
+                self.store,
+                self.options,
+                self.writer,
+                interval=self.settings.checkpoint_interval,
+                clock=self.clock,
+            )
+        feed_stage = FeedStage(
+            self.feed, self.source.position, checkpointer=checkpointer, clock=self.clock
+        )
+        write_stage = WriteStage(self.writer, checkpointer=checkpointer, clock=self.clock)
+        health = self._health
+        async with anyio.create_task_group() as stages:
+            self._stages = stages
+            chunks_out, chunks_in = anyio.create_memory_object_stream[Chunk](_STREAM_BUFFER)
+            parsed_out, parsed_in = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
+            ordered_out, ordered_in = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
+            quotes_out, quotes_in = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
+            stages.start_soon(self._read, chunks_out)
+            stages.start_soon(parse.run, chunks_in, parsed_out, health)
+            stages.start_soon(feed_stage.run, parsed_in, ordered_out, health)
+            stages.start_soon(ApplyStage(self.instruments).run, ordered_in, quotes_out, health)
+            stages.start_soon(write_stage.run, quotes_in, health)
 
-    # -- stages --------------------------------------------------------------------------------
+    async def _read(self, send: Any) -> None:
+        with self._reading_scope():
+            await read_stage(self.source, send, self._health)
+        send.close()  # stopped by a signal: the stages after drain what is in flight
 
-    async def _read_stage(self, send: ObjectSendStream[Batch]) -> None:
-        busy = self._busy
-        async with send:
-            with self._stop_reading:
-                busy["source"] = self.clock()
-                async for batch in self.source.batches():
-                    await send.send(batch)
-                    busy["source"] = self.clock()
-
-    async def _resequence_stage(
-        self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch]
-    ) -> None:
-        resequencer = self.instrument.resequencer
-        position = self.source.position
-        next_checkpoint = self.clock() + self.settings.checkpoint_interval
-        changed = False  # since the last checkpoint: an idle run has nothing new to record
-        async with receive, send:
-            while True:
-                batch = None
-                deadline = resequencer.deadline()
-                if changed and self.checkpoints is not None:
-                    deadline = (
-                        next_checkpoint if deadline is None else min(deadline, next_checkpoint)
-                    )
-                self._busy["resequencer"] = None
-                try:
-                    with anyio.move_on_after(_until(deadline, self.clock())):
-                        batch = await receive.receive()
-                except anyio.EndOfStream:
-                    # Stopped: what waits for a gap stays unapplied (SPEC §8), but is kept in
-                    # the final checkpoint so that a restart carries on with it.
-                    if self.checkpoints is not None:
-                        await send.send(Batch(checkpoint=self._cut(position)))
-                    return
-                self._busy["resequencer"] = self.clock()
-                ready: list = []
-                if batch is None:  # a gap timed out, or a checkpoint is due
-                    out = Batch()
-                    resequencer.expire(self.clock(), ready)
-                    changed = changed or bool(ready)
-                else:
-                    changed = True
-                    position = batch.position or position
-                    out = Batch(rejects=batch.rejects, end_of_input=batch.end_of_input)
-                    resequencer.push(batch.events, self.clock(), ready, out.rejects)
-                    if batch.end_of_input:
-                        resequencer.finish(ready)
-                self._log_gaps(resequencer)
-                out.events = ready
-                now = self.clock()
-                if (
-                    self.checkpoints is not None
-                    and changed
-                    and (now >= next_checkpoint or out.end_of_input)
-                ):
-                    out.checkpoint = self._cut(position)
-                    next_checkpoint = now + self.settings.checkpoint_interval
-                    changed = False
-                if ready or out.rejects or out.end_of_input or out.checkpoint:
-                    await send.send(out)
-
-    def _cut(self, position: Any) -> dict[str, Any]:
-        """The resequencer's part of a checkpoint, with the source position it matches."""
-        return {**position.record(), "resequencer": self.instrument.resequencer.snapshot()}
-
-    async def _book_stage(
-        self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch]
-    ) -> None:
-        instrument = self.instrument
-        busy = self._busy
-        async with receive, send:
-            async for batch in receive:
-                busy["book"] = self.clock()
-                anomalies: list = []
-                instrument.apply(batch.events, batch.rows, anomalies)
-                for kind, event in anomalies:
-                    self.log.debug("anomaly", kind=kind, seq=event[0], line=event[7])
-                if batch.checkpoint is not None:
-                    batch.checkpoint["instrument"] = instrument.snapshot_after_apply()
-                batch.events = []
-                await send.send(batch)
-                busy["book"] = None
-
-    async def _write_stage(self, receive: ObjectReceiveStream[Batch]) -> None:
-        writer = self.writer
-        try:
-            async with receive:
-                while True:
-                    batch = None
-                    self._busy["writer"] = None
-                    try:
-                        with anyio.move_on_after(_until(writer.deadline(), self.clock())):
-                            batch = await receive.receive()
-                    except anyio.EndOfStream:
-                        return
-                    self._busy["writer"] = now = self.clock()
-                    if batch is None:
-                        await writer.flush_if_due(now)
-                        continue
-                    writer.add(batch.rows, batch.rejects, now)
-                    if batch.checkpoint is None:
-                        await writer.flush_if_due(now)
-                    else:
-                        await self._save_checkpoint(batch.checkpoint, now)
-        finally:
-            # Even when cancelled, what was processed is written and made durable, within a
-            # deadline so that a stuck disk cannot hold shutdown forever.
-            with anyio.move_on_after(_FINAL_FLUSH_TIMEOUT, shield=True):
-                try:
-                    await writer.flush(self.clock(), sync=True)
-                finally:
-                    await writer.aclose()
-
-    async def _save_checkpoint(self, cut: dict[str, Any], now: float) -> None:
-        """Make every row up to the cut durable, then record the cut (SPEC §8)."""
-        assert self.checkpoints is not None
-        writer = self.writer
-        await writer.flush(now, sync=True)
-        cut["output"] = checkpoint.file_record(self.settings.output_file, writer.output.size)
-        cut["rejects"] = checkpoint.file_record(self.settings.reject_path, writer.rejects.size)
-        cut["writer"] = {
-            "rows_written": writer.rows_written,
-            "rejects_by_reason": dict(writer.rejects_by_reason),
-        }
-        await anyio.to_thread.run_sync(self.checkpoints.save, cut)
+    def _reading_scope(self) -> anyio.CancelScope:
+        """A scope around reading that a stop signal cancels (at once, if one came already)."""
+        self._reading = anyio.CancelScope()
+        if self.stopped_by is not None:
+            self._reading.cancel()
+        return self._reading
 
     # -- signals, progress, summary ------------------------------------------------------------
 
-    async def _watch_signals(self, outer: anyio.abc.TaskGroup) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    async def _watch_signals(self, outer: TaskGroup) -> None:
+        with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+            if self.stops is not None:
+                for signum in self.stops.received:  # arrived before this task listened
+                    self._stop(signum, outer)
             async for signum in signals:
-                name = signal.Signals(signum).name
-                if self.stopped_by is None:
-                    self.stopped_by = name
-                    self.log.info("stopping", signal=name)
-                    self._stop_reading.cancel()
-                    outer.start_soon(self._enforce_shutdown_deadline)
-                else:
-                    # The last checkpoint stays consistent: it only ever claims synced rows.
-                    self.log.warning("forced_exit", signal=name)
-                    os._exit(128 + signum)
+                self._stop(signum, outer)
+
+    def _stop(self, signum: int, outer: TaskGroup) -> None:
+        name = signal.Signals(signum).name
+        if self.stopped_by is None:
+            self.stopped_by = name
+            self.log.info("stopping", signal=name)
+            if self._reading is not None:
+                self._reading.cancel()
+            outer.start_soon(self._enforce_shutdown_deadline)
+        else:
+            # The last checkpoint stays consistent: it only ever claims synced rows.
+            self.log.warning("forced_exit", signal=name)
+            os._exit(128 + signum)
 
     async def _enforce_shutdown_deadline(self) -> None:
-        await anyio.sleep(self.settings.shutdown_timeout)
-        self.log.warning("shutdown_deadline_passed", seconds=self.settings.shutdown_timeout)
-        self._stages.cancel_scope.cancel()
+        await anyio.sleep(SHUTDOWN_TIMEOUT)
+        self.log.warning("shutdown_deadline_passed", seconds=SHUTDOWN_TIMEOUT)
+        if self._stages is not None:
+            self._stages.cancel_scope.cancel()
 
     async def _report_progress(self) -> None:
         interval = self.settings.progress_interval
-        last_time, last_applied = self.clock(), 0
+        last_time, last_applied = self.clock(), self.instruments.applied
         while True:
             await anyio.sleep(interval)
             now = self.clock()
@@ -327,14 +300,15 @@ class Pipeline:
             last_time, last_applied = now, counters["events_applied"]
 
     async def _show_progress_bar(self) -> None:
-        """A progress bar on the terminal (--no-follow only): bytes read, events/s, ETA."""
+        """A progress bar on the terminal (when reading to the end): bytes, events/s, ETA."""
         from l3tol1.ui import ProgressBar
 
-        size = os.path.getsize(self.settings.input_file)
-        with ProgressBar(size) as bar:
+        with ProgressBar(self.source.size, self.stderr) as bar:
             while True:
                 bar.update(
-                    self.source.bytes_read, self.instrument.applied, self.clock() - self._started
+                    self.source.bytes_read,
+                    self.instruments.applied,
+                    self.clock() - self._started_at,
                 )
                 await anyio.sleep(0.1)
 
@@ -342,7 +316,7 @@ class Pipeline:
         """Healthy unless a stage has held one batch longer than --stall-timeout (stuck, or
         blocked by a stuck stage after it). Waiting for input is healthy."""
         now = self.clock()
-        for stage, since in list(self._busy.items()):
+        for stage, since in list(self._health.busy.items()):
             if since is None:
                 continue
             if stage == "source":
@@ -355,27 +329,33 @@ class Pipeline:
 
     def counters(self) -> dict[str, Any]:
         """Every counter of the run, as reported in the progress and summary lines."""
-        resequencer = self.instrument.resequencer
+        feed, instruments, source = self.feed, self.instruments, self.source
         return {
-            "events_read": resequencer.received,
-            "events_applied": self.instrument.applied,
-            "rows_written": self.writer.rows_written,
-            "pending": resequencer.pending,
-            "rejects": dict(self.writer.rejects_by_reason),
-            "anomalies": dict(self.instrument.book.anomalies),
-            "gaps_skipped": resequencer.gaps_skipped,
-            "seqs_lost": resequencer.seqs_lost,
-            "last_seq": self.instrument.last_seq,
-            "lines_read": self.source.line,
-            "rotations": self.source.rotations,
-            "truncations": self.source.truncations,
-            "bytes_read": self.source.bytes_read,
-            "seconds_since_last_input": round(time.monotonic() - self.source.last_data_at, 3),
+            "events_read": feed.received,
+            "events_applied": instruments.applied,
+            "rows_written": self.output.rows,
+            "pending": feed.pending,
+            "rejects": dict(self.rejects.by_reason),
+            "anomalies": dict(instruments.anomalies),
+            "gaps_skipped": feed.gaps_skipped,
+            "seqs_lost": feed.seqs_lost,
+            "last_seq": instruments.last_seq,
+            "instruments": len(instruments),
+            "events_skipped": instruments.skipped,
+            "crossed_quotes": instruments.crossed,
+            "locked_quotes": instruments.locked,
+            "lines_read": source.position.line,
+            "rotations": source.rotations,
+            "truncations": source.truncations,
+            "bytes_read": source.bytes_read,
+            "seconds_since_last_input": round(time.monotonic() - source.last_data_at, 3),
         }
 
     def log_summary(self) -> None:
         """The closing log line: every counter, elapsed time and rate."""
-        elapsed = self.clock() - self._started
+        if not self.started:
+            return
+        elapsed = self.clock() - self._started_at
         counters = self.counters()
         self.log.info(
             "summary",
@@ -387,30 +367,98 @@ class Pipeline:
         if self.settings.interactive:
             from l3tol1.ui import print_summary
 
-            print_summary(counters, elapsed)
-
-    def _log_gaps(self, resequencer: Resequencer) -> None:
-        for first, last in resequencer.skipped:
-            self.log.warning("gap_skipped", first_seq=first, last_seq=last, lost=last - first + 1)
-        resequencer.skipped.clear()
+            print_summary(counters, elapsed, self.stderr)
 
 
-def _until(deadline: float | None, now: float) -> float:
-    return math.inf if deadline is None else max(0.0, deadline - now)
+# -- checks before anything is touched -----------------------------------------------------------
+
+
+def _input_kind(path: Path, follow: bool | None) -> str:
+    """ "file" (followed or read to its end) or "stream" (read once: stdin, a pipe or device,
+    a compressed file).
+
+    :raises InputError: the input is missing (and not to be waited for) or a directory.
+    """
+    if path == STDIN or is_stream(path):
+        return "stream"
+    try:
+        with open(path, "rb") as file:
+            head = file.read(MAGIC_BYTES)
+    except FileNotFoundError as exc:
+        if follow is False:
+            raise InputError(f"input file {path} does not exist") from exc
+        return "file"  # waited for
+    except IsADirectoryError as exc:
+        raise InputError(f"input {path} is a directory, not a file") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read input {path}: {exc.strerror}") from exc
+    return "file" if codec_of(head) is None else "stream"
+
+
+def _describe(path: Path, kind: str) -> str:
+    if path == STDIN:
+        return "standard input"
+    return f"{path} ({'a compressed file' if os.path.isfile(path) else 'a pipe or device'})"
+
+
+def _check_checkpointable(settings: Settings, kind: str) -> None:
+    """A checkpoint needs an input that can be read again and outputs that can be cut back."""
+    if kind == "stream" and not os.path.isfile(settings.input_file):
+        raise ConfigError(
+            f"--checkpoint needs an input that can be read again, and"
+            f" {_describe(settings.input_file, kind)} cannot"
+        )
+    for option, path in (
+        ("--output-file", settings.output_file),
+        ("--reject-file", settings.reject_path),
+    ):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise ConfigError(
+                f"--checkpoint needs regular output files, and {option} {path} is not one"
+            )
 
 
 def _check_paths(settings: Settings) -> None:
-    """Refuse paths that would overwrite the input or write two streams into one file."""
-    named = {
-        "--input-file": settings.input_file,
-        "--output-file": settings.output_file,
-        "--reject-file": settings.reject_path,
-    }
+    """Refuse two names for one file: the input must never be written, and no two outputs may
+    share a file. Files are compared by identity (device and inode: a hard link or a symlink is
+    the same file), names that do not exist yet by their resolved path. Pipes and devices may
+    take several outputs (``/dev/null``)."""
+    named: dict[str, Path] = {}
+    if settings.input_file != STDIN:
+        named["--input-file"] = settings.input_file
+    named["--output-file"] = settings.output_file
+    named["--reject-file"] = settings.reject_path
     if settings.checkpoint is not None:
         named["--checkpoint"] = settings.checkpoint
-    seen: dict[str, str] = {}
+    seen: dict[object, str] = {}
     for option, path in named.items():
-        key = os.path.realpath(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            key: object = os.path.realpath(path)
+        else:
+            if option != "--input-file" and not stat.S_ISREG(st.st_mode):
+                if stat.S_ISDIR(st.st_mode):
+                    raise ConfigError(f"{option} {path} is a directory")
+                continue
+            key = (st.st_dev, st.st_ino)
         if key in seen:
             raise ConfigError(f"{option} and {seen[key]} name the same file {path}")
         seen[key] = option
+
+
+def _option_values(options: RunOptions, flags: list[str]) -> str:
+    """``--max-pending 1000, --start-seq none`` for these flags."""
+    parts = []
+    for flag in flags:
+        value = getattr(options, flag.removeprefix("--").replace("-", "_"))
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        parts.append(f"{flag} {'none' if value is None else value}")
+    return ", ".join(parts)

@@ -7,7 +7,7 @@ or logged run gets the JSON log lines alone.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -26,7 +26,7 @@ __all__ = ["ProgressBar", "print_summary"]
 class ProgressBar:
     """Bytes read of the input's size, events/s and time left, redrawn in place."""
 
-    def __init__(self, total_bytes: int) -> None:
+    def __init__(self, total_bytes: int | None, stream: Any = None) -> None:
         self._progress = Progress(
             TextColumn("[bold]l3tol1"),
             BarColumn(),
@@ -35,7 +35,7 @@ class ProgressBar:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=_console(stream),
             refresh_per_second=10,
         )
         self._task = self._progress.add_task("convert", total=total_bytes, rate="-")
@@ -55,7 +55,12 @@ class ProgressBar:
         self._progress.update(self._task, completed=bytes_read, rate=rate)
 
 
-def print_summary(counters: dict[str, Any], elapsed: float) -> None:
+def _console(stream: TextIO | None) -> Console:
+    """A console on ``stream`` (a SafeStream over stderr), or on stderr itself."""
+    return Console(file=stream) if stream is not None else Console(stderr=True)
+
+
+def print_summary(counters: dict[str, Any], elapsed: float, stream: Any = None) -> None:
     """The run's figures as a small table on stderr."""
     table = Table(title="l3tol1 summary", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
@@ -63,6 +68,8 @@ def print_summary(counters: dict[str, Any], elapsed: float) -> None:
     table.add_row("events read", f"{counters['events_read']:,}")
     table.add_row("events applied", f"{counters['events_applied']:,}")
     table.add_row("L1 rows written", f"{counters['rows_written']:,}")
+    if counters.get("instruments", 0) > 1:
+        table.add_row("instruments", f"{counters['instruments']:,}")
     for reason, count in sorted(counters["rejects"].items()):
         table.add_row(f"rejected: {reason}", f"{count:,}")
     if not counters["rejects"]:
@@ -73,4 +80,4 @@ def print_summary(counters: dict[str, Any], elapsed: float) -> None:
     table.add_row("time", f"{elapsed:.2f} s")
     rate = counters["events_applied"] / elapsed if elapsed > 0 else 0
     table.add_row("rate", f"{rate:,.0f} events/s")
-    Console(stderr=True).print(table)
+    _console(stream).print(table)

@@ -1,4 +1,4 @@
-"""Resequencer against "sort what arrived" (SPEC §5). Time is passed in: no sleeps."""
+"""The feed (resequencer) against "sort what arrived" (SPEC §5). Time is passed in: no sleeps."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l3tol1.events import ADD, BUY
-from l3tol1.resequencer import Resequencer
+from l3tol1.core.feed import Feed
+from tests.model import ev as event
 
 
-def ev(seq: int, line: int | None = None) -> tuple:
-    return (seq, ADD, "o", BUY, 1.0, 1, "t", line if line is not None else seq, f"raw{seq}")
+def ev(seq: int, line: int | None = None):  # type: ignore[no-untyped-def]
+    return event(seq, line=line)
 
 
 def seqs(events: list) -> list[int]:
-    return [e[0] for e in events]
+    return [e.seq for e in events]
 
 
 def displace(n: int, window: int, rng: random.Random, base: int = 1000) -> list[int]:
@@ -25,8 +25,8 @@ def displace(n: int, window: int, rng: random.Random, base: int = 1000) -> list[
     return [base + k for k in keys]
 
 
-def run(order: list[int], *, batch: int = 7, **kw: object) -> tuple[list[int], list, Resequencer]:
-    r = Resequencer(**kw)  # type: ignore[arg-type]
+def run(order: list[int], *, batch: int = 7, **kw: object) -> tuple[list[int], list, Feed]:
+    r = Feed(**kw)  # type: ignore[arg-type]
     ready: list = []
     rejects: list = []
     for i in range(0, len(order), batch):
@@ -55,7 +55,7 @@ class TestOrdering:
 
     def test_contiguous_events_are_forwarded_at_once(self) -> None:
         """In-order events do not wait."""
-        r = Resequencer(start_seq=5)
+        r = Feed(start_seq=5)
         ready: list = []
         r.push([ev(5), ev(6), ev(8)], 0.0, ready, [])
         assert seqs(ready) == [5, 6]
@@ -82,17 +82,17 @@ class TestStartupWindow:
 
     def test_window_closes_on_max_pending(self) -> None:
         """More than max_pending waiting closes the window; earlier seqs are then late."""
-        r = Resequencer(max_pending=3)
+        r = Feed(max_pending=3)
         ready: list = []
         rejects: list = []
         r.push([ev(20), ev(22), ev(21), ev(23)], 0.0, ready, rejects)
         assert seqs(ready) == [20, 21, 22, 23]
         r.push([ev(19)], 0.0, ready, rejects)
-        assert [x[1] for x in rejects] == ["late"]
+        assert [x.reason for x in rejects] == ["late"]
 
     def test_window_closes_on_timeout_when_following(self) -> None:
         """With a clock, the window closes gap_timeout after the first event arrived."""
-        r = Resequencer(gap_timeout=2.0)
+        r = Feed(gap_timeout=2.0)
         ready: list = []
         r.push([ev(11), ev(10)], 100.0, ready, [])
         assert ready == [] and r.deadline() == 102.0
@@ -105,13 +105,13 @@ class TestStartupWindow:
         """--start-seq: lower seqs are late, the first one is awaited."""
         out, rejects, _ = run([4, 6, 5], start_seq=5)
         assert out == [5, 6]
-        assert [(x[0], x[1]) for x in rejects] == [(4, "late")]
+        assert [(x.line, x.reason) for x in rejects] == [(4, "late")]
 
 
 class TestGaps:
     def test_gap_skipped_after_timeout_with_its_range(self) -> None:
         """A gap older than gap_timeout is declared lost, its range reported."""
-        r = Resequencer(start_seq=1, gap_timeout=2.0)
+        r = Feed(start_seq=1, gap_timeout=2.0)
         ready: list = []
         r.push([ev(1), ev(4), ev(5)], 10.0, ready, [])
         assert seqs(ready) == [1]
@@ -124,7 +124,7 @@ class TestGaps:
 
     def test_second_gap_times_from_when_it_was_first_missed(self) -> None:
         """After a skip, the next gap's clock started when its later events arrived."""
-        r = Resequencer(start_seq=1, gap_timeout=2.0)
+        r = Feed(start_seq=1, gap_timeout=2.0)
         ready: list = []
         r.push([ev(1), ev(3)], 0.0, ready, [])
         r.push([ev(5)], 1.0, ready, [])
@@ -137,7 +137,7 @@ class TestGaps:
 
     def test_no_clock_means_no_timeout(self) -> None:
         """Without --follow only max_pending and end of input skip a gap."""
-        r = Resequencer(start_seq=1, max_pending=10)
+        r = Feed(start_seq=1, max_pending=10)
         ready: list = []
         r.push([ev(1), ev(3)], 0.0, ready, [])
         assert r.deadline() is None
@@ -148,7 +148,7 @@ class TestGaps:
 
     def test_max_pending_bounds_memory(self) -> None:
         """Never more than max_pending events wait, whatever arrives."""
-        r = Resequencer(start_seq=0, max_pending=100)
+        r = Feed(start_seq=0, max_pending=100)
         ready: list = []
         rng = random.Random(3)
         for _ in range(200):
@@ -161,14 +161,14 @@ class TestGaps:
 class TestLateAndDuplicate:
     def test_late_and_duplicate_rows_are_rejected_with_their_line(self) -> None:
         """A passed-over seq is late; one seen before (waiting or applied) is duplicate."""
-        r = Resequencer(start_seq=10, max_pending=1)
+        r = Feed(start_seq=10, max_pending=1)
         ready: list = []
         rejects: list = []
         r.push([ev(10, 2), ev(10, 3), ev(13, 4), ev(13, 5), ev(14, 6)], 0.0, ready, rejects)
         # 14 made two wait (> max_pending): 11..12 skipped
         r.push([ev(11, 7), ev(13, 8)], 0.0, ready, rejects)
         assert seqs(ready) == [10, 13, 14]
-        assert [(x[0], x[1], x[2]) for x in rejects] == [
+        assert [(x.line, x.reason, x.raw) for x in rejects] == [
             (3, "duplicate", "raw10"),
             (5, "duplicate", "raw13"),
             (7, "late", "raw11"),
@@ -177,11 +177,11 @@ class TestLateAndDuplicate:
         assert (r.late, r.duplicate) == (1, 3)
 
     def test_snapshot_restore_round_trip(self) -> None:
-        """A restored resequencer continues exactly like the original."""
-        r = Resequencer(start_seq=1, max_pending=100)
+        """A restored feed continues exactly like the original."""
+        r = Feed(start_seq=1, max_pending=100)
         ready: list = []
         r.push([ev(s) for s in (1, 2, 5, 7, 9)], 0.0, ready, [])
-        copy = Resequencer(max_pending=100)
+        copy = Feed(max_pending=100)
         copy.restore(r.snapshot(), 0.0)
         tail = [ev(s) for s in (3, 4, 6, 8)]
         a: list = []
@@ -189,3 +189,19 @@ class TestLateAndDuplicate:
         r.push(tail, 0.0, a, [])
         copy.push(tail, 0.0, b, [])
         assert seqs(a) == seqs(b) == [3, 4, 5, 6, 7, 8, 9]
+
+
+class TestStateCheck:
+    def test_consistent_snapshot_passes(self) -> None:
+        """A snapshot the feed took itself has no inconsistency."""
+        r = Feed(start_seq=1, max_pending=2)
+        r.push([ev(s) for s in (1, 2, 5, 7, 9, 20)], 0.0, [], [])
+        assert r.snapshot().check() is None
+
+    def test_waiting_seq_not_after_next_expected_is_refused(self) -> None:
+        """A waiting seq at or below the next expected one would never be released."""
+        r = Feed(start_seq=1)
+        r.push([ev(1), ev(5)], 0.0, [], [])
+        state = r.snapshot()
+        state.next_seq = 9
+        assert state.check() == "waiting seq 5 is not after the next expected seq 9"

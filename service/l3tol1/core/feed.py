@@ -1,38 +1,73 @@
-"""Put events back in seq order: SPEC §5.
+"""Put one input's events back in seq order: SPEC §5.
 
-`Resequencer` is synchronous and has no clock of its own: callers pass ``now`` (seconds, any
-monotonic origin). Without a gap timeout (``--no-follow``) time plays no part at all, so a file's
-output never depends on timing, nor on how its rows were cut into batches.
+`Feed` is synchronous and has no clock of its own: callers pass ``now`` (seconds, any monotonic
+origin). Without a gap timeout (``--no-follow``) time plays no part at all, so a file's output
+never depends on timing, nor on how its rows were cut into batches.
 
 Rules, in one place:
 - the event with the expected seq is released at once, with every waiting event that follows it;
 - a later seq waits (in a heap keyed on seq);
-- a gap is declared lost, and the resequencer moves on to the lowest waiting seq, when more than
+- a gap is declared lost, and the feed moves on to the lowest waiting seq, when more than
   ``max_pending`` events wait, when the gap is older than ``gap_timeout`` (if one is set), or at
   end of input (`finish`);
 - until ``start_seq`` is known, every event waits (the start-up window); the window closes under
   the same rules as a gap and the lowest waiting seq becomes the first expected one;
-- a seq that was already passed is rejected as ``late``, a seq already seen as ``duplicate``.
+- a seq that was already passed is rejected as ``late`` if it was never seen (before the first
+  seq, or inside a gap declared lost), as ``duplicate`` if it was applied or is waiting.
+
+The seq is the feed's, over all instruments (SPEC §9): one `Feed` per input.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
+from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush
-from typing import Any
 
-from l3tol1.events import Event, Reject
-from l3tol1.rows import Reason
+from l3tol1.core.records import Event, Reason, Reject
 
-__all__ = ["Resequencer"]
+__all__ = ["Feed", "FeedState"]
 
 # How many skipped gap ranges are remembered to tell `late` from `duplicate`; older ones are
 # forgotten and a row in them is called `duplicate` (it is rejected either way).
 _GAP_MEMORY = 100_000
 
 
-class Resequencer:
+@dataclass(slots=True)
+class FeedState:
+    """A `Feed` as plain data, for the checkpoint. Waiting events are kept without their raw
+    line: a waiting event is only ever released, never rejected."""
+
+    next_seq: int | None
+    first_seq: int | None
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+    pending: list[Event] = field(default_factory=list)
+    received: int = 0
+    late: int = 0
+    duplicate: int = 0
+    gaps_skipped: int = 0
+    seqs_lost: int = 0
+
+    def check(self) -> str | None:
+        """What is inconsistent in this state, or None: waiting events must lie after the next
+        expected seq, with distinct seqs; gaps must be ordered ranges."""
+        seqs = [event.seq for event in self.pending]
+        if len(set(seqs)) != len(seqs):
+            return "a waiting seq appears twice"
+        if self.next_seq is not None and seqs and min(seqs) <= self.next_seq:
+            return f"waiting seq {min(seqs)} is not after the next expected seq {self.next_seq}"
+        if (self.next_seq is None) != (self.first_seq is None):
+            return "next_seq and first_seq must both be set or both be null"
+        previous = -1
+        for first, last in self.gaps:
+            if not previous < first <= last:
+                return f"gap {first}-{last} is out of order"
+            previous = last
+        return None
+
+
+class Feed:
     """Reorders events by seq with bounded memory.
 
     :param start_seq: the first expected seq; None opens a start-up window.
@@ -99,13 +134,13 @@ class Resequencer:
             elif expected is not None and seq < expected:
                 if self._was_skipped(seq):
                     self.late += 1
-                    rejects.append((event[7], Reason.LATE, event[8]))
+                    rejects.append(Reject(event.line, Reason.LATE, event.raw))
                 else:
                     self.duplicate += 1
-                    rejects.append((event[7], Reason.DUPLICATE, event[8]))
+                    rejects.append(Reject(event.line, Reason.DUPLICATE, event.raw))
             elif seq in pending:
                 self.duplicate += 1
-                rejects.append((event[7], Reason.DUPLICATE, event[8]))
+                rejects.append(Reject(event.line, Reason.DUPLICATE, event.raw))
             else:
                 pending[seq] = event
                 heappush(heap, seq)
@@ -147,6 +182,7 @@ class Resequencer:
         heap = self._heap
         pending = self._pending
         expected = self.next_seq
+        assert expected is not None
         while heap and heap[0] == expected:
             heappop(heap)
             ready.append(pending.pop(expected))
@@ -188,32 +224,34 @@ class Resequencer:
 
     # -- checkpointing -------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """The resequencer as plain data (waiting events included)."""
-        return {
-            "next_seq": self.next_seq,
-            "first_seq": self.first_seq,
-            "pending": [list(e) for e in self._pending.values()],
-            "gaps": [list(g) for g in zip(self._gap_starts, self._gap_ends, strict=True)],
-            "counters": {
-                "received": self.received,
-                "late": self.late,
-                "duplicate": self.duplicate,
-                "gaps_skipped": self.gaps_skipped,
-                "seqs_lost": self.seqs_lost,
-            },
-        }
+    def snapshot(self) -> FeedState:
+        """The feed as plain data, waiting events included (in seq order, without raw lines)."""
+        return FeedState(
+            next_seq=self.next_seq,
+            first_seq=self.first_seq,
+            gaps=list(zip(self._gap_starts, self._gap_ends, strict=True)),
+            pending=[self._pending[seq]._replace(raw="") for seq in sorted(self._pending)],
+            received=self.received,
+            late=self.late,
+            duplicate=self.duplicate,
+            gaps_skipped=self.gaps_skipped,
+            seqs_lost=self.seqs_lost,
+        )
 
-    def restore(self, state: dict[str, Any], now: float) -> None:
-        """Load `snapshot` output; waiting events count as having arrived at ``now``."""
-        self.next_seq = state["next_seq"]
-        self.first_seq = state["first_seq"]
-        self._pending = {e[0]: tuple(e) for e in state["pending"]}  # type: ignore[misc]
+    def restore(self, state: FeedState, now: float) -> None:
+        """Load a `snapshot`; waiting events count as having arrived at ``now``."""
+        self.next_seq = state.next_seq
+        self.first_seq = state.first_seq
+        self._pending = {event.seq: event for event in state.pending}
         self._heap = list(self._pending)
         heapify(self._heap)
+        self._arrivals = deque()
         if self.gap_timeout is not None:
-            self._arrivals = deque((now, seq) for seq in self._pending)
-        self._gap_starts = [g[0] for g in state["gaps"]]
-        self._gap_ends = [g[1] for g in state["gaps"]]
-        for name, value in state["counters"].items():
-            setattr(self, name, int(value))
+            self._arrivals.extend((now, seq) for seq in self._heap)
+        self._gap_starts = [first for first, _ in state.gaps]
+        self._gap_ends = [last for _, last in state.gaps]
+        self.received = state.received
+        self.late = state.late
+        self.duplicate = state.duplicate
+        self.gaps_skipped = state.gaps_skipped
+        self.seqs_lost = state.seqs_lost

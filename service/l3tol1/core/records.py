@@ -1,0 +1,104 @@
+"""The records that travel down the pipeline, with named fields (SPEC §1-4, §9, §12).
+
+An `Event` is one valid L3 row (or Databento MBO record); a `Reject` one row that could not be
+used; a `Quote` one L1 row. They are `NamedTuple`s: named for readers (``event.seq``), tuples for
+the hot loops (unpacked in one step, built without keyword handling).
+
+Prices are integers in units of 1e-9 (`PRICE_SCALE`): exact for every price the service accepts,
+the same fixed point as Databento's, and cheap to compare and hash. `core.numbers` holds the
+rules that bound every numeric field.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+from typing import NamedTuple
+
+__all__ = ["Action", "Anomaly", "Event", "Quote", "Reason", "Reject", "Side"]
+
+
+class Action(IntEnum):
+    """What an event does to the book (SPEC §1; the MBO actions of §12 map onto these)."""
+
+    ADD = 0  # insert the order (an ADD of a live order replaces it)
+    UPDATE = 1  # the order now has this price and qty (an unknown order is inserted)
+    DELETE = 2  # remove the order
+    TRADE = 3  # subtract qty from the resting order; removed at zero or below
+    CANCEL = 4  # MBO `C`: as TRADE, with its own anomaly names
+    CLEAR = 5  # MBO `R`: the instrument's book becomes empty
+    NONE = 6  # MBO `T`, `F`, `N`: no change to the book (it may still end a venue event)
+
+
+class Side(IntEnum):
+    """The side of an order: index 0 and 1 of every per-side pair in the book."""
+
+    BUY = 0
+    SELL = 1
+
+
+class Reason(StrEnum):
+    """Why a row was rejected (SPEC §4, §9, §12), as written to the reject file."""
+
+    FIELD_COUNT = "wrong field count"
+    SEQ = "bad seq_num"
+    NO_ACTION = "no action"
+    MANY_ACTIONS = "more than one action"
+    SIDE = "bad side"
+    PRICE = "bad price"
+    QTY = "bad qty"
+    ZERO_QTY_ADD = "zero qty add"
+    TIME = "bad time"
+    INSTRUMENT = "bad instrument"
+    ACTION = "bad action"
+    UTF8 = "invalid utf-8"
+    TOO_LONG = "line too long"
+    LATE = "late"
+    DUPLICATE = "duplicate"
+
+
+class Anomaly(StrEnum):
+    """Well-formed events that do not fit the book (SPEC §3): applied, counted, logged."""
+
+    ADD_LIVE = "add_of_live_order"
+    UPDATE_UNKNOWN = "update_of_unknown_order"
+    DELETE_UNKNOWN = "delete_of_unknown_order"
+    TRADE_UNKNOWN = "trade_of_unknown_order"
+    TRADE_EXCEEDS = "trade_exceeds_resting_qty"
+    CANCEL_UNKNOWN = "cancel_of_unknown_order"
+    CANCEL_EXCEEDS = "cancel_exceeds_resting_qty"
+
+
+class Event(NamedTuple):
+    """One valid L3 row: what to do to which order, and where it came from."""
+
+    seq: int  # the feed's sequence number (SPEC §5)
+    action: int  # an `Action`
+    instrument: str  # "" when the feed has no instrument column
+    order_id: str  # opaque: never parsed as a number
+    side: int  # a `Side`
+    price: int  # in 1e-9 units; 0 when the action has none
+    qty: int  # 0 when the action has none
+    time: str | int  # CSV: the row's text, validated; MBO: ts_recv in ns since the epoch
+    line: int  # 1-based physical line (or record index) in its input
+    raw: str  # the line itself, for a late or duplicate reject
+    last: bool  # ends a venue event: the write rule runs after it (always, for CSV rows)
+
+
+class Reject(NamedTuple):
+    """A row that could not be applied (SPEC §4): one JSON line in the reject file."""
+
+    line: int
+    reason: str  # a `Reason`
+    raw: str
+
+
+class Quote(NamedTuple):
+    """One L1 row (SPEC §2): the two-sided BBO of an instrument after the event ``seq``."""
+
+    time: str | int  # as in `Event.time`
+    instrument: str
+    bid: int  # price in 1e-9 units
+    ask: int
+    bid_size: int
+    ask_size: int
+    seq: int

@@ -1,0 +1,246 @@
+"""The one option table (SPEC §6): every option's flags, value rule, default, variable and help.
+
+Everything else is derived from it: the argparse parser, the ``L3TOL1_*`` variables, the
+settings, and the README's option table (a test keeps that one in step). A value rule is a
+function from text to value that raises ``ValueError`` with a short reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from l3tol1.core.numbers import MAX_SEQ
+
+__all__ = ["ENV_PREFIX", "OPTIONS", "Option", "markdown_table"]
+
+ENV_PREFIX = "L3TOL1_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One option of the command line and its environment variable."""
+
+    flags: tuple[str, ...]
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    metavar: str | None = None  # None for an on/off option (--x / --no-x)
+    default_text: str | None = None  # how the default reads in help and docs
+    extra: bool = False  # not in SPEC §6: documented in the README
+
+    @property
+    def dest(self) -> str:
+        """The settings field: ``--max-pending`` -> ``max_pending``."""
+        return self.flags[-1].removeprefix("--").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        """The environment variable: ``L3TOL1_MAX_PENDING``."""
+        return ENV_PREFIX + self.dest.upper()
+
+    @property
+    def shown_default(self) -> str:
+        """The default as help and docs show it."""
+        if self.default_text is not None:
+            return self.default_text
+        return str(self.default)
+
+
+# -- value rules ---------------------------------------------------------------------------------
+
+
+def _rule(name: str) -> Callable[[Callable[[str], Any]], Callable[[str], Any]]:
+    """Name a value rule as messages say it: "is not a valid positive integer"."""
+
+    def name_it(rule: Callable[[str], Any]) -> Callable[[str], Any]:
+        rule.__name__ = name
+        return rule
+
+    return name_it
+
+
+@_rule("path")
+def path(text: str) -> Path:
+    if not text:
+        raise ValueError("empty")
+    return Path(text)
+
+
+@_rule("file path")
+def file_path(text: str) -> Path:
+    value = path(text)
+    if value.name in ("", ".", ".."):
+        raise ValueError("names a directory")
+    return value
+
+
+def _integer(text: str, lo: int, hi: int) -> int:
+    text = text.strip()
+    if not (text.isdigit() and text.isascii()) or len(text) > 20 or not lo <= int(text) <= hi:
+        raise ValueError(text)
+    return int(text)
+
+
+@_rule("positive integer")
+def positive_int(text: str) -> int:
+    return _integer(text, 1, 2**63 - 1)
+
+
+@_rule("non-negative integer")
+def natural(text: str) -> int:
+    return _integer(text, 0, 2**63 - 1)
+
+
+@_rule("seq_num (0 to 2^64-1)")
+def seq(text: str) -> int:
+    return _integer(text, 0, MAX_SEQ)
+
+
+@_rule("TCP port (0-65535)")
+def port(text: str) -> int:
+    return _integer(text, 0, 65535)
+
+
+def _seconds(text: str, lo: float) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= lo):
+        raise ValueError(text)
+    return value
+
+
+@_rule("non-negative number of seconds")
+def seconds(text: str) -> float:
+    return _seconds(text, 0.0)
+
+
+@_rule("number of seconds, at least 0.001")
+def poll_seconds(text: str) -> float:
+    return _seconds(text, 0.001)
+
+
+@_rule("positive number of seconds")
+def positive_seconds(text: str) -> float:
+    value = _seconds(text, 0.0)
+    if value == 0:
+        raise ValueError(text)
+    return value
+
+
+@_rule("boolean (true/false, yes/no, 1/0, on/off)")
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+@_rule("log format (console or json)")
+def log_format(text: str) -> str:
+    if text.lower() not in ("console", "json"):
+        raise ValueError(text)
+    return text.lower()
+
+
+@_rule("log level (" + ", ".join(LOG_LEVELS) + ")")
+def log_level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise ValueError(text)
+    return text.lower()
+
+
+@_rule("column name")
+def column(text: str) -> str:
+    if not text.strip():
+        raise ValueError("empty")
+    return text
+
+
+@_rule("comma-separated list of instruments")
+def instrument_list(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(name for name in text.split(",") if name))
+    if not names:
+        raise ValueError("empty")
+    return names
+
+
+@_rule("host name or address")
+def host(text: str) -> str:
+    if not text.strip():
+        raise ValueError("empty")
+    return text
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+OPTIONS: tuple[Option, ...] = (
+    Option(("-i", "--input-file"), path, Path("l3_data.csv"),
+           "L3 input to read: CSV, plain or compressed; - for standard input", "PATH"),
+    Option(("-o", "--output-file"), file_path, Path("l1_data.csv"),
+           "L1 CSV to write", "PATH"),
+    Option(("-b", "--batch-size"), positive_int, 1000, "L1 rows per output flush", "INT"),
+    Option(("-t", "--max-flush-interval"), seconds, 2.0,
+           "flush a partial batch after this long", "SECS", "2"),
+    Option(("--gap-timeout",), seconds, 2.0,
+           "wait this long for a missing seq (when following)", "SECS", "2"),
+    Option(("--max-pending",), natural, 100_000,
+           "bound on waiting out-of-order events", "INT"),
+    Option(("--start-seq",), seq, None,
+           "first expected seq_num", "INT", "lowest seq of the start-up window"),
+    Option(("--follow",), boolean, None,
+           "keep tailing the file after its end (compressed and piped input: read to the end)",
+           None, "--follow"),
+    Option(("--reject-file",), file_path, None,
+           "rejected rows, JSON lines", "PATH", "<output-file>.rejects.jsonl"),
+    Option(("--checkpoint",), file_path, None,
+           "resume state; enables crash-safe restart", "PATH", "none"),
+    Option(("--log-format",), log_format, None,
+           "log rendering on stderr", "console|json", "console on a terminal, else json"),
+    Option(("--log-level",), log_level, "info",
+           "debug, info, warning or error", "LEVEL"),
+    Option(("--instrument-column",), column, None,
+           "the column naming each row's instrument", "NAME",
+           "instrument or symbol, if present", extra=True),
+    Option(("--instruments",), instrument_list, None,
+           "keep only these instruments' books and rows", "A,B,...", "all", extra=True),
+    Option(("--progress-interval",), seconds, 10.0,
+           "seconds between progress log lines; 0 for none", "SECS", "10", extra=True),
+    Option(("--poll-interval",), poll_seconds, 0.02,
+           "look at a followed file this often when it has not grown", "SECS", extra=True),
+    Option(("--checkpoint-interval",), seconds, 1.0,
+           "least seconds between checkpoints while data flows", "SECS", "1", extra=True),
+    Option(("--metrics-port",), port, None,
+           "serve /metrics and /healthz on this port; 0 picks a free one", "PORT", "off",
+           extra=True),
+    Option(("--metrics-host",), host, "127.0.0.1",
+           "address for the metrics port (0.0.0.0 in a container)", "ADDR", extra=True),
+    Option(("--stall-timeout",), positive_seconds, 30.0,
+           "/healthz turns 503 when a stage holds one batch this long", "SECS", "30",
+           extra=True),
+)  # fmt: skip
+
+# Variables that are not options but that l3tol1 reads (so they are never "misspelt").
+OTHER_VARIABLES = frozenset({ENV_PREFIX + "CORE"})
+
+
+def markdown_table() -> str:
+    """The README's option table, as this table says it."""
+    lines = [
+        "| option | env variable | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for option in OPTIONS:
+        if option.metavar is None:
+            name = f"{option.flags[-1]} / --no-{option.flags[-1].removeprefix('--')}"
+        else:
+            name = f"{', '.join(option.flags)} {option.metavar}".replace("|", "\\|")
+        meaning = option.help + (" (extra)" if option.extra else "")
+        default = option.shown_default
+        lines.append(f"| `{name}` | `{option.env}` | `{default}` | {meaning} |")
+    return "\n".join(lines) + "\n"

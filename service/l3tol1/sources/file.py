@@ -1,0 +1,297 @@
+"""Read an L3 file in chunks, following it like ``tail -F`` (SPEC §7).
+
+`FileSource.chunks` yields one `Chunk` of whole lines per read. It reads large chunks (no await
+per line), never hands out a partial last line while following, and holds at most one chunk plus
+``max_line`` bytes of any line.
+
+Following, checked each time the open file has no more data:
+- the path names another file (rename-and-create rotation, or deletion then re-creation): the old
+  file has been read to its end; its last line is taken even without a newline, and the new file
+  is read from its start, header first;
+- the open file is shorter than what was read, or its first bytes changed (copytruncate, or a
+  rewrite between two looks): it is read again from its start;
+- the path is missing: keep the old file open (a writer may still append to it) and wait.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import anyio
+
+from l3tol1.errors import InputError
+from l3tol1.log import get_logger
+from l3tol1.sources.base import (
+    FINGERPRINT_BYTES,
+    Chunk,
+    Position,
+    decode_header,
+    header_too_long,
+)
+from l3tol1.sources.lines import HeaderTooLong, Lines, LineSplitter, take_header
+
+__all__ = ["CHUNK_SIZE", "FileSource"]
+
+CHUNK_SIZE = 1 << 18
+
+
+class FileSource:
+    """An uncompressed L3 file, read to its end or followed.
+
+    :param follow: keep reading as the file grows, across rotation and truncation.
+    :param poll_interval: seconds between looks at the file while waiting for it to appear or
+        grow (follow mode only).
+    :param resume: start in this file (the checkpoint's, perhaps renamed by rotation) at this
+        byte offset and line number instead of at the start of ``path``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        follow: bool,
+        poll_interval: float = 0.02,
+        chunk_size: int = CHUNK_SIZE,
+        max_line: int | None = None,
+        resume: tuple[Path, int, int] | None = None,
+    ) -> None:
+        self.path = path
+        self.follow = follow
+        self.poll_interval = poll_interval
+        self.chunk_size = chunk_size
+        self._max_line = max_line
+        self.bytes_read = 0
+        self.size: int | None = None
+        # For health and metrics: when the source last did anything, last read new bytes, and
+        # whether it is idle now (waiting for the file to appear or grow: nothing to do).
+        self.last_active = self.last_data_at = time.monotonic()
+        self.idle = False
+        self.rotations = 0
+        self.truncations = 0
+        self._resume = resume
+        self._file: Any = None
+        self._said_end = False
+        self._log = get_logger()
+        self._start_file(b"")
+
+    def _start_file(self, head: bytes, identity: tuple[int, int] = (0, 0)) -> None:
+        """Forget the current file: the next bytes are a new file's, header first."""
+        kwargs = {} if self._max_line is None else {"max_line": self._max_line}
+        self._lines = LineSplitter(**kwargs)
+        self._header_pending = True
+        self._head = head  # the file's first bytes, for its fingerprint
+        self._identity = identity
+
+    @property
+    def position(self) -> Position:
+        """Where reading stands now (after the last chunk yielded)."""
+        return Position(
+            os.path.abspath(self.path),
+            *self._identity,
+            self._head,
+            self._lines.offset,
+            self._lines.line,
+        )
+
+    async def open(self) -> str | None:
+        """Open the file and return its header line, if the file and a whole header exist.
+
+        :raises InputError: the file is missing (not following), unreadable, or its header is
+            longer than the line limit or not UTF-8.
+        """
+        if self._resume is not None:
+            path, offset, line = self._resume
+            self._file = await self._open(path)
+            if offset == 0:
+                return self._peek_header()
+            # The header is read again for the column layout; reading goes on at the offset.
+            header = self._peek_header()
+            if header is None:
+                raise InputError(f"input {path} no longer starts with its header line")
+            self._header_pending = False
+            self._resume_header = header
+            self._lines.offset, self._lines.line = offset, line
+            self._head = os.pread(self._file.fileno(), FINGERPRINT_BYTES, 0)
+            await self._file.seek(offset)
+            self._log.info("resumed", path=str(path), offset=offset, line=line)
+            return header
+        self._file = await self._open(self.path, wait=False)
+        return None if self._file is None else self._peek_header()
+
+    def _peek_header(self) -> str | None:
+        """The first line of the open file, read without consuming it (None: not whole yet)."""
+        max_line = self._lines.max_line
+        head = os.pread(self._file.fileno(), max_line + 2, 0)
+        cut = head.find(b"\n")
+        if cut < 0:
+            if len(head) > max_line:
+                raise header_too_long(str(self.path), max_line)
+            if self.follow:
+                return None  # still being written
+            if not head:
+                raise InputError(f"input {self.path} is empty: it has no header line")
+            cut = len(head)  # a file of only a header without its newline
+        if cut > max_line:
+            raise header_too_long(str(self.path), max_line)
+        return decode_header(head[:cut].removesuffix(b"\r"), str(self.path))
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        """Yield chunks of whole lines in input order, each with the position after it.
+
+        :raises InputError: the file is missing (no-follow), unreadable, or has no header.
+        """
+        if self._file is None:
+            self._file = await self._open(self.path)
+        file = self._file
+        if not self._header_pending and self._resume is not None:
+            # Resumed past the header: the parser still needs it, before any line.
+            yield Chunk(b"", self._lines.line + 1, self.position, header=self._resume_header)
+        last = self.position
+        while True:
+            data = await self._read(file)
+            if data:
+                chunk = self._chunk(self._lines.feed(data))
+                if chunk.data or chunk.rejects or chunk.header or chunk.position != last:
+                    last = chunk.position
+                    yield chunk
+                continue
+            if not self.follow:
+                chunk = self._chunk(self._lines.finish())
+                if self._header_pending:
+                    raise InputError(f"input {self.path} is empty: it has no header line")
+                chunk.end_of_input = True
+                yield chunk
+                return
+            change = self._look_for_change(file.fileno())
+            if change == "rotated":
+                # One more read: what was appended before the rotation is the old file's.
+                data = await self._read(file)
+                if data:
+                    chunk = self._chunk(self._lines.feed(data))
+                    last = chunk.position
+                    yield chunk
+                    continue
+            elif change is None:
+                self._note_end_of_input()
+                await self._wait()
+                continue
+            # The old file is read to its end: its last line counts even without a newline.
+            chunk = self._chunk(self._lines.finish())
+            if chunk.data or chunk.rejects:
+                yield chunk
+            if change == "truncated":
+                self.truncations += 1
+                self._log.warning("input_truncated", path=str(self.path))
+                await file.seek(0)
+                self._start_file(b"", _identity(os.fstat(file.fileno())))
+            else:
+                self.rotations += 1
+                self._log.info("input_rotated", path=str(self.path))
+                new = await self._open(self.path)
+                await file.close()
+                self._file = file = new
+            # A checkpoint from here on names the new file, even before it has a line.
+            last = self.position
+            yield Chunk(b"", 1, last)
+
+    def _chunk(self, lines: Lines) -> Chunk:
+        """The chunk of these lines: the header split off if the file's first line is in it."""
+        header = None
+        if self._header_pending:
+            try:
+                raw, lines = take_header(lines)
+            except HeaderTooLong:
+                raise header_too_long(str(self.path), self._lines.max_line) from None
+            if raw is not None:
+                header = decode_header(raw, str(self.path))
+                self._header_pending = False
+        return Chunk(lines.data, lines.first_line, self.position, header, lines.rejects)
+
+    async def aclose(self) -> None:
+        """Close the file; safe to call twice."""
+        if self._file is not None:
+            file, self._file = self._file, None
+            with anyio.CancelScope(shield=True):
+                await file.close()
+
+    async def _open(self, path: Path, *, wait: bool = True) -> Any:
+        """Open ``path``; when following, wait for it to exist (unless ``wait`` is False)."""
+        while True:
+            try:
+                file = await aiofiles.open(path, "rb")
+            except FileNotFoundError as exc:
+                if not self.follow:
+                    raise InputError(f"input file {path} does not exist") from exc
+                if not wait:
+                    return None
+            except IsADirectoryError as exc:
+                raise InputError(f"input {path} is a directory, not a file") from exc
+            except OSError as exc:
+                raise InputError(f"cannot open input {path}: {exc.strerror}") from exc
+            else:
+                st = os.fstat(file.fileno())
+                self._identity = _identity(st)
+                self.size = st.st_size
+                return file
+            await self._wait()
+
+    async def _wait(self) -> None:
+        """Sleep one poll interval, marked idle: there is nothing to do until the file changes."""
+        self.idle = True
+        try:
+            await anyio.sleep(self.poll_interval)
+        finally:
+            self.idle = False
+            self.last_active = time.monotonic()
+
+    def _note_end_of_input(self) -> None:
+        """Say once that the whole input was read and l3tol1 now waits for more (--follow)."""
+        if not self._said_end:
+            self._said_end = True
+            self._log.info(
+                "end_of_input_reached",
+                path=str(self.path),
+                lines=self._lines.line,
+                hint="following the file for new lines; use --no-follow to stop at its end",
+            )
+
+    async def _read(self, file: Any) -> bytes:
+        try:
+            data: bytes = await file.read(self.chunk_size)
+        except OSError as exc:
+            raise InputError(f"cannot read input {self.path}: {exc.strerror}") from exc
+        self.bytes_read += len(data)
+        self.last_active = now = time.monotonic()
+        if data:
+            self.last_data_at = now
+            if len(self._head) < FINGERPRINT_BYTES:
+                self._head += data[: FINGERPRINT_BYTES - len(self._head)]
+        return data
+
+    def _look_for_change(self, fd: int) -> str | None:
+        """At the end of the open file: "rotated", "truncated", or None (wait for more)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None  # deleted or being rotated: keep the old file until a new one appears
+        if _identity(st) != self._identity:
+            return "rotated"
+        offset = self._lines.offset + self._lines.buffered
+        if st.st_size < offset:
+            return "truncated"
+        # Truncated and rewritten past our offset between two looks: the size alone cannot
+        # tell, but the first bytes (header and first rows) differ from what we read.
+        head = self._head[: min(len(self._head), offset)]
+        if head and os.pread(fd, len(head), 0) != head:
+            return "truncated"
+        self.size = st.st_size
+        return None
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino

@@ -1,0 +1,104 @@
+"""Bytes to whole lines, with a bound on how much of one line is ever held (SPEC §4, §7).
+
+`LineSplitter` is pure: chunks of bytes in, blocks of whole lines out. A partial last line is
+kept until its newline arrives; a line that grows past ``max_line`` bytes is rejected as
+`line too long` at once and the rest of it skipped, so memory stays bounded whatever the input.
+Shorter lines inside a block are left whole: the parser applies the same rule to them, in bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from l3tol1.core.csv_parser import MAX_LINE, too_long_reject
+from l3tol1.core.records import Reject
+
+__all__ = ["HeaderTooLong", "LineSplitter", "Lines", "take_header"]
+
+
+@dataclass(slots=True)
+class Lines:
+    """Whole lines from one input, numbered from ``first_line``; each ends in a newline."""
+
+    data: bytes = b""
+    first_line: int = 1
+    rejects: list[Reject] = field(default_factory=list)  # lines too long to hold
+
+
+class LineSplitter:
+    """Splits one input's bytes into whole lines, counting lines and consumed bytes.
+
+    ``offset`` is the number of bytes consumed through the last whole line handed out (or
+    skipped), ``line`` the number of that line: together, where a restart can pick up.
+    """
+
+    __slots__ = ("_partial", "_skipping", "line", "max_line", "offset")
+
+    def __init__(self, *, offset: int = 0, line: int = 0, max_line: int = MAX_LINE) -> None:
+        self.offset = offset
+        self.line = line
+        self.max_line = max_line
+        self._partial = b""  # bytes after the last newline
+        self._skipping = False  # inside a line already rejected as too long
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held of a line whose newline has not come yet."""
+        return len(self._partial)
+
+    def feed(self, chunk: bytes) -> Lines:
+        """The whole lines that ``chunk`` completes; the partial tail is kept for later."""
+        out = Lines(first_line=self.line + 1)
+        if self._skipping:
+            cut = chunk.find(b"\n")
+            if cut < 0:
+                self.offset += len(chunk)
+                return out
+            self._skipping = False
+            self.offset += cut + 1
+            chunk = chunk[cut + 1 :]
+            out.first_line = self.line + 1
+        data = self._partial + chunk if self._partial else chunk
+        cut = data.rfind(b"\n")
+        if cut >= 0:
+            out.data = data[: cut + 1]
+            self._partial = data[cut + 1 :]
+            self.offset += cut + 1
+            self.line += out.data.count(b"\n")
+        else:
+            self._partial = data
+        if len(self._partial) > self.max_line:
+            self.line += 1
+            out.rejects.append(too_long_reject(self.line, self._partial, self.max_line))
+            self.offset += len(self._partial)
+            self._partial = b""
+            self._skipping = True
+        return out
+
+    def finish(self) -> Lines:
+        """The end of the input: a last line without its newline still counts."""
+        if self._skipping or not self._partial:
+            self._skipping = False
+            return Lines(first_line=self.line + 1)
+        partial, self._partial = self._partial, b""
+        self.line += 1
+        self.offset += len(partial)
+        return Lines(partial + b"\n", self.line)
+
+
+def take_header(lines: Lines) -> tuple[bytes | None, Lines]:
+    """Split a file's first line off its first lines: (header bytes, the lines after it).
+
+    The header is None when ``lines`` holds no line yet; a first line too long to hold comes
+    back as its reject, for the caller to refuse."""
+    if lines.rejects and lines.rejects[0].line == lines.first_line:
+        raise HeaderTooLong(lines.rejects[0].line)
+    if not lines.data:
+        return None, lines
+    cut = lines.data.index(b"\n")
+    rest = Lines(lines.data[cut + 1 :], lines.first_line + 1, lines.rejects)
+    return lines.data[:cut].removesuffix(b"\r"), rest
+
+
+class HeaderTooLong(ValueError):
+    """The first line of a file is longer than the line limit."""

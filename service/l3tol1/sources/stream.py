@@ -1,0 +1,293 @@
+"""Inputs read once, to their end: standard input, a named pipe, a compressed file (SPEC §10).
+
+A daemon thread does the reading (and the decompression, which releases the GIL) and hands the
+bytes over a bounded memory stream: the pipeline's await on it is always cancellable, and a read
+that blocks forever (a pipe whose writer never writes) cannot hold up shutdown or the exit.
+Every byte is read once: the magic bytes that pick the codec and the header line that is checked
+before any output is touched are kept and handed on, never read twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from l3tol1.errors import InputError
+from l3tol1.log import get_logger
+from l3tol1.sources.base import (
+    FINGERPRINT_BYTES,
+    Chunk,
+    Position,
+    decode_header,
+    header_too_long,
+)
+from l3tol1.sources.codecs import MAGIC_BYTES, codec_of, decompressing
+from l3tol1.sources.lines import HeaderTooLong, Lines, LineSplitter, take_header
+
+__all__ = ["STDIN", "StreamSource", "is_stream"]
+
+STDIN = Path("-")
+_CHUNK_SIZE = 1 << 18
+# Chunks between the reading thread and the pipeline: bounds the memory of a fast reader.
+_BUFFERED_CHUNKS = 4
+
+
+def is_stream(path: Path) -> bool:
+    """Whether ``path`` is read as a stream (standard input, a pipe, a device, a socket)
+    rather than as a regular file that can be followed, sought and checkpointed."""
+    if path == STDIN:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+class StreamSource:
+    """Reads standard input, a pipe or a file to its end, decompressing what is compressed.
+
+    :param resume: (offset, line) to skip to: a compressed file is decompressed again from its
+        start and the lines before the recorded position are dropped unread.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        resume: tuple[int, int] | None = None,
+        chunk_size: int = _CHUNK_SIZE,
+        max_line: int | None = None,
+    ) -> None:
+        self.path = path
+        self.name = "standard input" if path == STDIN else str(path)
+        self.chunk_size = chunk_size
+        self.bytes_read = 0
+        self.size: int | None = None
+        self.rotations = 0
+        self.truncations = 0
+        self.idle = False
+        self.last_active = self.last_data_at = time.monotonic()
+        self.codec: str | None = None
+        self._resume = resume
+        kwargs = {} if max_line is None else {"max_line": max_line}
+        self._lines = LineSplitter(**kwargs)
+        self._header_pending = True
+        self._head = b""
+        self._identity = (0, 0)
+        self._ready: deque[Chunk] = deque()  # chunks read by `open`, not yet yielded
+        self._receive: ObjectReceiveStream[bytes | BaseException] | None = None
+        self._ended = False
+        self._log = get_logger()
+
+    @property
+    def position(self) -> Position:
+        """Where reading stands now (``offset`` counts decompressed bytes)."""
+        path = self.name if self.path == STDIN else os.path.abspath(self.path)
+        return Position(path, *self._identity, self._head, self._lines.offset, self._lines.line)
+
+    async def open(self) -> str | None:
+        """Start reading and wait for the header line (None: the input ended before one).
+
+        :raises InputError: the input cannot be opened or read, or its header is unusable.
+        """
+        if self.path != STDIN:
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError as exc:
+                raise InputError(f"input file {self.path} does not exist") from exc
+            except OSError as exc:
+                raise InputError(f"cannot read input {self.path}: {exc.strerror}") from exc
+            if stat.S_ISREG(st.st_mode):
+                # A regular (compressed) file is whole: its first bytes on disk identify it.
+                self._identity = (st.st_dev, st.st_ino)
+                self.size = st.st_size
+                with _open_input(self.path) as file:
+                    self._head = file.read(FINGERPRINT_BYTES)
+        send, self._receive = anyio.create_memory_object_stream[bytes | BaseException](
+            _BUFFERED_CHUNKS
+        )
+        token = anyio.lowlevel.current_token()
+        threading.Thread(
+            target=self._pump, args=(send, token), name="l3tol1-input", daemon=True
+        ).start()
+        while self._header_pending and not self._ended:
+            chunk = await self._next_chunk()
+            if chunk is not None:
+                self._ready.append(chunk)
+        header = next((c.header for c in self._ready if c.header is not None), None)
+        return header
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        """Yield chunks of whole lines until the end of the input.
+
+        :raises InputError: the input cannot be read, or its compressed data is damaged.
+        """
+        if self._receive is None:
+            await self.open()
+        while True:
+            while self._ready:
+                yield self._ready.popleft()
+            if self._ended:
+                break
+            chunk = await self._next_chunk()
+            if chunk is not None:
+                self._ready.append(chunk)
+        if self._header_pending:
+            raise InputError(f"input {self.name} is empty: it has no header line")
+        if self._resume is not None and self._lines.offset < self._resume[0]:
+            raise InputError(
+                f"input {self.name} ended at byte {self._lines.offset}, before the position"
+                f" {self._resume[0]} the checkpoint records: it is not the same input"
+            )
+        yield Chunk(b"", self._lines.line + 1, self.position, end_of_input=True)
+
+    async def aclose(self) -> None:
+        """Stop reading; safe to call twice. A thread blocked in a read is left to the exit."""
+        if self._receive is not None:
+            await self._receive.aclose()
+
+    async def _next_chunk(self) -> Chunk | None:
+        """Receive the next bytes from the thread and make a chunk of them (None: nothing to
+        yield yet, such as lines skipped on resume)."""
+        assert self._receive is not None
+        try:
+            item = await self._receive.receive()
+        except anyio.EndOfStream:
+            item = b""
+        if isinstance(item, BaseException):
+            raise item
+        self.last_active = time.monotonic()
+        if item:
+            self.last_data_at = self.last_active
+            lines = self._lines.feed(item)
+        else:
+            self._ended = True
+            lines = self._lines.finish()
+        return self._chunk(lines)
+
+    def _chunk(self, lines: Lines) -> Chunk | None:
+        header = None
+        if self._header_pending:
+            try:
+                raw, lines = take_header(lines)
+            except HeaderTooLong:
+                raise header_too_long(self.name, self._lines.max_line) from None
+            if raw is not None:
+                header = decode_header(raw, self.name)
+                self._header_pending = False
+        if self._resume is not None:
+            lines = _drop_through(lines, self._resume[1])
+        if not (lines.data or lines.rejects or header):
+            return None
+        return Chunk(lines.data, lines.first_line, self.position, header, lines.rejects)
+
+    # -- the reading thread ----------------------------------------------------------------
+
+    def _pump(self, send: ObjectSendStream[bytes | BaseException], token: object) -> None:
+        """Read the input to its end and send the (decompressed) bytes; b"" marks the end."""
+
+        def deliver(item: bytes | BaseException) -> bool:
+            try:
+                anyio.from_thread.run(send.send, item, token=token)  # type: ignore[arg-type]
+            except Exception:  # the pipeline stopped listening: stop reading
+                return False
+            return True
+
+        try:
+            with self._open_raw() as raw:
+                head = b""
+                while len(head) < MAGIC_BYTES:
+                    more = raw.read(MAGIC_BYTES - len(head))
+                    if not more:
+                        break
+                    head += more
+                self.codec = codec_of(head)
+                reader: BinaryIO = io.BufferedReader(_Prefixed(head, raw, self))  # type: ignore[arg-type]
+                if self.codec is not None:
+                    reader = decompressing(reader, self.codec)
+                while True:
+                    data = reader.read(self.chunk_size)
+                    if not deliver(data) or not data:
+                        return
+        except InputError as exc:
+            deliver(exc)
+        except Exception as exc:  # a read error, or damaged compressed data
+            what = f"{self.codec} data" if self.codec else "data"
+            error = InputError(f"cannot read input {self.name}: damaged {what} ({exc})")
+            if isinstance(exc, OSError) and exc.strerror:
+                error = InputError(f"cannot read input {self.name}: {exc.strerror}")
+            deliver(error)
+        finally:
+            with contextlib.suppress(Exception):  # the event loop may be gone already
+                anyio.from_thread.run(send.aclose, token=token)  # type: ignore[arg-type]
+
+    def _open_raw(self) -> BinaryIO:
+        if self.path == STDIN:
+            return os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+        return _open_input(self.path)
+
+
+class _Prefixed(io.RawIOBase):
+    """Raw bytes that start with ``prefix`` (already read) and go on with ``raw``; counts the
+    raw bytes read into ``source.bytes_read``."""
+
+    def __init__(self, prefix: bytes, raw: BinaryIO, source: StreamSource) -> None:
+        self._prefix = prefix
+        self._raw = raw
+        self._source = source
+        source.bytes_read += len(prefix)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        self._source.bytes_read += n or 0
+        return n or 0
+
+
+def _drop_through(lines: Lines, line: int) -> Lines:
+    """``lines`` without the lines numbered up to ``line`` (already read before a restart)."""
+    last = lines.first_line + lines.data.count(b"\n") - 1
+    rejects = [r for r in lines.rejects if r.line > line]
+    if lines.first_line > line:
+        return lines
+    if last <= line:
+        return Lines(b"", line + 1, rejects)
+    cut = -1
+    for _ in range(line - lines.first_line + 1):
+        cut = lines.data.index(b"\n", cut + 1)
+    return Lines(lines.data[cut + 1 :], line + 1, rejects)
+
+
+def _open_input(path: Path) -> BinaryIO:
+    """``path`` opened for unbuffered binary reads (blocking for a pipe with no writer yet).
+
+    :raises InputError: it cannot be opened.
+    """
+    try:
+        return open(path, "rb", buffering=0)
+    except IsADirectoryError as exc:
+        raise InputError(f"input {path} is a directory, not a file") from exc
+    except OSError as exc:
+        raise InputError(f"cannot open input {path}: {exc.strerror}") from exc

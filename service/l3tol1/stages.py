@@ -1,0 +1,348 @@
+"""The stages of the data path, each a small unit joined to the next by a bounded memory stream.
+
+    source ──Chunk──▶ parse ──Batch──▶ feed ──Batch──▶ apply ──Batch──▶ write
+    (read bytes)      (rows →         (seq order,     (books,          (sinks, flush,
+                       events)          gaps, cut)      quotes)           fsync, checkpoint)
+
+A stage receives only what it needs, owns its stream ends and closes its send side when done, so
+the next stage sees the end of the stream and finishes by itself: shutdown flows down the line.
+
+A checkpoint is cut at a batch boundary without stopping the line: the feed stage starts a `Cut`
+with the source position of the batch and its own state, the apply stage adds the books after
+applying that batch, and the write stage makes every row up to the cut durable before it saves
+the checkpoint. Each piece is taken at the same point of the stream, so together they agree.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from operator import itemgetter
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from l3tol1.checkpoint import Checkpoint, CheckpointStore, InputRecord, RunOptions
+from l3tol1.core.csv_parser import CsvParser, HeaderError
+from l3tol1.core.feed import Feed, FeedState
+from l3tol1.core.instruments import Instruments, InstrumentsState
+from l3tol1.core.records import Event, Quote, Reject
+from l3tol1.errors import InputError
+from l3tol1.log import get_logger
+from l3tol1.settings import FINAL_FLUSH_TIMEOUT
+from l3tol1.sinks.writer import Writer
+from l3tol1.sources.base import Chunk, Position, Source
+
+__all__ = [
+    "ApplyStage",
+    "Batch",
+    "Checkpointer",
+    "Cut",
+    "FeedStage",
+    "Health",
+    "ParseStage",
+    "WriteStage",
+    "read_stage",
+]
+
+_by_line = itemgetter(0)
+
+
+@dataclass(slots=True)
+class Cut:
+    """The pieces of one checkpoint, gathered down the line."""
+
+    input: InputRecord
+    feed: FeedState
+    instruments: InstrumentsState | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one stage hands the next: events (or quotes) and the rejects found on the way.
+
+    ``end_of_input`` is set on the last batch when no row can still arrive (the input was read
+    to its end); a stream that simply closes means "stopped". ``position`` is where the source
+    stood after the batch; ``cut``, when set, is a checkpoint taken after this batch.
+    """
+
+    events: list[Event] = field(default_factory=list)
+    quotes: list[Quote] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    position: Position | None = None
+    end_of_input: bool = False
+    cut: Cut | None = None
+
+
+class Health:
+    """When each stage took the batch it holds (None: waiting for one), for /healthz."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.busy: dict[str, float | None] = dict.fromkeys(
+            ("source", "parse", "feed", "apply", "write")
+        )
+
+    def take(self, stage: str) -> float:
+        """``stage`` took a batch now; returns now."""
+        self.busy[stage] = now = self.clock()
+        return now
+
+    def done(self, stage: str) -> None:
+        """``stage`` is waiting for its next batch."""
+        self.busy[stage] = None
+
+
+def _until(deadline: float | None, now: float) -> float:
+    return math.inf if deadline is None else max(0.0, deadline - now)
+
+
+async def read_stage(source: Source, send: ObjectSendStream[Chunk], health: Health) -> None:
+    """Send the source's chunks on until it ends (or the caller cancels the reading)."""
+    async with send:
+        health.take("source")
+        async for chunk in source.chunks():
+            await send.send(chunk)
+            health.take("source")
+
+
+class ParseStage:
+    """Rows to events and rejects, with a parser built from each file's header (SPEC §1, §4).
+
+    :param parser: the parser of the first file, when its header was read up front.
+    """
+
+    def __init__(
+        self, name: str, *, instrument_column: str | None, parser: CsvParser | None = None
+    ) -> None:
+        self.name = name
+        self.instrument_column = instrument_column
+        self.parser = parser
+
+    def parser_for(self, header: str) -> CsvParser:
+        """The parser of a file with this header line.
+
+        :raises InputError: the header lacks a column or names one twice.
+        """
+        try:
+            return CsvParser(header, instrument_column=self.instrument_column)
+        except HeaderError as exc:
+            raise InputError(f"input {self.name}: {exc}") from exc
+
+    async def run(
+        self, receive: ObjectReceiveStream[Chunk], send: ObjectSendStream[Batch], health: Health
+    ) -> None:
+        """Parse every chunk received and send its batch on."""
+        async with receive, send:
+            async for chunk in receive:
+                health.take("parse")
+                if chunk.header is not None:
+                    self.parser = self.parser_for(chunk.header)
+                batch = Batch(
+                    rejects=chunk.rejects, position=chunk.position, end_of_input=chunk.end_of_input
+                )
+                if chunk.data:
+                    assert self.parser is not None  # a file's first chunk carries its header
+                    batch.events, rejects = self.parser.parse(chunk.data, chunk.first_line)
+                    batch.rejects.extend(rejects)
+                await send.send(batch)
+                health.done("parse")
+
+
+class Checkpointer:
+    """Decides when a checkpoint is due and saves it once its rows are durable (SPEC §8).
+
+    A checkpoint is due every ``interval`` seconds while data flows, stretched to twenty times
+    what the last save took, so that a large one (a deep book, many waiting events) costs at
+    most about 5% of the run; and at the end of the input and at a clean stop.
+    """
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        options: RunOptions,
+        writer: Writer,
+        *,
+        interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.options = options
+        self.writer = writer
+        self.interval = interval
+        self.clock = clock
+        self.next_due = clock() + interval
+        self.saved = 0
+
+    async def save(self, cut: Cut, now: float) -> None:
+        """Make every row up to the cut durable, then record the cut."""
+        writer = self.writer
+        await writer.flush(now, sync=True)
+        assert cut.instruments is not None
+        checkpoint = Checkpoint(
+            options=self.options,
+            input=cut.input,
+            feed=cut.feed,
+            instruments=cut.instruments,
+            output=writer.output.state(),
+            rejects=writer.rejects.state(),
+        )
+        await anyio.to_thread.run_sync(self.store.save, checkpoint)
+        self.saved += 1
+        self.next_due = self.clock() + max(self.interval, 20 * self.store.last_seconds)
+
+
+class FeedStage:
+    """Events into seq order (SPEC §5); the stage that starts each checkpoint's cut.
+
+    Rejects leave in input order whatever the batches were: those found by the parser and the
+    late and duplicate rows found here are merged by line, so that a restart, whose reads are
+    cut elsewhere, writes the same reject file.
+    """
+
+    def __init__(
+        self,
+        feed: Feed,
+        position: Position,
+        *,
+        checkpointer: Checkpointer | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.feed = feed
+        self.position = position
+        self.checkpointer = checkpointer
+        self.clock = clock
+        self.log = get_logger()
+
+    def cut(self) -> Cut:
+        """The feed's piece of a checkpoint, with the source position it matches."""
+        return Cut(InputRecord.at(self.position), self.feed.snapshot())
+
+    async def run(
+        self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch], health: Health
+    ) -> None:
+        """Order every batch received; wake up for gap timeouts and due checkpoints."""
+        feed = self.feed
+        checkpointer = self.checkpointer
+        changed = False  # since the last checkpoint: an idle run has nothing new to record
+        async with receive, send:
+            while True:
+                batch = None
+                deadline = feed.deadline()
+                if changed and checkpointer is not None:
+                    due = checkpointer.next_due
+                    deadline = due if deadline is None else min(deadline, due)
+                health.done("feed")
+                try:
+                    with anyio.move_on_after(_until(deadline, self.clock())):
+                        batch = await receive.receive()
+                except anyio.EndOfStream:
+                    # Stopped: what waits for a gap stays unapplied (SPEC §8), but is kept in
+                    # the final checkpoint so that a restart carries on with it.
+                    if checkpointer is not None:
+                        await send.send(Batch(cut=self.cut()))
+                    return
+                now = health.take("feed")
+                ready: list[Event] = []
+                if batch is None:  # a gap timed out, or a checkpoint is due
+                    out = Batch()
+                    feed.expire(now, ready)
+                    changed = changed or bool(ready)
+                else:
+                    changed = True
+                    if batch.position is not None:
+                        self.position = batch.position
+                    out = Batch(rejects=batch.rejects, end_of_input=batch.end_of_input)
+                    feed.push(batch.events, now, ready, out.rejects)
+                    if batch.end_of_input:
+                        feed.finish(ready)
+                    out.rejects.sort(key=_by_line)
+                self._log_gaps()
+                out.events = ready
+                if (
+                    checkpointer is not None
+                    and changed
+                    and (now >= checkpointer.next_due or out.end_of_input)
+                ):
+                    out.cut = self.cut()
+                    changed = False
+                if ready or out.rejects or out.end_of_input or out.cut:
+                    await send.send(out)
+
+    def _log_gaps(self) -> None:
+        for first, last in self.feed.skipped:
+            self.log.warning("gap_skipped", first_seq=first, last_seq=last, lost=last - first + 1)
+        self.feed.skipped.clear()
+
+
+class ApplyStage:
+    """Events onto the books; the quotes they write (SPEC §2, §3, §9)."""
+
+    def __init__(self, instruments: Instruments) -> None:
+        self.instruments = instruments
+        self.log = get_logger()
+
+    async def run(
+        self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch], health: Health
+    ) -> None:
+        """Apply every batch received and send its quotes on."""
+        instruments = self.instruments
+        async with receive, send:
+            async for batch in receive:
+                health.take("apply")
+                anomalies: list[tuple[str, Event]] = []
+                instruments.apply(batch.events, batch.quotes, anomalies)
+                for kind, event in anomalies:
+                    self.log.debug("anomaly", kind=kind, seq=event.seq, line=event.line)
+                if batch.cut is not None:
+                    batch.cut.instruments = instruments.snapshot()
+                batch.events = []
+                await send.send(batch)
+                health.done("apply")
+
+
+class WriteStage:
+    """Quotes and rejects to their sinks, flushed by size and age; checkpoints saved."""
+
+    def __init__(
+        self,
+        writer: Writer,
+        *,
+        checkpointer: Checkpointer | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.writer = writer
+        self.checkpointer = checkpointer
+        self.clock = clock
+
+    async def run(self, receive: ObjectReceiveStream[Batch], health: Health) -> None:
+        """Write every batch received; flush and close the sinks at the end, even when
+        cancelled, within a deadline so that a stuck disk cannot hold shutdown forever."""
+        writer = self.writer
+        try:
+            async with receive:
+                while True:
+                    batch = None
+                    health.done("write")
+                    try:
+                        with anyio.move_on_after(_until(writer.deadline(), self.clock())):
+                            batch = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                    now = health.take("write")
+                    if batch is None:
+                        await writer.flush_if_due(now)
+                        continue
+                    writer.add(batch.quotes, batch.rejects, now)
+                    if batch.cut is not None and self.checkpointer is not None:
+                        await self.checkpointer.save(batch.cut, now)
+                    else:
+                        await writer.flush_if_due(now)
+        finally:
+            with anyio.move_on_after(FINAL_FLUSH_TIMEOUT, shield=True):
+                try:
+                    await writer.flush(self.clock(), sync=True)
+                finally:
+                    await writer.aclose()
