@@ -133,3 +133,30 @@ def stamp(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def book_rows(first: int, last: int) -> list[str]:
+    """ADD rows for seqs ``first`` to ``last`` that each change the BBO once both sides are
+    there: odd seqs are rising bids, even ones falling asks."""
+    return [
+        add(s, f"o{s}", "BUY" if s % 2 else "SELL", str(100 + s) if s % 2 else str(10_000 - s), "1")
+        for s in range(first, last + 1)
+    ]
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler installed for ``signum`` (its SigCgt mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(
+        (line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0"
+    )
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
+def wait_listening(proc: subprocess.Popen[str]) -> None:
+    """Wait until l3tol1 handles SIGTERM itself (a signal before that meets the default action
+    of a process that has not started yet)."""
+    wait_for(lambda: catches(proc.pid, signal.SIGTERM) or proc.poll() is not None, 30, "handlers")

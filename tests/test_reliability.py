@@ -21,6 +21,7 @@ from tests.conftest import (
     REFERENCE_INPUT,
     REFERENCE_OUTPUT,
     add,
+    book_rows,
     cli,
     read_checkpoint,
     send_two_signals,
@@ -313,17 +314,7 @@ class TestRotation:
 
     @staticmethod
     def book_rows(first: int, last: int) -> list[str]:
-        """Rows that each change the BBO: alternating rising bids and falling asks."""
-        return [
-            add(
-                s,
-                f"o{s}",
-                "BUY" if s % 2 else "SELL",
-                str(100 + s) if s % 2 else str(10_000 - s),
-                "1",
-            )
-            for s in range(first, last + 1)
-        ]
+        return book_rows(first, last)
 
     def test_rename_and_create(self, tmp_path: Path) -> None:
         """Old file read to its end (even lines added after the rename), then the new one."""

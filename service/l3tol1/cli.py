@@ -11,16 +11,16 @@ action once l3tol1 is running).
 
 from __future__ import annotations
 
-import argparse
-import difflib
-import gc
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing first
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
     from l3tol1.log import SafeStream
     from l3tol1.pipeline import Pipeline
     from l3tol1.settings import Settings
@@ -51,22 +51,23 @@ class StopSignals:
         self.received.append(signum)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line (ConfigError) instead of exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        from l3tol1.errors import ConfigError
-
-        raise ConfigError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the option table. No option has a default here: an option that is not
     given is left out, so that its variable (or its default) can fill it."""
+    import argparse
+    from typing import NoReturn
+
     from l3tol1 import __version__
+    from l3tol1.errors import ConfigError
     from l3tol1.options import ENV_PREFIX, OPTIONS
 
-    p = _Parser(
+    class Parser(argparse.ArgumentParser):
+        """argparse that reports a usage error as one line (ConfigError) instead of exiting."""
+
+        def error(self, message: str) -> NoReturn:
+            raise ConfigError(message)
+
+    p = Parser(
         prog="l3tol1",
         description="Turn an L3 order feed (CSV) into L1 best bid/ask rows (CSV).",
         epilog=f"Every option can also be set as {ENV_PREFIX}<OPTION_NAME>, e.g. "
@@ -97,6 +98,8 @@ def parse_settings(
 
     :raises ConfigError: for an unknown option or a bad value, named in one sentence.
     """
+    import difflib
+
     from l3tol1.errors import ConfigError
     from l3tol1.options import ENV_PREFIX, OPTIONS, OTHER_VARIABLES
     from l3tol1.settings import Settings
@@ -151,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Hundreds of thousands of short-lived event tuples a second would trigger a young-generation
     # collection every 700 allocations; they hold no cycles, so collect far less often, and
     # leave the start-up objects out of every scan (about 6% of a run's time).
+    import gc
+
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
     return _run(pipeline, stderr)

@@ -116,7 +116,8 @@ class FileSource:
             self._header_pending = False
             self._resume_header = header
             self._lines.offset, self._lines.line = offset, line
-            self._head = os.pread(self._file.fileno(), FINGERPRINT_BYTES, 0)
+            # The consumed bytes only: the reads from the offset on extend it.
+            self._head = os.pread(self._file.fileno(), min(offset, FINGERPRINT_BYTES), 0)
             await self._file.seek(offset)
             self._log.info("resumed", path=str(path), offset=offset, line=line)
             return header
@@ -195,6 +196,7 @@ class FileSource:
                 new = await self._open(self.path)
                 await file.close()
                 self._file = file = new
+                self._start_file(b"", self._identity)
             # A checkpoint from here on names the new file, even before it has a line.
             last = self.position
             yield Chunk(b"", 1, last)
