@@ -41,6 +41,8 @@ from l3tol1.sources.lines import HeaderTooLong, Lines, LineSplitter, take_header
 __all__ = ["STDIN", "StreamSource", "is_stream"]
 
 STDIN = Path("-")
+# Other names of standard input: read as a stream even when a file is redirected to it.
+_STDIN_NAMES = frozenset({"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
 _CHUNK_SIZE = 1 << 18
 # Chunks between the reading thread and the pipeline: bounds the memory of a fast reader.
 _BUFFERED_CHUNKS = 4
@@ -49,7 +51,7 @@ _BUFFERED_CHUNKS = 4
 def is_stream(path: Path) -> bool:
     """Whether ``path`` is read as a stream (standard input, a pipe, a device, a socket)
     rather than as a regular file that can be followed, sought and checkpointed."""
-    if path == STDIN:
+    if path == STDIN or str(path) in _STDIN_NAMES:
         return True
     try:
         mode = os.stat(path).st_mode
@@ -221,7 +223,8 @@ class StreamSource:
                 if self.codec is not None:
                     reader = decompressing(reader, self.codec)
                 while True:
-                    data = reader.read(self.chunk_size)
+                    # read1: what one read brings (a pipe's writer may pause), not a full chunk
+                    data = reader.read1(self.chunk_size)
                     if not deliver(data) or not data:
                         return
         except InputError as exc:
