@@ -24,6 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check $(wildcard service tests bench)
 	$(BIN)/ruff format --check $(wildcard service tests bench)
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest

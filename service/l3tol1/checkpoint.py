@@ -263,7 +263,7 @@ class _Checker:
         value = self.get(obj, key, where)
         if not isinstance(value, list) or not all(item(v) for v in value):
             self.fail(f"{where}.{key}", "not a list of the expected values")
-        return value
+        return list(value)
 
     def counts(self, obj: Any, key: str, where: str) -> dict[str, int]:
         value = self.get(obj, key, where)
@@ -408,7 +408,7 @@ class _Checker:
         orders = list(zip(side, order_id, price, qty, strict=True))
         if len({(s, o) for s, o, _, _ in orders}) != len(orders):
             self.fail(f"{where}.orders", "an order appears twice")
-        return InstrumentState(name, orders, None if last is None else tuple(last))  # type: ignore[arg-type]
+        return InstrumentState(name, orders, None if last is None else (*last,))
 
     def file(self, obj: Any, where: str) -> FileRecord:
         record = self.get(obj, "file", where)

@@ -214,11 +214,11 @@ def _root_error(exc: BaseException) -> BaseException:
             stack.extend(reversed(current.exceptions))
         else:
             leaves.append(current)
-    for wanted in (
-        lambda e: isinstance(e, L3Error),
-        lambda e: not isinstance(e, anyio.BrokenResourceError | anyio.ClosedResourceError),
-    ):
-        for leaf in leaves:
-            if wanted(leaf):
-                return leaf
+    broken = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+    for leaf in leaves:
+        if isinstance(leaf, L3Error):
+            return leaf
+    for leaf in leaves:
+        if not isinstance(leaf, broken):
+            return leaf
     return leaves[0]

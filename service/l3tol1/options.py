@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from l3tol1.core.numbers import MAX_SEQ
 
@@ -19,6 +19,7 @@ __all__ = ["ENV_PREFIX", "OPTIONS", "Option", "markdown_table"]
 
 ENV_PREFIX = "L3TOL1_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+Rule = TypeVar("Rule", bound=Callable[[str], Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +55,10 @@ class Option:
 # -- value rules ---------------------------------------------------------------------------------
 
 
-def _rule(name: str) -> Callable[[Callable[[str], Any]], Callable[[str], Any]]:
+def _rule(name: str) -> Callable[[Rule], Rule]:
     """Name a value rule as messages say it: "is not a valid positive integer"."""
 
-    def name_it(rule: Callable[[str], Any]) -> Callable[[str], Any]:
+    def name_it(rule: Rule) -> Rule:
         rule.__name__ = name
         return rule
 

@@ -209,9 +209,9 @@ class Instruments:
                                 heappop(heap)
                 if put:
                     key = price * sign
-                    size = levels.get(price)
-                    if size is not None:
-                        levels[price] = size + put
+                    level = levels.get(price)
+                    if level is not None:
+                        levels[price] = level + put
                     else:
                         levels[price] = put
                         heappush(heap, key)

@@ -40,7 +40,7 @@ class L1Formatter:
         prices = self._prices
         if len(prices) > _CACHE_LIMIT:
             prices.clear()
-        out = []
+        out: list[str] = []
         add_line = out.append
         with_instrument = self.with_instrument
         for time, instrument, bid, ask, bid_size, ask_size, seq in quotes:
@@ -50,10 +50,10 @@ class L1Formatter:
             ask_text = prices.get(ask)
             if ask_text is None:
                 ask_text = prices[ask] = format_price(ask)
-            if type(time) is int:
+            if isinstance(time, int):
                 time = self._time_ns(time)
             elif len(time) != 30:  # most times have six digits already: skip the call
-                time = format_time(time)  # type: ignore[arg-type]
+                time = format_time(time)
             if with_instrument:
                 name = self._names.get(instrument)
                 if name is None:

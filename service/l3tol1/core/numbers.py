@@ -103,8 +103,9 @@ def time_is_valid(text: str) -> bool:
     match = _TIME_RE.fullmatch(text)
     if match is None:
         return False
+    year, month, day, hour, minute, second = map(int, match.groups())
     try:
-        datetime(*map(int, match.groups()), tzinfo=UTC)
+        datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         return False
     return True

@@ -11,6 +11,7 @@ a CSV file is truncated back, a Parquet dataset drops the parts written after it
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 from l3tol1.core.records import Quote
@@ -57,7 +58,7 @@ class Sink(Protocol):
         """What a checkpoint records of this sink (valid after a synced flush)."""
         ...
 
-    def check_resume(self, resume: Any) -> None:
+    def check_resume(self, resume: Any, checkpoint: Path) -> None:
         """Refuse ``resume`` if it belongs to another output (before anything is started).
 
         :raises CheckpointError: naming both.

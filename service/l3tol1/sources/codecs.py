@@ -10,9 +10,9 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-__all__ = ["MAGIC_BYTES", "codec_of", "decompressing"]
+__all__ = ["MAGIC_BYTES", "ByteReader", "codec_of", "decompressing"]
 
 # The longest magic below: how many bytes detection needs.
 MAGIC_BYTES = 6
@@ -24,6 +24,14 @@ _MAGIC = (
 )
 
 
+class ByteReader(Protocol):
+    """What the reading thread needs of a (decompressing) reader."""
+
+    def read1(self, size: int = -1, /) -> bytes:
+        """At most ``size`` bytes, from at most one read of what lies beneath."""
+        ...
+
+
 def codec_of(head: bytes) -> str | None:
     """The compression a stream starting with ``head`` uses, or None for plain bytes."""
     for magic, name in _MAGIC:
@@ -32,7 +40,7 @@ def codec_of(head: bytes) -> str | None:
     return None
 
 
-def decompressing(raw: BinaryIO, codec: str) -> BinaryIO:
+def decompressing(raw: BinaryIO, codec: str) -> ByteReader:
     """A binary reader of ``raw``'s decompressed bytes (blocking: call it from a thread)."""
     if codec == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")
@@ -43,5 +51,5 @@ def decompressing(raw: BinaryIO, codec: str) -> BinaryIO:
     if codec == "zstd":
         import zstandard  # only runs that read zstd pay for the import
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
     raise ValueError(f"unknown codec {codec!r}")

@@ -35,7 +35,7 @@ from l3tol1.sources.base import (
     decode_header,
     header_too_long,
 )
-from l3tol1.sources.codecs import MAGIC_BYTES, codec_of, decompressing
+from l3tol1.sources.codecs import MAGIC_BYTES, ByteReader, codec_of, decompressing
 from l3tol1.sources.lines import HeaderTooLong, Lines, LineSplitter, take_header
 
 __all__ = ["STDIN", "StreamSource", "is_stream"]
@@ -219,9 +219,10 @@ class StreamSource:
                         break
                     head += more
                 self.codec = codec_of(head)
-                reader: BinaryIO = io.BufferedReader(_Prefixed(head, raw, self))  # type: ignore[arg-type]
+                buffered = io.BufferedReader(_Prefixed(head, raw, self))
+                reader: ByteReader = buffered
                 if self.codec is not None:
-                    reader = decompressing(reader, self.codec)
+                    reader = decompressing(buffered, self.codec)
                 while True:
                     # read1: what one read brings (a pipe's writer may pause), not a full chunk
                     data = reader.read1(self.chunk_size)
