@@ -60,7 +60,7 @@ TARGET_RSS_MB = 64.0  # peak RSS at 1M and 10M
 TARGET_DEEP = 0.25  # deep-book marginal rate at 600k at most 25% below that at 60k
 TARGET_P99_MS = 100.0  # follow mode, append -> visible L1 row
 
-ALL_CASES = ("1m", "10m", "deep", "follow")
+ALL_CASES = ("1m", "10m", "deep", "follow", "checkpoint")
 
 
 @dataclass
@@ -489,6 +489,53 @@ class Bench:
         else:
             r.fail(case, "exit after SIGTERM", f"{code} (see {err_log})")
         self.compare(case, out, nai_out)
+
+    def case_checkpoint(self) -> None:
+        """Case (e): a checkpoint with --max-pending events waiting behind one missing seq:
+        its size, the time to write it, and the peak RSS of a resume against a normal run."""
+        case = "checkpoint"
+        n = self.size(100_000)
+        full = self.input(n, 0)  # n - 11 of them wait: just under --max-pending
+        src = self.out / "checkpoint.l3.csv"
+        with open(full, "rb") as fh, open(src, "wb") as out:
+            out.write(fh.readline())
+            for i, line in enumerate(fh):
+                if i != 10:  # seq SEQ_BASE + 10 never comes: everything after it waits
+                    out.write(line)
+        ckpt = self.out / "checkpoint.ckpt"
+        out = self.out / "checkpoint.l1.csv"
+        ckpt.unlink(missing_ok=True)
+        cmd = service_cmd(
+            self.python, src, out, "--follow", "--gap-timeout", "3600", "--start-seq",
+            str(generate.SEQ_BASE), "--checkpoint", str(ckpt),
+        )  # fmt: skip
+        r = self.report
+        runs = {}
+        for label in ("first run", "resume"):
+            err_log = self.out / f"checkpoint.{label.replace(' ', '_')}.stderr"
+            with open(err_log, "wb") as err:
+                started = time.monotonic()
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=err, env=child_env())
+            while b"end_of_input_reached" not in err_log.read_bytes() and proc.poll() is None:
+                time.sleep(0.01)
+            ready = time.monotonic() - started
+            proc.send_signal(signal.SIGTERM)
+            code, rss_kib = wait_usage(proc, timeout=60)
+            info = summary_of(err_log)
+            runs[label] = rss_kib / 1024
+            if code != 0:
+                r.fail(case, f"{label} exit", f"{code} (see {err_log})")
+                return
+            r.add(case, f"{label}: events waiting", f"{info.get('pending', '?'):,}")
+            r.add(case, f"{label}: read to the end in", f"{ready:.2f} s")
+            r.add(case, f"{label}: peak RSS", f"{rss_kib / 1024:.1f} MB")
+            r.add(
+                case,
+                f"{label}: last checkpoint",
+                f"{int(info.get('checkpoint_bytes', 0)) / 1e6:.2f} MB written in "
+                f"{float(info.get('checkpoint_seconds', 0)) * 1000:.0f} ms",
+            )
+        r.add(case, "resume peak / first run peak", f"{runs['resume'] / runs['first run']:.2f}")
 
     def size(self, n: int) -> int:
         """A case size, divided by 10 under --quick."""

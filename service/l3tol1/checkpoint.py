@@ -495,8 +495,9 @@ class CheckpointStore:
         self._temp = path.with_name(path.name + ".tmp")
         self._lock_path = path.with_name(path.name + ".lock")
         self._lock_fd = -1
-        self.last_size = 0
-        self.last_seconds = 0.0
+        self.saves = 0
+        self.last_size = 0  # bytes of the last checkpoint written
+        self.last_seconds = 0.0  # how long encoding and writing it took
 
     def lock(self) -> None:
         """Create and lock ``<path>.lock``: proves the directory is writable, and keeps a
@@ -563,5 +564,6 @@ class CheckpointStore:
                 os.close(dir_fd)
         except OSError as exc:
             raise OutputError(f"cannot write checkpoint {self.path}: {exc.strerror}") from exc
+        self.saves += 1
         self.last_size = len(data)
         self.last_seconds = time.perf_counter() - started

@@ -330,6 +330,7 @@ class Pipeline:
     def counters(self) -> dict[str, Any]:
         """Every counter of the run, as reported in the progress and summary lines."""
         feed, instruments, source = self.feed, self.instruments, self.source
+        store = self.store
         return {
             "events_read": feed.received,
             "events_applied": instruments.applied,
@@ -349,6 +350,9 @@ class Pipeline:
             "truncations": source.truncations,
             "bytes_read": source.bytes_read,
             "seconds_since_last_input": round(time.monotonic() - source.last_data_at, 3),
+            "checkpoints": 0 if store is None else store.saves,
+            "checkpoint_bytes": 0 if store is None else store.last_size,
+            "checkpoint_seconds": 0.0 if store is None else round(store.last_seconds, 4),
         }
 
     def log_summary(self) -> None:
