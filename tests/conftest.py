@@ -160,3 +160,22 @@ def wait_listening(proc: subprocess.Popen[str]) -> None:
     """Wait until l3tol1 handles SIGTERM itself (a signal before that meets the default action
     of a process that has not started yet)."""
     wait_for(lambda: catches(proc.pid, signal.SIGTERM) or proc.poll() is not None, 30, "handlers")
+
+
+def read_offset(pid: int, path: Path) -> int | None:
+    """Where process ``pid`` stands in its open file ``path`` (the file offset of its
+    descriptor, from /proc), or None when it has no such file open."""
+    folder = Path(f"/proc/{pid}/fd")
+    try:
+        descriptors = list(folder.iterdir())
+    except OSError:
+        return None
+    for fd in descriptors:
+        try:
+            if os.readlink(fd) != str(path):
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+        except OSError:
+            continue
+        return int(info.split()[1])  # "pos:\t<offset>"
+    return None

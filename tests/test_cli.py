@@ -19,6 +19,7 @@ from tests.conftest import (
     add,
     cli,
     cli_env,
+    read_offset,
     send_two_signals,
     start_cli,
     wait_for,
@@ -92,7 +93,8 @@ class TestFollow:
         out = tmp_path / "l1.csv"
         proc = start_cli("-i", src, "-o", out, "--follow", "-t", "0.05", "--gap-timeout", "1")
         try:
-            time.sleep(0.3)  # the file does not exist yet: it is waited for
+            # The file does not exist yet: it is waited for, the output already started.
+            wait_for(lambda: line_count(out) == 1, 30, "the output header")
             feed_in_chunks(REFERENCE_INPUT.read_bytes(), src, 65_537, 0.01)
             wait_for(
                 lambda: out.exists() and out.stat().st_size == REFERENCE_OUTPUT.stat().st_size,
@@ -122,7 +124,8 @@ class TestFollow:
             wait_for(lambda: line_count(out) == 2, 10, "first row")
             with src.open("a") as f:
                 f.write(add(3, "c", "BUY", "10.5", "1")[:-5])  # time cut short: invalid now
-            time.sleep(0.5)
+            size = src.stat().st_size
+            wait_for(lambda: read_offset(proc.pid, src) == size, 10, "the partial line read")
             assert line_count(out) == 2
             with src.open("a") as f:
                 f.write(add(3, "c", "BUY", "10.5", "1")[-5:] + "\n")
