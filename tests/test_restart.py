@@ -108,7 +108,7 @@ class Feed:
     # -- what l3tol1 has taken in ---------------------------------------------------------------
 
     def running(self) -> bool:
-        return self.out.exists() and self.out.read_text().count("\n") >= 1
+        return self.out.exists()  # opened at start; its header follows the input's
 
     def row_count(self) -> int:
         return self.out.read_text().count("\n") - 1 if self.out.exists() else 0

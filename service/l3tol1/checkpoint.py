@@ -37,6 +37,7 @@ from l3tol1.core.records import Action, Event, Side
 from l3tol1.errors import CheckpointError, OutputError
 from l3tol1.sinks.csv import CsvState
 from l3tol1.sinks.files import FileRecord, take_lock
+from l3tol1.sinks.parquet import ParquetState
 from l3tol1.sinks.rejects import RejectsState
 from l3tol1.sources.base import Position, fingerprint
 
@@ -68,6 +69,7 @@ class RunOptions:
     gap_timeout: float | None  # only when following: without --follow the clock plays no part
     instrument_column: str | None = None
     instruments: tuple[str, ...] | None = None
+    output_format: str = "csv"
 
     def differences(self, other: RunOptions) -> list[str]:
         """The options (as flags) whose value differs in ``other``."""
@@ -115,7 +117,7 @@ class Checkpoint:
     input: InputRecord
     feed: FeedState
     instruments: InstrumentsState
-    output: CsvState
+    output: CsvState | ParquetState
     rejects: RejectsState
 
 
@@ -153,11 +155,17 @@ def encode(checkpoint: Checkpoint) -> bytes:
             },
             "last_seq": checkpoint.instruments.last_seq,
         },
-        "output": {"kind": "csv", **asdict(checkpoint.output)},
+        "output": _output(checkpoint.output),
         "rejects": asdict(checkpoint.rejects),
     }
     text = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
     return zstandard.ZstdCompressor(level=3).compress(text.encode())
+
+
+def _output(state: CsvState | ParquetState) -> dict[str, Any]:
+    if isinstance(state, ParquetState):
+        return {"kind": "parquet", **asdict(state)}
+    return {"kind": "csv", **asdict(state)}
 
 
 _EVENT_COLUMNS = Event._fields
@@ -214,7 +222,7 @@ def decode(data: bytes, path: Path) -> Checkpoint:
         input=check.input(state),
         feed=check.feed(state),
         instruments=check.instruments(state),
-        output=check.csv(state, "output"),
+        output=check.output(state),
         rejects=check.rejects(state),
     )
     problem = checkpoint.feed.check()
@@ -288,6 +296,7 @@ class _Checker:
             gap_timeout=gap,
             instrument_column=self.string(options, "instrument_column", where, null=True),
             instruments=None if instruments is None else tuple(instruments),
+            output_format=self.string(options, "output_format", where),
         )
 
     def input(self, state: Any) -> InputRecord:
@@ -420,11 +429,41 @@ class _Checker:
             size=self.integer(record, "size", where),
         )
 
-    def csv(self, state: Any, key: str) -> CsvState:
-        output = self.get(state, key, "")
-        if self.get(output, "kind", key) != "csv":
-            self.fail(f"{key}.kind", "not csv")
-        return CsvState(self.file(output, key), self.integer(output, "rows", key))
+    def output(self, state: Any) -> CsvState | ParquetState:
+        where = "output"
+        output = self.get(state, "output", "")
+        kind = self.get(output, "kind", where)
+        instrument = self.get(output, "instrument", where)
+        if instrument not in (None, True, False):
+            self.fail(f"{where}.instrument", "not a boolean")
+        if kind == "csv":
+            return CsvState(
+                self.file(output, where), self.integer(output, "rows", where), instrument
+            )
+        if kind != "parquet":
+            self.fail(f"{where}.kind", "neither csv nor parquet")
+        nanoseconds = self.get(output, "nanoseconds", where)
+        if nanoseconds not in (None, True, False):
+            self.fail(f"{where}.nanoseconds", "not a boolean")
+        parts = self.items(
+            output,
+            "parts",
+            where,
+            lambda p: (
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and _natural(p[1])
+            ),
+        )
+        names = [name for name, _ in parts]
+        if names != [f"part-{i:06d}.parquet" for i in range(len(names))]:
+            self.fail(f"{where}.parts", "not the parts part-000000... in order")
+        return ParquetState(
+            path=self.string(output, "path", where),
+            dev=self.integer(output, "dev", where),
+            ino=self.integer(output, "ino", where),
+            parts=tuple((name, rows) for name, rows in parts),
+            instrument=instrument,
+            nanoseconds=nanoseconds,
+        )
 
     def rejects(self, state: Any) -> RejectsState:
         rejects = self.get(state, "rejects", "")

@@ -171,6 +171,13 @@ def instrument_list(text: str) -> tuple[str, ...]:
     return names
 
 
+@_rule("output format (csv or parquet)")
+def output_format(text: str) -> str:
+    if text.lower() not in ("csv", "parquet"):
+        raise ValueError(text)
+    return text.lower()
+
+
 @_rule("host name or address")
 def host(text: str) -> str:
     if not text.strip():
@@ -184,7 +191,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(("-i", "--input-file"), path, Path("l3_data.csv"),
            "L3 input to read: CSV, plain or compressed; - for standard input", "PATH"),
     Option(("-o", "--output-file"), file_path, Path("l1_data.csv"),
-           "L1 CSV to write", "PATH"),
+           "L1 output: a CSV file, or a Parquet dataset directory", "PATH"),
+    Option(("--output-format",), output_format, None,
+           "what to write", "csv|parquet", "parquet if the output name ends in .parquet, else csv"),
     Option(("-b", "--batch-size"), positive_int, 1000, "L1 rows per output flush", "INT"),
     Option(("-t", "--max-flush-interval"), seconds, 2.0,
            "flush a partial batch after this long", "SECS", "2"),
@@ -210,6 +219,10 @@ OPTIONS: tuple[Option, ...] = (
            "instrument or symbol, if present", extra=True),
     Option(("--instruments",), instrument_list, None,
            "keep only these instruments' books and rows", "A,B,...", "all", extra=True),
+    Option(("--part-rows",), positive_int, 1_000_000,
+           "Parquet: rows per part file", "INT", "1000000"),
+    Option(("--part-interval",), positive_seconds, 60.0,
+           "Parquet, when following: close a part this long after its first row", "SECS", "60"),
     Option(("--progress-interval",), seconds, 10.0,
            "seconds between progress log lines; 0 for none", "SECS", "10", extra=True),
     Option(("--poll-interval",), poll_seconds, 0.02,

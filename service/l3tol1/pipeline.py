@@ -11,6 +11,7 @@ ends. A second signal exits at once.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import stat
@@ -28,7 +29,9 @@ from l3tol1.core.instruments import Instruments
 from l3tol1.errors import CheckpointError, ConfigError, InputError
 from l3tol1.log import SafeStream, get_logger
 from l3tol1.settings import SHUTDOWN_TIMEOUT, Settings
+from l3tol1.sinks.base import Sink
 from l3tol1.sinks.csv import CsvSink
+from l3tol1.sinks.parquet import ParquetSink
 from l3tol1.sinks.rejects import RejectSink
 from l3tol1.sinks.writer import Writer
 from l3tol1.sources.base import Chunk, Source
@@ -101,8 +104,18 @@ class Pipeline:
             gap_timeout=settings.gap_timeout if follow else None,
             instrument_column=settings.instrument_column,
             instruments=settings.instruments,
+            output_format="parquet" if settings.parquet else "csv",
         )
-        self.output = CsvSink(settings.output_file, with_instrument=False)
+        self.output: Sink
+        if settings.parquet:
+            self.output = ParquetSink(
+                settings.output_file,
+                part_rows=settings.part_rows,
+                part_interval=settings.part_interval if follow else None,
+                clock=clock,
+            )
+        else:
+            self.output = CsvSink(settings.output_file)
         self.rejects = RejectSink(settings.reject_path)
         self.store: CheckpointStore | None = None
         resume: Checkpoint | None = None
@@ -155,6 +168,7 @@ class Pipeline:
             self.rejects,
             batch_size=settings.batch_size,
             max_flush_interval=settings.max_flush_interval,
+            checkpointing=self.store is not None,
             observe_flush=None if self.metrics is None else self.metrics.flush_seconds.observe,
         )
         self._health = Health(clock)
@@ -207,6 +221,9 @@ class Pipeline:
             return  # stopped before anything was touched: the checkpoint, if any, still holds
         await self.output.start(None if self._resume is None else self._resume.output)
         await self.rejects.start(None if self._resume is None else self._resume.rejects)
+        if parse.parser is not None:
+            self.output.set_layout(*parse.layout())
+            await self.output.flush(sync=False)  # the header, at once
         self.started = True
         self.log.info("start", **self.settings.as_log_fields(), follow_input=self.follow)
         for event, fields in self._notes:
@@ -227,7 +244,7 @@ class Pipeline:
                 self.store,
                 self.options,
                 self.writer,
-                interval=self.settings.checkpoint_interval,
+                interval=self._checkpoint_interval(),
                 clock=self.clock,
             )
         feed_stage = FeedStage(
@@ -246,6 +263,13 @@ class Pipeline:
             stages.start_soon(feed_stage.run, parsed_in, ordered_out, health)
             stages.start_soon(ApplyStage(self.instruments).run, ordered_in, quotes_out, health)
             stages.start_soon(write_stage.run, quotes_in, health)
+
+    def _checkpoint_interval(self) -> float:
+        """Seconds between checkpoints while data flows. A Parquet part is durable only whole:
+        its parts close at checkpoints, every --part-interval when following, else when full."""
+        if not self.output.cut_aligned:
+            return self.settings.checkpoint_interval
+        return self.settings.part_interval if self.follow else math.inf
 
     async def _read(self, send: Any) -> None:
         with self._reading_scope():
@@ -412,10 +436,10 @@ def _check_checkpointable(settings: Settings, kind: str) -> None:
             f"--checkpoint needs an input that can be read again, and"
             f" {_describe(settings.input_file, kind)} cannot"
         )
-    for option, path in (
-        ("--output-file", settings.output_file),
-        ("--reject-file", settings.reject_path),
-    ):
+    outputs = [("--reject-file", settings.reject_path)]
+    if not settings.parquet:  # a dataset directory's parts are checked by the sink
+        outputs.insert(0, ("--output-file", settings.output_file))
+    for option, path in outputs:
         try:
             mode = os.stat(path).st_mode
         except OSError:
@@ -445,10 +469,12 @@ def _check_paths(settings: Settings) -> None:
         except OSError:
             key: object = os.path.realpath(path)
         else:
+            directory_wanted = option == "--output-file" and settings.parquet
             if option != "--input-file" and not stat.S_ISREG(st.st_mode):
-                if stat.S_ISDIR(st.st_mode):
+                if stat.S_ISDIR(st.st_mode) and not directory_wanted:
                     raise ConfigError(f"{option} {path} is a directory")
-                continue
+                if not stat.S_ISDIR(st.st_mode):
+                    continue
             key = (st.st_dev, st.st_ino)
         if key in seen:
             raise ConfigError(f"{option} and {seen[key]} name the same file {path}")

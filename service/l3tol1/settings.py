@@ -20,6 +20,7 @@ class Settings:
 
     input_file: Path = Path("l3_data.csv")
     output_file: Path = Path("l1_data.csv")
+    output_format: str | None = None  # None: by the output's name
     batch_size: int = 1000
     max_flush_interval: float = 2.0
     gap_timeout: float = 2.0
@@ -32,6 +33,8 @@ class Settings:
     log_level: str = "info"
     instrument_column: str | None = None
     instruments: tuple[str, ...] | None = None
+    part_rows: int = 1_000_000
+    part_interval: float = 60.0
     progress_interval: float = 10.0
     poll_interval: float = 0.02
     checkpoint_interval: float = 1.0
@@ -40,6 +43,13 @@ class Settings:
     stall_timeout: float = 30.0
     interactive: bool = False  # stderr is a terminal: progress bar (--no-follow), summary table
     warnings: tuple[str, ...] = field(default=(), compare=False)  # for the start of the log
+
+    @property
+    def parquet(self) -> bool:
+        """Whether the output is a Parquet dataset (SPEC §11)."""
+        if self.output_format is not None:
+            return self.output_format == "parquet"
+        return self.output_file.name.endswith(".parquet")
 
     @property
     def reject_path(self) -> Path:
@@ -54,4 +64,5 @@ class Settings:
         del values["warnings"]
         fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
         fields["reject_file"] = str(self.reject_path)
+        fields["output_format"] = "parquet" if self.parquet else "csv"
         return fields

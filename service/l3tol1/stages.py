@@ -74,6 +74,7 @@ class Batch:
     position: Position | None = None
     end_of_input: bool = False
     cut: Cut | None = None
+    layout: tuple[bool, bool] | None = None  # (instrument column, ns times) of a new file
 
 
 class Health:
@@ -121,6 +122,11 @@ class ParseStage:
         self.instrument_column = instrument_column
         self.parser = parser
 
+    def layout(self) -> tuple[bool, bool]:
+        """The output columns the current parser's rows make: (instrument column, ns times)."""
+        assert self.parser is not None
+        return self.parser.instrument_column is not None, False
+
     def parser_for(self, header: str) -> CsvParser:
         """The parser of a file with this header line.
 
@@ -138,11 +144,12 @@ class ParseStage:
         async with receive, send:
             async for chunk in receive:
                 health.take("parse")
-                if chunk.header is not None:
-                    self.parser = self.parser_for(chunk.header)
                 batch = Batch(
                     rejects=chunk.rejects, position=chunk.position, end_of_input=chunk.end_of_input
                 )
+                if chunk.header is not None:
+                    self.parser = self.parser_for(chunk.header)
+                    batch.layout = self.layout()
                 if chunk.data:
                     assert self.parser is not None  # a file's first chunk carries its header
                     batch.events, rejects = self.parser.parse(chunk.data, chunk.first_line)
@@ -156,7 +163,8 @@ class Checkpointer:
 
     A checkpoint is due every ``interval`` seconds while data flows, stretched to twenty times
     what the last save took, so that a large one (a deep book, many waiting events) costs at
-    most about 5% of the run; and at the end of the input and at a clean stop.
+    most about 5% of the run; when the writer asks for one (a Parquet part is full); and at the
+    end of the input and at a clean stop.
     """
 
     def __init__(
@@ -176,10 +184,17 @@ class Checkpointer:
         self.next_due = clock() + interval
         self.saved = 0
 
+    def request(self) -> None:
+        """Cut the next batch: the writer has a part to close."""
+        self.next_due = -math.inf
+
     async def save(self, cut: Cut, now: float) -> None:
-        """Make every row up to the cut durable, then record the cut."""
+        """Make every row up to the cut durable, then record the cut; parts closed at the cut
+        become visible once the checkpoint that names them is saved."""
         writer = self.writer
         await writer.flush(now, sync=True)
+        await writer.output.close_part()
+        writer.cut_wanted = False
         assert cut.instruments is not None
         checkpoint = Checkpoint(
             options=self.options,
@@ -190,6 +205,7 @@ class Checkpointer:
             rejects=writer.rejects.state(),
         )
         await anyio.to_thread.run_sync(self.store.save, checkpoint)
+        await writer.output.commit()
         self.saved += 1
         self.next_due = self.clock() + max(self.interval, 20 * self.store.last_seconds)
 
@@ -254,7 +270,9 @@ class FeedStage:
                     changed = True
                     if batch.position is not None:
                         self.position = batch.position
-                    out = Batch(rejects=batch.rejects, end_of_input=batch.end_of_input)
+                    out = Batch(
+                        rejects=batch.rejects, end_of_input=batch.end_of_input, layout=batch.layout
+                    )
                     feed.push(batch.events, now, ready, out.rejects)
                     if batch.end_of_input:
                         feed.finish(ready)
@@ -268,7 +286,7 @@ class FeedStage:
                 ):
                     out.cut = self.cut()
                     changed = False
-                if ready or out.rejects or out.end_of_input or out.cut:
+                if ready or out.rejects or out.end_of_input or out.cut or out.layout:
                     await send.send(out)
 
     def _log_gaps(self) -> None:
@@ -332,17 +350,19 @@ class WriteStage:
                     except anyio.EndOfStream:
                         return
                     now = health.take("write")
-                    if batch is None:
-                        await writer.flush_if_due(now)
-                        continue
-                    writer.add(batch.quotes, batch.rejects, now)
-                    if batch.cut is not None and self.checkpointer is not None:
+                    if batch is not None:
+                        if batch.layout is not None:
+                            writer.output.set_layout(*batch.layout)
+                        writer.add(batch.quotes, batch.rejects, now)
+                    if batch is not None and batch.cut is not None and self.checkpointer:
                         await self.checkpointer.save(batch.cut, now)
                     else:
                         await writer.flush_if_due(now)
+                        if writer.cut_wanted and self.checkpointer is not None:
+                            self.checkpointer.request()
         finally:
             with anyio.move_on_after(FINAL_FLUSH_TIMEOUT, shield=True):
                 try:
-                    await writer.flush(self.clock(), sync=True)
+                    await writer.finish(self.clock())
                 finally:
                     await writer.aclose()

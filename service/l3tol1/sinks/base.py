@@ -4,9 +4,14 @@
                 ──rejects─▶ RejectSink (JSON lines)
 
 A sink is opened (checked and locked, nothing changed) before the run, started (cut back to the
-checkpoint's state, or emptied) once every check has passed, then fed batches. Its `state` after
-a synced flush is its piece of the checkpoint, and `start` with that state resumes exactly there:
-a CSV file is truncated back, a Parquet dataset drops the parts written after it.
+checkpoint's state, or emptied) once every check has passed, told its layout once the input's
+header is known, then fed batches. Its `state` after a synced flush (and `close_part`) is its
+piece of the checkpoint, and `start` with that state resumes exactly there: a CSV file is
+truncated back, a Parquet dataset drops the parts written after it.
+
+A CSV file's rows are durable at any flush, so a checkpoint can be cut at any batch. A Parquet
+part is durable only whole: such a sink is ``cut_aligned``, its parts close at checkpoint cuts
+(and `commit` makes them visible once the checkpoint that names them is saved).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ class Sink(Protocol):
     """An output of L1 quotes."""
 
     rows: int  # quotes flushed so far (kept from the checkpoint included)
+    cut_aligned: bool  # with a checkpoint, rows become durable only at cuts (parts)
 
     @property
     def buffered(self) -> int:
@@ -43,15 +49,39 @@ class Sink(Protocol):
         """
         ...
 
+    def set_layout(self, instrument: bool, nanoseconds: bool) -> None:
+        """The rows' columns: an instrument column or not, times in µs or ns (SPEC §9, §11).
+
+        :raises ConfigError: the output already holds rows of another layout.
+        """
+        ...
+
     def add(self, quotes: list[Quote]) -> None:
         """Buffer quotes, in order."""
         ...
 
     async def flush(self, *, sync: bool) -> None:
-        """Write what is buffered; with ``sync``, make everything written durable.
+        """Write what is buffered; with ``sync``, make everything written durable (a part-based
+        sink writes its full row groups; its rows are durable when the part closes).
 
         :raises OutputError: the write or sync failed.
         """
+        ...
+
+    def deadline(self) -> float | None:
+        """When the sink wants its current part closed by age, if it has parts."""
+        ...
+
+    def part_due(self, now: float) -> bool:
+        """Whether the current part should close now (full, or old enough)."""
+        ...
+
+    async def close_part(self) -> None:
+        """Close the current part, durable but not yet visible (nothing for a CSV file)."""
+        ...
+
+    async def commit(self) -> None:
+        """Make the parts closed so far visible (after the checkpoint that names them)."""
         ...
 
     def state(self) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from l3tol1.core.l1 import L1Formatter, csv_header
 from l3tol1.core.records import Quote
+from l3tol1.errors import ConfigError
 from l3tol1.sinks.files import FileRecord, OutputFile, check_record
 
 __all__ = ["CsvSink", "CsvState"]
@@ -14,24 +15,29 @@ __all__ = ["CsvSink", "CsvState"]
 
 @dataclass(frozen=True, slots=True)
 class CsvState:
-    """A CSV output at a checkpoint: the file and how many rows it holds."""
+    """A CSV output at a checkpoint: the file, how many rows it holds, and whether they have an
+    instrument column (None: the header is not written yet)."""
 
     file: FileRecord
     rows: int
+    instrument: bool | None = None
 
 
 class CsvSink:
     """Writes L1 quotes as CSV lines to a file (or a pipe or device).
 
-    :param with_instrument: the feed has instruments: write the ``instrument`` column.
+    Its header waits for `set_layout`: whether the rows have an ``instrument`` column is known
+    once the input's header is (SPEC §9).
     """
 
-    def __init__(self, path: Path, *, with_instrument: bool = False) -> None:
+    cut_aligned = False  # rows are durable at any flush: checkpoints go at any batch
+
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.file = OutputFile(path, "output")
         self.rows = 0
-        self._formatter = L1Formatter(with_instrument=with_instrument)
-        self._header = csv_header(with_instrument)
+        self.instrument: bool | None = None
+        self._formatter = L1Formatter()
         self._parts: list[str] = []
         self._buffered = 0
 
@@ -49,13 +55,29 @@ class CsvSink:
         self.file.open()
 
     async def start(self, resume: CsvState | None) -> None:
-        """Cut the file back to the checkpoint's size, or empty it and write the header."""
-        if resume is None:
-            self.file.start(None)
-            await self.file.write(self._header.encode())
-        else:
-            self.file.start(resume.file.size)
+        """Cut the file back to the checkpoint's size, or empty it."""
+        self.file.start(None if resume is None else resume.file.size)
+        if resume is not None:
             self.rows = resume.rows
+            if resume.instrument is not None:
+                self.set_layout(resume.instrument, False)
+
+    def set_layout(self, instrument: bool, nanoseconds: bool) -> None:
+        """Whether the rows have an ``instrument`` column; the header follows.
+
+        :raises ConfigError: the file already holds rows of the other layout.
+        """
+        if self.instrument is None:
+            self.instrument = instrument
+            self._formatter = L1Formatter(with_instrument=instrument)
+            if self.file.size == 0:
+                self._parts.insert(0, csv_header(instrument))
+        elif self.instrument != instrument:
+            having = "has" if self.instrument else "has no"
+            raise ConfigError(
+                f"output {self.path} {having} an instrument column, but the input now"
+                f" {'has' if instrument else 'has none'}: one output holds one layout"
+            )
 
     def add(self, quotes: list[Quote]) -> None:
         """Format quotes; they are written by the next `flush`."""
@@ -76,7 +98,21 @@ class CsvSink:
 
     def state(self) -> CsvState:
         """The file and its row count now."""
-        return CsvState(self.file.record(), self.rows)
+        return CsvState(self.file.record(), self.rows, self.instrument)
+
+    def deadline(self) -> float | None:
+        """Rows are flushed by the writer's policy, not by parts: no deadline of its own."""
+        return None
+
+    def part_due(self, now: float) -> bool:
+        """A CSV file has no parts."""
+        return False
+
+    async def close_part(self) -> None:
+        """A CSV file has no parts: nothing to close."""
+
+    async def commit(self) -> None:
+        """Rows are visible once written: nothing to commit."""
 
     async def aclose(self) -> None:
         """Close the file; safe to call twice."""

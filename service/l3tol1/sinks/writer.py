@@ -1,11 +1,15 @@
-"""When buffered rows reach the disk: flushing by size or age, fsync (SPEC §2, §6).
+"""When buffered rows reach the disk: flushing by size or age, fsync, parts (SPEC §2, §6, §11).
 
-`Writer` holds the L1 sink and the reject sink and flushes both when ``batch_size`` quotes are
-buffered, when the oldest unflushed item is ``max_flush_interval`` seconds old, and at shutdown.
-Every flush writes to the OS at once (readers see the rows); an fsync follows when the flush was
-due to age, at shutdown, before a checkpoint, and otherwise at most once per
-``max_flush_interval``, so a row is durable within about one interval of being written and a
-fast batch run does not pay one fsync per batch.
+`Writer` holds the L1 sink and the reject sink. Rows and rejects are flushed when
+``batch_size`` quotes are buffered, when the oldest unflushed item is ``max_flush_interval``
+seconds old, and at shutdown. Every flush writes to the OS at once (readers see the rows); an
+fsync follows when the flush was due to age, at shutdown, before a checkpoint, and otherwise at
+most once per ``max_flush_interval``, so a row is durable within about one interval of being
+written and a fast batch run does not pay one fsync per batch.
+
+A part-based sink (Parquet) closes its parts when it says so (full, or old enough). Without a
+checkpoint the writer closes and commits them itself; with one, a part closes only at a
+checkpoint cut, so the writer asks for a cut instead (`cut_wanted`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ __all__ = ["Writer"]
 
 
 class Writer:
-    """Buffers quotes and rejects into their sinks and flushes them by size and by age."""
+    """Buffers quotes and rejects into their sinks and flushes them by size and by age.
+
+    :param checkpointing: parts of a cut-aligned sink close at checkpoint cuts only.
+    """
 
     def __init__(
         self,
@@ -30,13 +37,16 @@ class Writer:
         *,
         batch_size: int,
         max_flush_interval: float,
+        checkpointing: bool = False,
         observe_flush: Callable[[float], None] | None = None,
     ) -> None:
         self.output = output
         self.rejects = rejects
         self.batch_size = batch_size
         self.max_flush_interval = max_flush_interval
+        self.parts_at_cuts = checkpointing and output.cut_aligned
         self.observe_flush = observe_flush  # told each flush's duration (metrics)
+        self.cut_wanted = False  # a part is due: the next checkpoint cut should come soon
         self._oldest: float | None = None  # when the oldest unflushed item was added
         self._last_sync = 0.0
 
@@ -50,16 +60,27 @@ class Writer:
             self._oldest = now
 
     def deadline(self) -> float | None:
-        """When the buffered items become due by age, or None if nothing is buffered."""
-        return None if self._oldest is None else self._oldest + self.max_flush_interval
+        """When something buffered becomes due by age, or None if nothing waits."""
+        due = None if self._oldest is None else self._oldest + self.max_flush_interval
+        part = None if self.parts_at_cuts else self.output.deadline()
+        if part is None or (due is not None and due < part):
+            return due
+        return part
 
     async def flush_if_due(self, now: float) -> None:
-        """Flush when ``batch_size`` quotes wait (fsync at most once per interval) or by age."""
-        deadline = self.deadline()
+        """Flush when ``batch_size`` quotes wait (fsync at most once per interval) or by age;
+        close a due part (or ask for a cut to close it at)."""
+        deadline = None if self._oldest is None else self._oldest + self.max_flush_interval
         if deadline is not None and now >= deadline:
             await self.flush(now, sync=True)
         elif self.output.buffered >= self.batch_size:
             await self.flush(now, sync=now - self._last_sync >= self.max_flush_interval)
+        if self.output.part_due(now):
+            if self.parts_at_cuts:
+                self.cut_wanted = True
+            else:
+                await self.output.close_part()
+                await self.output.commit()
 
     async def flush(self, now: float, *, sync: bool) -> None:
         """Write everything buffered; with ``sync``, make both outputs durable."""
@@ -71,6 +92,14 @@ class Writer:
             self._last_sync = now
         if self.observe_flush is not None:
             self.observe_flush(time.perf_counter() - started)
+
+    async def finish(self, now: float) -> None:
+        """The end of a run: everything written and durable; a part closed and, when no
+        checkpoint is to name it, made visible."""
+        await self.flush(now, sync=True)
+        if not self.parts_at_cuts:
+            await self.output.close_part()
+            await self.output.commit()
 
     async def aclose(self) -> None:
         """Close both sinks (without flushing: call `flush` first); safe to call twice."""

@@ -1,0 +1,404 @@
+"""The Parquet output (SPEC §11): a dataset directory of complete, zstd-compressed part files.
+
+A part is written under a temporary name (``.part-NNNNNN.parquet.tmp``) a row group at a time,
+so memory holds at most one row group of quotes; when it is closed it is fsynced and renamed to
+``part-NNNNNN.parquet``, so every visible part is complete. A part closes when it holds
+``--part-rows`` rows, after ``--part-interval`` seconds when following, and at the end.
+
+With a checkpoint, parts close only at checkpoint cuts, and in this order: the temporary file is
+fsynced, the checkpoint that names the part is saved, then the part is renamed. A restart keeps
+exactly the parts its checkpoint names (finishing a rename the crash cut short) and deletes any
+other part or temporary file, so no part is ever duplicated, missing or partial, and a visible
+part never disappears.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from l3tol1.core.numbers import format_price
+from l3tol1.core.records import Quote
+from l3tol1.errors import CheckpointError, ConfigError, OutputError
+from l3tol1.sinks.files import take_lock
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["ParquetSink", "ParquetState"]
+
+ROW_GROUP_ROWS = 65_536
+_PART = re.compile(r"(?:part-(\d{6})\.parquet|\.part-(\d{6})\.parquet\.tmp)")
+_LOCK_NAME = ".l3tol1.lock"
+
+
+def part_name(index: int) -> str:
+    """The visible name of part ``index``."""
+    return f"part-{index:06d}.parquet"
+
+
+def temp_name(index: int) -> str:
+    """The name part ``index`` has while it is written."""
+    return f".part-{index:06d}.parquet.tmp"
+
+
+@dataclass(frozen=True, slots=True)
+class ParquetState:
+    """A Parquet dataset at a checkpoint: its directory, and the parts it holds."""
+
+    path: str
+    dev: int
+    ino: int
+    parts: tuple[tuple[str, int], ...]  # (name, rows) of each part, in order
+    instrument: bool | None  # whether the rows have an instrument column (None: no row yet)
+    nanoseconds: bool | None
+
+    @property
+    def rows(self) -> int:
+        """Rows in every part."""
+        return sum(rows for _, rows in self.parts)
+
+
+class ParquetSink:
+    """Writes L1 quotes as a Parquet dataset (a directory of part files).
+
+    :param part_rows: a part closes when it holds this many rows.
+    :param part_interval: a part closes this many seconds after its first row (None: only by
+        rows and at the end; a file read to its end needs no interval).
+    """
+
+    cut_aligned = True  # with a checkpoint, parts close at cuts only
+
+    def __init__(
+        self, path: Path, *, part_rows: int, part_interval: float | None, clock: Any
+    ) -> None:
+        self.path = path
+        self.part_rows = part_rows
+        self.part_interval = part_interval
+        self.clock = clock
+        self.rows = 0
+        self.instrument: bool | None = None
+        self.nanoseconds: bool | None = None
+        self._parts: list[tuple[str, int]] = []  # committed: renamed, or named by a checkpoint
+        self._pending: list[tuple[str, int]] = []  # closed and fsynced, not renamed yet
+        self._lock_fd = -1
+        self._writer: Any = None  # the open pyarrow ParquetWriter of the current part
+        self._part_rows = 0  # rows written into the current part's file
+        self._part_started: float | None = None
+        self._seconds: dict[str, int] = {}  # "YYYY-MM-DD HH:MM:SS" -> µs since the epoch
+        self._prices: dict[int, float] = {}  # price in 1e-9 -> the double nearest its decimal
+        self._columns = self._new_columns()
+        self._schema: Any = None
+
+    # -- the interface of base.Sink ---------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """Rows of the current part, not yet in a closed part."""
+        return self._part_rows + len(self._columns)
+
+    def open(self) -> None:
+        """Create the dataset directory if needed and lock it; change nothing in it."""
+        try:
+            self.path.mkdir(parents=False, exist_ok=True)
+        except FileExistsError:
+            raise ConfigError(
+                f"output {self.path} is a file, not a Parquet dataset directory"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create output directory {self.path}: {exc.strerror}"
+            ) from exc
+        if not self.path.is_dir():
+            raise ConfigError(f"output {self.path} is a file, not a Parquet dataset directory")
+        lock = self.path / _LOCK_NAME
+        try:
+            self._lock_fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot use output directory {self.path}: {exc.strerror}") from exc
+        take_lock(self._lock_fd, self.path, "output")
+
+    def check_resume(self, resume: ParquetState, checkpoint: Path) -> None:
+        """Refuse a checkpoint of another dataset, or of this one with a recorded part gone."""
+        if not isinstance(resume, ParquetState):
+            raise CheckpointError(f"checkpoint {checkpoint} was written for a CSV output")
+        if os.path.abspath(self.path) != resume.path:
+            raise CheckpointError(
+                f"checkpoint {checkpoint} belongs to output {resume.path}, not {self.path}"
+            )
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != (resume.dev, resume.ino):
+            raise CheckpointError(
+                f"output {self.path} was replaced since checkpoint {checkpoint} was written;"
+                " remove the checkpoint to start over"
+            )
+        for index, (name, _) in enumerate(resume.parts):
+            if not (self.path / name).exists() and not (self.path / temp_name(index)).exists():
+                raise CheckpointError(
+                    f"output {self.path} lost its part {name} since checkpoint {checkpoint} was"
+                    " written; remove the checkpoint to start over"
+                )
+
+    async def start(self, resume: ParquetState | None) -> None:
+        """Keep the checkpoint's parts (finishing their renames) and delete every other part;
+        without a checkpoint, delete every part: the run writes the dataset anew."""
+        keep = {} if resume is None else dict(resume.parts)
+        for entry in self.path.iterdir():
+            found = _PART.fullmatch(entry.name)
+            if found is None:
+                continue
+            index = int(found.group(1) or found.group(2))
+            name = part_name(index)
+            if name in keep and index < len(keep):
+                if found.group(2) is not None:  # the crash came between checkpoint and rename
+                    os.replace(entry, self.path / name)
+                continue
+            entry.unlink()
+        if resume is not None:
+            self._parts = list(resume.parts)
+            self.rows = resume.rows
+            self.instrument, self.nanoseconds = resume.instrument, resume.nanoseconds
+        self._sync_directory()
+
+    def set_layout(self, instrument: bool, nanoseconds: bool) -> None:
+        """The columns of the rows: with an instrument column or not, times in µs or ns.
+
+        :raises ConfigError: the dataset already holds rows of another layout.
+        """
+        if self.instrument is not None and (self.instrument, self.nanoseconds) != (
+            instrument,
+            nanoseconds,
+        ):
+            raise ConfigError(
+                f"output {self.path} holds rows {_describe(self.instrument, self.nanoseconds)},"
+                f" but the input now gives rows {_describe(instrument, nanoseconds)}"
+            )
+        self.instrument, self.nanoseconds = instrument, nanoseconds
+
+    def add(self, quotes: list[Quote]) -> None:
+        """Buffer quotes in columns; a full row group goes to the part's file at the next flush."""
+        if quotes and self._part_started is None:
+            self._part_started = self.clock()
+        self._columns.add(quotes)
+
+    def deadline(self) -> float | None:
+        """When the current part is due by age (following only)."""
+        if self.part_interval is None or self._part_started is None:
+            return None
+        return self._part_started + self.part_interval
+
+    def part_due(self, now: float) -> bool:
+        """Whether the current part should close: full, or old enough."""
+        if self.buffered >= self.part_rows:
+            return True
+        deadline = self.deadline()
+        return deadline is not None and now >= deadline and self.buffered > 0
+
+    async def flush(self, *, sync: bool) -> None:
+        """Write the full row groups into the current part's file (a part is made durable
+        when it closes, not before: ``sync`` asks nothing more)."""
+        if len(self._columns) >= ROW_GROUP_ROWS:
+            await self._write_row_group()
+
+    async def close_part(self) -> None:
+        """Close the current part: written whole and fsynced, under its temporary name until
+        `commit`."""
+        if len(self._columns):
+            await self._write_row_group()
+        if self._part_rows:
+            await anyio.to_thread.run_sync(self._close_part)
+
+    async def commit(self) -> None:
+        """Rename the parts closed since the last commit: they are visible from now on."""
+        if not self._pending:
+            return
+        index = len(self._parts)
+        for name, rows in self._pending:
+            os.replace(self.path / temp_name(index), self.path / name)
+            self._parts.append((name, rows))
+            index += 1
+        self._pending.clear()
+        self._sync_directory()
+
+    def state(self) -> ParquetState:
+        """The dataset now: committed and closed parts (the checkpoint commits the latter)."""
+        st = os.stat(self.path)
+        return ParquetState(
+            os.path.abspath(self.path),
+            st.st_dev,
+            st.st_ino,
+            tuple(self._parts + self._pending),
+            self.instrument,
+            self.nanoseconds,
+        )
+
+    async def aclose(self) -> None:
+        """Release the directory; an unclosed part's temporary file stays for a restart to
+        delete. Safe to call twice."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        if self._lock_fd >= 0:
+            fd, self._lock_fd = self._lock_fd, -1
+            os.close(fd)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def _write_row_group(self) -> None:
+        table = self._columns.table(self._arrow_schema())
+        self._columns = self._new_columns()
+        await anyio.to_thread.run_sync(self._write_table, table)
+
+    def _write_table(self, table: pa.Table) -> None:
+        import pyarrow.parquet as pq
+
+        index = len(self._parts) + len(self._pending)
+        try:
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(
+                    self.path / temp_name(index), table.schema, compression="zstd"
+                )
+            self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {self.path / temp_name(index)}: {exc.strerror}"
+            ) from exc
+        self._part_rows += table.num_rows
+
+    def _close_part(self) -> None:
+        index = len(self._parts) + len(self._pending)
+        temp = self.path / temp_name(index)
+        try:
+            self._writer.close()
+            self._writer = None
+            fd = os.open(temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise OutputError(f"cannot write {temp}: {exc.strerror}") from exc
+        self._pending.append((part_name(index), self._part_rows))
+        self.rows += self._part_rows
+        self._part_rows = 0
+        self._part_started = None
+
+    def _sync_directory(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise OutputError(f"cannot sync {self.path}: {exc.strerror}") from exc
+
+    def _arrow_schema(self) -> pa.Schema:
+        if self._schema is None:
+            import pyarrow as pa
+
+            unit = "ns" if self.nanoseconds else "us"
+            fields = [pa.field("time", pa.timestamp(unit, tz="UTC"), nullable=False)]
+            if self.instrument:
+                fields.append(pa.field("instrument", pa.string(), nullable=False))
+            fields += [
+                pa.field("bid_price", pa.float64(), nullable=False),
+                pa.field("ask_price", pa.float64(), nullable=False),
+                pa.field("bid_size", pa.int64(), nullable=False),
+                pa.field("ask_size", pa.int64(), nullable=False),
+                pa.field("seq_num", pa.uint64(), nullable=False),
+            ]
+            self._schema = pa.schema(fields)
+        return self._schema
+
+    def _new_columns(self) -> _Columns:
+        return _Columns(self._price, self._micros)
+
+    def _price(self, price: int) -> float:
+        value = self._prices.get(price)
+        if value is None:
+            if len(self._prices) > 1 << 16:
+                self._prices.clear()
+            # float() of the shortest decimal is the double nearest the price, rounded once.
+            value = self._prices[price] = float(format_price(price))
+        return value
+
+    def _micros(self, time: str) -> int:
+        """A valid CSV time (``2021-08-03 01:00:03.22333 UTC``) in µs since the epoch."""
+        second = time[:19]
+        base = self._seconds.get(second)
+        if base is None:
+            if len(self._seconds) > 1 << 16:
+                self._seconds.clear()
+            stamp = datetime.fromisoformat(second).replace(tzinfo=UTC)
+            base = self._seconds[second] = int(stamp.timestamp()) * 1_000_000
+        fraction = time[20:-4]
+        return base + (int(fraction.ljust(6, "0")) if fraction else 0)
+
+
+class _Columns:
+    """Quotes buffered column by column, in typed arrays (8 bytes a value, not a Python int)."""
+
+    def __init__(self, price: Callable[[int], float], micros: Callable[[str], int]) -> None:
+        self._price = price
+        self._micros = micros
+        self.time = array.array("q")
+        self.instrument: list[str] = []
+        self.bid = array.array("d")
+        self.ask = array.array("d")
+        self.bid_size = array.array("q")
+        self.ask_size = array.array("q")
+        self.seq = array.array("Q")
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def add(self, quotes: list[Quote]) -> None:
+        price = self._price
+        for time, instrument, bid, ask, bid_size, ask_size, seq in quotes:
+            self.time.append(time if isinstance(time, int) else self._micros(time))
+            self.instrument.append(instrument)
+            self.bid.append(price(bid))
+            self.ask.append(price(ask))
+            self.bid_size.append(bid_size)
+            self.ask_size.append(ask_size)
+            self.seq.append(seq)
+
+    def table(self, schema: pa.Schema) -> pa.Table:
+        import pyarrow as pa
+
+        n = len(self)
+        columns: list[Any] = []
+        for field in schema:
+            if field.name == "instrument":
+                columns.append(pa.array(self.instrument, pa.string()))
+                continue
+            values = {
+                "time": self.time,
+                "bid_price": self.bid,
+                "ask_price": self.ask,
+                "bid_size": self.bid_size,
+                "ask_size": self.ask_size,
+                "seq_num": self.seq,
+            }[field.name]
+            columns.append(pa.Array.from_buffers(field.type, n, [None, pa.py_buffer(values)]))
+        return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _describe(instrument: bool | None, nanoseconds: bool | None) -> str:
+    columns = "with" if instrument else "without"
+    unit = "nanosecond" if nanoseconds else "microsecond"
+    return f"{columns} an instrument column and {unit} times"
