@@ -9,7 +9,11 @@ one-sided episodes, and a low rate of the anomalies of SPEC section 3.
 The generator keeps its own book with the SPEC semantics so that every event refers to the
 state the converter will see. Output is streamed; memory stays bounded for any length.
 
-Usage: ``python bench/generate.py --events 1M --seed 1 --window 20 [--deep] -o OUT.csv``
+Many instruments (``--instruments N``): N such streams, each with its own book, interleaved at
+random into one feed with a global ``seq_num`` and an ``instrument`` column first.
+
+Usage: ``python bench/generate.py --events 1M --seed 1 --window 20 [--deep] [--instruments N]
+-o OUT.csv``
 """
 
 from __future__ import annotations
@@ -314,6 +318,20 @@ def _rows(events: int, seed: int, deep: bool) -> Iterator[str]:
         yield f"{seq},,,,,,,,,{oid},{SIDES[s]},,,,,{t}\n"
 
 
+def _interleaved(events: int, seed: int, deep: bool, instruments: int) -> Iterator[str]:
+    """``events`` rows of ``instruments`` independent books, interleaved at random, with the
+    instrument's name first and one global seq_num."""
+    rng = random.Random(f"l3tol1-bench-instruments:{seed}:{instruments}")
+    names = [f"I{k:04d}" for k in range(instruments)]
+    # Each instrument's own stream, long enough for any share of the events it may get.
+    streams = [_rows(events, seed * 100_003 + k, deep) for k in range(instruments)]
+    pick = rng.randrange
+    for i in range(events):
+        k = pick(instruments)
+        row = next(streams[k])
+        yield f"{names[k]},{SEQ_BASE + i}{row[row.index(',') :]}"
+
+
 def _displace(rows: Iterator[str], window: int, seed: int) -> Iterator[str]:
     """Reorder rows so each lands at most ``window`` positions from its seq order.
 
@@ -340,17 +358,21 @@ def generate(
     seed: int = 1,
     window: int = 0,
     deep: bool = False,
+    instruments: int = 0,
 ) -> None:
     """Write a synthetic L3 CSV of ``events`` rows to ``path`` (deterministic in the arguments).
 
-    The event stream depends on (events, seed, deep) only: the file sorted by seq_num is the
-    same for every ``window``.
+    The event stream depends on (events, seed, deep, instruments) only: the file sorted by
+    seq_num is the same for every ``window``. ``instruments`` > 0 adds an instrument column.
     """
-    rows = _rows(events, seed, deep)
+    if instruments > 0:
+        rows = _interleaved(events, seed, deep, instruments)
+    else:
+        rows = _rows(events, seed, deep)
     if window > 0:
         rows = _displace(rows, window, seed)
     with open(path, "w", encoding="ascii", newline="", buffering=1 << 20) as out:
-        out.write(HEADER)
+        out.write("instrument," + HEADER if instruments > 0 else HEADER)
         chunk: list[str] = []
         for row in rows:
             chunk.append(row)
@@ -376,9 +398,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--window", type=int, default=0, help="max out-of-order displacement")
     parser.add_argument("--deep", action="store_true", help="thousands of orders and levels")
+    parser.add_argument("--instruments", type=int, default=0, help="interleave N instruments")
     parser.add_argument("-o", "--output", required=True, help="CSV file to write")
     args = parser.parse_args(argv)
-    generate(args.output, args.events, seed=args.seed, window=args.window, deep=args.deep)
+    generate(
+        args.output,
+        args.events,
+        seed=args.seed,
+        window=args.window,
+        deep=args.deep,
+        instruments=args.instruments,
+    )
     return 0
 
 

@@ -11,6 +11,9 @@ sees no ``late`` rows and sorting the whole file gives the same event order it a
 Policy where SPEC is silent: an UPDATE to qty 0 leaves no resting order (like a TRADE that
 reaches zero), so it removes the order.
 
+Many instruments (SPEC section 9): with an ``instrument`` (or ``symbol``) column, each instrument
+has its own dict of orders and its own last row, and the output gains the instrument column.
+
 Usage: ``python bench/naive.py IN.csv OUT.csv``
 """
 
@@ -54,8 +57,9 @@ _SIDES = ("BUY", "SELL")
 
 ADD, UPDATE, DELETE, TRADE = "ADD", "UPDATE", "DELETE", "TRADE"
 
-# One parsed event: (seq, kind, order_id, side, price or None, qty or None, output time text).
-Event = tuple[int, str, str, str, Decimal | None, int | None, str]
+# One parsed event: (seq, kind, order_id, side, price or None, qty or None, output time text,
+# instrument).
+Event = tuple[int, str, str, str, Decimal | None, int | None, str, str]
 
 
 class BadRow(ValueError):
@@ -115,11 +119,20 @@ def parse_row(row: list[str], col: dict[str, int], width: int) -> Event:
         # The trade price is validated but not used: a trade always hits the resting order.
         _price(row[col["trade_price"]])
         qty = _qty(row[col["trade_qty"]])
-    return (int(seq_text), kind.upper(), oid, side, price, qty, _time(row[col["time"]]))
+    instrument = ""
+    if "instrument" in col or "symbol" in col:
+        instrument = row[col.get("instrument", col.get("symbol", -1))]
+        if not 0 < len(instrument.encode()) <= 64:
+            raise BadRow("bad instrument")
+    time_text = _time(row[col["time"]])
+    return (int(seq_text), kind.upper(), oid, side, price, qty, time_text, instrument)
 
 
-def read_events(input_path: str | os.PathLike[str]) -> tuple[list[Event], dict[str, int]]:
-    """Read every row, drop rejected and duplicate rows, return the events sorted by seq."""
+def read_events(
+    input_path: str | os.PathLike[str],
+) -> tuple[list[Event], dict[str, int], bool]:
+    """Read every row, drop rejected and duplicate rows, return the events sorted by seq and
+    whether the file has an instrument column."""
     stats = {"rows": 0, "rejected": 0, "duplicate": 0}
     # utf-8-sig: SPEC accepts a byte-order mark before the header.
     with open(input_path, encoding="utf-8-sig", newline="") as fh:
@@ -143,7 +156,8 @@ def read_events(input_path: str | os.PathLike[str]) -> tuple[list[Event], dict[s
                 stats["duplicate"] += 1  # the first row of a seq wins, as in the service
                 continue
             by_seq[event[0]] = event
-    return [by_seq[seq] for seq in sorted(by_seq)], stats
+    instruments = "instrument" in col or "symbol" in col
+    return [by_seq[seq] for seq in sorted(by_seq)], stats, instruments
 
 
 def _fmt_price(value: Decimal) -> str:
@@ -155,12 +169,12 @@ def _fmt_price(value: Decimal) -> str:
 
 def convert(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]) -> None:
     """Convert an L3 CSV file to an L1 CSV file, the naive way."""
-    events, stats = read_events(input_path)
-    orders: dict[tuple[str, str], tuple[Decimal, int]] = {}
-    levels: dict[str, dict[Decimal, int]] = {"BUY": {}, "SELL": {}}
+    events, stats, with_instrument = read_events(input_path)
+    # Per instrument: its orders, its price levels per side, and the last row written for it.
+    books: dict[str, tuple[dict, dict]] = {}
+    lasts: dict[str, tuple[Decimal, Decimal, int, int]] = {}
     anomalies = 0
     written = 0
-    last: tuple[Decimal, Decimal, int, int] | None = None
 
     def remove(key: tuple[str, str]) -> None:
         price, qty = orders.pop(key)
@@ -179,8 +193,12 @@ def convert(input_path: str | os.PathLike[str], output_path: str | os.PathLike[s
         book[price] = book.get(price, 0) + qty
 
     with open(output_path, "w", encoding="utf-8", newline="") as out:
-        out.write("time,bid_price,ask_price,bid_size,ask_size,seq_num\n")
-        for seq, kind, oid, side, price, qty, time_text in events:
+        if with_instrument:
+            out.write("time,instrument,bid_price,ask_price,bid_size,ask_size,seq_num\n")
+        else:
+            out.write("time,bid_price,ask_price,bid_size,ask_size,seq_num\n")
+        for seq, kind, oid, side, price, qty, time_text, instrument in events:
+            orders, levels = books.setdefault(instrument, ({}, {"BUY": {}, "SELL": {}}))
             key = (oid, side)
             live = key in orders
             if kind in (ADD, UPDATE):
@@ -212,11 +230,13 @@ def convert(input_path: str | os.PathLike[str], output_path: str | os.PathLike[s
             bid = max(bids)
             ask = min(asks)
             top = (bid, ask, bids[bid], asks[ask])
-            if top != last:
-                last = top
+            if top != lasts.get(instrument):
+                lasts[instrument] = top
                 written += 1
+                name = f"{instrument}," if with_instrument else ""
                 out.write(
-                    f"{time_text},{_fmt_price(bid)},{_fmt_price(ask)},{top[2]},{top[3]},{seq}\n"
+                    f"{time_text},{name}{_fmt_price(bid)},{_fmt_price(ask)},{top[2]},{top[3]},"
+                    f"{seq}\n"
                 )
     print(
         f"naive: rows={stats['rows']} events={len(events)} rejected={stats['rejected']} "
