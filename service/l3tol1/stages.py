@@ -193,7 +193,7 @@ class Checkpointer:
         become visible once the checkpoint that names them is saved."""
         writer = self.writer
         await writer.flush(now, sync=True)
-        await writer.output.close_part()
+        await writer.output.close_parts(all_rows=True)
         writer.cut_wanted = False
         assert cut.instruments is not None
         checkpoint = Checkpoint(

@@ -76,8 +76,9 @@ class Sink(Protocol):
         """Whether the current part should close now (full, or old enough)."""
         ...
 
-    async def close_part(self) -> None:
-        """Close the current part, durable but not yet visible (nothing for a CSV file)."""
+    async def close_parts(self, *, all_rows: bool) -> None:
+        """Close every full part, and with ``all_rows`` a last one of the rows left: durable,
+        not yet visible (nothing for a CSV file)."""
         ...
 
     async def commit(self) -> None:

@@ -108,7 +108,7 @@ class CsvSink:
         """A CSV file has no parts."""
         return False
 
-    async def close_part(self) -> None:
+    async def close_parts(self, *, all_rows: bool) -> None:
         """A CSV file has no parts: nothing to close."""
 
     async def commit(self) -> None:

@@ -209,16 +209,21 @@ class ParquetSink:
     async def flush(self, *, sync: bool) -> None:
         """Write the full row groups into the current part's file (a part is made durable
         when it closes, not before: ``sync`` asks nothing more)."""
-        if len(self._columns) >= ROW_GROUP_ROWS:
-            await self._write_row_group()
+        while len(self._columns) >= ROW_GROUP_ROWS:
+            await self._write_rows(min(ROW_GROUP_ROWS, self.part_rows - self._part_rows))
+            if self._part_rows >= self.part_rows:
+                await anyio.to_thread.run_sync(self._close_part)
+                self._part_started = self.clock() if len(self._columns) else None
 
-    async def close_part(self) -> None:
-        """Close the current part: written whole and fsynced, under its temporary name until
-        `commit`."""
-        if len(self._columns):
-            await self._write_row_group()
-        if self._part_rows:
+    async def close_parts(self, *, all_rows: bool) -> None:
+        """Close every full part, and with ``all_rows`` a last one of the rows left: each
+        written whole and fsynced, under its temporary name until `commit`."""
+        while self.buffered >= self.part_rows or (all_rows and self.buffered):
+            room = self.part_rows - self._part_rows
+            while room and len(self._columns):
+                room -= await self._write_rows(min(room, ROW_GROUP_ROWS))
             await anyio.to_thread.run_sync(self._close_part)
+            self._part_started = self.clock() if len(self._columns) else None
 
     async def commit(self) -> None:
         """Rename the parts closed since the last commit: they are visible from now on."""
@@ -257,10 +262,11 @@ class ParquetSink:
 
     # -- writing ----------------------------------------------------------------------------
 
-    async def _write_row_group(self) -> None:
-        table = self._columns.table(self._arrow_schema())
-        self._columns = self._new_columns()
-        await anyio.to_thread.run_sync(self._write_table, table)
+    async def _write_rows(self, count: int) -> int:
+        """Write the first ``count`` buffered rows into the current part; how many it wrote."""
+        head, self._columns = self._columns.split(count, self._new_columns())
+        await anyio.to_thread.run_sync(self._write_table, head.table(self._arrow_schema()))
+        return len(head)
 
     def _write_table(self, table: pa.Table) -> None:
         import pyarrow.parquet as pq
@@ -294,7 +300,6 @@ class ParquetSink:
         self._pending.append((part_name(index), self._part_rows))
         self.rows += self._part_rows
         self._part_rows = 0
-        self._part_started = None
 
     def _sync_directory(self) -> None:
         try:
@@ -376,6 +381,16 @@ class _Columns:
             self.bid_size.append(bid_size)
             self.ask_size.append(ask_size)
             self.seq.append(seq)
+
+    def split(self, count: int, rest: _Columns) -> tuple[_Columns, _Columns]:
+        """(these columns' first ``count`` rows, ``rest`` filled with the others)."""
+        if count >= len(self):
+            return self, rest
+        for name in ("time", "instrument", "bid", "ask", "bid_size", "ask_size", "seq"):
+            column = getattr(self, name)
+            getattr(rest, name).extend(column[count:])
+            del column[count:]
+        return self, rest
 
     def table(self, schema: pa.Schema) -> pa.Table:
         import pyarrow as pa

@@ -77,10 +77,13 @@ class Writer:
             await self.flush(now, sync=now - self._last_sync >= self.max_flush_interval)
         if self.output.part_due(now):
             if self.parts_at_cuts:
-                self.cut_wanted = True
+                self.cut_wanted = True  # the last, partial part closes at the cut
             else:
-                await self.output.close_part()
-                await self.output.commit()
+                part_deadline = self.output.deadline()
+                old = part_deadline is not None and now >= part_deadline
+                await self.output.close_parts(all_rows=old)
+        if not self.parts_at_cuts:
+            await self.output.commit()  # without a checkpoint, a closed part shows at once
 
     async def flush(self, now: float, *, sync: bool) -> None:
         """Write everything buffered; with ``sync``, make both outputs durable."""
@@ -98,7 +101,7 @@ class Writer:
         checkpoint is to name it, made visible."""
         await self.flush(now, sync=True)
         if not self.parts_at_cuts:
-            await self.output.close_part()
+            await self.output.close_parts(all_rows=True)
             await self.output.commit()
 
     async def aclose(self) -> None:
