@@ -161,14 +161,18 @@ class FileSource:
                     last = chunk.position
                     yield chunk
                 continue
-            if not self.follow:
+            change: str | None = "truncated"
+            if data is None:
+                pass  # rewritten from its start under us: what the read brought is not ours
+            elif not self.follow:
                 chunk = self._chunk(self._lines.finish())
                 if self._header_pending:
                     raise InputError(f"input {self.path} is empty: it has no header line")
                 chunk.end_of_input = True
                 yield chunk
                 return
-            change = self._look_for_change(file.fileno())
+            else:
+                change = self._look_for_change(file.fileno())
             if change == "rotated":
                 # One more read: what was appended before the rotation is the old file's.
                 data = await self._read(file)
@@ -262,7 +266,10 @@ class FileSource:
                 hint="following the file for new lines; use --no-follow to stop at its end",
             )
 
-    async def _read(self, file: Any) -> bytes:
+    async def _read(self, file: Any) -> bytes | None:
+        """The next bytes of the open file (b"" at its end); None when its first bytes are no
+        longer those read before: it was rewritten from its start (truncated and grown again,
+        perhaps past our offset), and the bytes at our offset belong to the new content."""
         try:
             data: bytes = await file.read(self.chunk_size)
         except OSError as exc:
@@ -271,8 +278,11 @@ class FileSource:
         self.last_active = now = time.monotonic()
         if data:
             self.last_data_at = now
-            if len(self._head) < FINGERPRINT_BYTES:
-                self._head += data[: FINGERPRINT_BYTES - len(self._head)]
+            head = self._head
+            if head and os.pread(file.fileno(), len(head), 0) != head:
+                return None
+            if len(head) < FINGERPRINT_BYTES:
+                self._head += data[: FINGERPRINT_BYTES - len(head)]
         return data
 
     def _look_for_change(self, fd: int) -> str | None:
