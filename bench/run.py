@@ -60,7 +60,8 @@ TARGET_RSS_MB = 64.0  # peak RSS at 1M and 10M
 TARGET_DEEP = 0.25  # deep-book marginal rate at 600k at most 25% below that at 60k
 TARGET_P99_MS = 100.0  # follow mode, append -> visible L1 row
 
-ALL_CASES = ("1m", "10m", "deep", "follow", "checkpoint")
+ALL_CASES = ("1m", "10m", "deep", "follow", "checkpoint", "instruments", "formats")
+TARGET_INSTRUMENTS = 0.20  # 1,000 instruments: at most 20% below the one-instrument rate
 
 
 @dataclass
@@ -206,23 +207,34 @@ class Bench:
         for d in (self.inputs, self.naive_dir, self.out):
             d.mkdir(parents=True, exist_ok=True)
 
-    def input(self, events: int, window: int, deep: bool = False) -> Path:
+    def input(self, events: int, window: int, deep: bool = False, instruments: int = 0) -> Path:
         """Path of a generated input, generating it on first use."""
-        name = f"l3_{events}_w{window}{'_deep' if deep else ''}_s{self.args.seed}.csv"
+        kind = f"{'_deep' if deep else ''}{f'_i{instruments}' if instruments else ''}"
+        name = f"l3_{events}_w{window}{kind}_s{self.args.seed}.csv"
         path = self.inputs / name
         if not path.exists():
             print(f"  generating {name} ...", end="", flush=True)
             start = time.perf_counter()
             partial = path.with_suffix(".partial")
-            generate.generate(partial, events, seed=self.args.seed, window=window, deep=deep)
+            generate.generate(
+                partial,
+                events,
+                seed=self.args.seed,
+                window=window,
+                deep=deep,
+                instruments=instruments,
+            )
             os.replace(partial, path)  # only complete files are ever cached
             print(f" {time.perf_counter() - start:.1f} s", flush=True)
         return path
 
-    def service(self, case: str, inp: Path, events: int) -> tuple[Proc, Path]:
+    def service(
+        self, case: str, inp: Path, events: int, *extra: str, out: Path | None = None
+    ) -> tuple[Proc, Path]:
         """Run the service on inp with --no-follow; return the run and its output path."""
-        out = self.out / f"{inp.stem}.service.csv"
-        proc = run_child(service_cmd(self.python, inp, out, "--no-follow"), out.with_suffix(""))
+        out = out or self.out / f"{inp.stem}.service.csv"
+        cmd = service_cmd(self.python, inp, out, "--no-follow", *extra)
+        proc = run_child(cmd, out.with_name(out.name + ".run"))
         info = summary_of(proc.stderr)
         print(
             f"  service {inp.name}: {proc.wall:.2f} s, {rate(events, proc.wall)}, "
@@ -536,6 +548,59 @@ class Bench:
                 f"{float(info.get('checkpoint_seconds', 0)) * 1000:.0f} ms",
             )
         r.add(case, "resume peak / first run peak", f"{runs['resume'] / runs['first run']:.2f}")
+
+    def case_instruments(self) -> None:
+        """Case (f): 1M events over 1,000 instruments against 1M over one, in the same run,
+        and against the naive per-instrument reference."""
+        case, n = "1000 instruments", self.size(1_000_000)
+        one = self.input(n, 20)
+        many = self.input(n, 20, instruments=1000)
+        single, _ = self.service(case, one, n)
+        svc, svc_out = self.service(case, many, n)
+        nai, nai_out = self.naive(case, many, n, force=True)
+        r = self.report
+        r.add(case, "one instrument rate", rate(n, single.wall))
+        r.add(case, "1,000 instruments rate", rate(n, svc.wall))
+        ratio = single.wall / svc.wall
+        r.add(case, "rate vs one instrument", f"{ratio:.2f}", f">= {1 - TARGET_INSTRUMENTS:.2f}",
+              ratio >= 1 - TARGET_INSTRUMENTS)  # fmt: skip
+        r.add(case, "1,000 instruments peak RSS", f"{svc.rss_mb:.1f} MB")
+        if nai is not None:
+            r.add(case, "naive per-instrument rate", rate(n, nai.wall))
+            r.add(case, "service/naive", f"{nai.wall / svc.wall:.2f}x")
+        self.compare(case, svc_out, nai_out)
+
+    def case_formats(self) -> None:
+        """Case (g): gzip and zstd input, Parquet output, against plain CSV in and out."""
+        case, n = "formats", self.size(1_000_000)
+        plain = self.input(n, 20)
+        base, base_out = self.service(case, plain, n)
+        r = self.report
+        r.add(case, "plain CSV in, CSV out", rate(n, base.wall))
+        data = plain.read_bytes()
+        for codec, suffix in (("gzip", "gz"), ("zstd", "zst")):
+            packed = self.out / f"{plain.name}.{suffix}"
+            if not packed.exists():
+                if codec == "gzip":
+                    import gzip
+
+                    packed.write_bytes(gzip.compress(data, compresslevel=6))
+                else:
+                    import zstandard
+
+                    packed.write_bytes(zstandard.ZstdCompressor(level=3).compress(data))
+            svc, out = self.service(case, packed, n, out=self.out / f"{packed.name}.csv")
+            share = packed.stat().st_size / len(data)
+            r.add(case, f"{codec} in ({share:.0%} of the size), CSV out",
+                  rate(n, svc.wall))  # fmt: skip
+            self.compare(case, out, base_out, f"{codec} output vs plain")
+        dataset = self.out / f"{plain.stem}.parquet"
+        shutil.rmtree(dataset, ignore_errors=True)
+        svc, _ = self.service(case, plain, n, out=dataset)
+        r.add(case, "plain CSV in, Parquet out", rate(n, svc.wall))
+        r.add(case, "Parquet peak RSS / CSV peak RSS", f"{svc.rss_mb:.1f} / {base.rss_mb:.1f} MB")
+        size = sum(p.stat().st_size for p in dataset.glob("*.parquet"))
+        r.add(case, "Parquet size / CSV size", f"{size / base_out.stat().st_size:.0%}")
 
     def size(self, n: int) -> int:
         """A case size, divided by 10 under --quick."""
