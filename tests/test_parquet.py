@@ -89,6 +89,26 @@ class TestSameRowsAsCsv:
         assert len(names) == -(-len(expected) // 2000)
         assert all(pq.read_metadata(out_pq / n).num_rows <= 2000 for n in names)
 
+    def test_polars_reads_the_dataset_as_a_whole(self, tmp_path: Path) -> None:
+        """Another reader than pyarrow: polars reads the parts as one table, the same rows."""
+        import polars as pl
+
+        out = tmp_path / "l1.parquet"
+        assert (
+            cli("-i", REFERENCE_INPUT, "-o", out, "--no-follow", "--part-rows", "5000").returncode
+            == 0
+        )
+        frame = pl.read_parquet(out / "*.parquet")
+        assert frame.columns == [
+            "time",
+            "bid_price",
+            "ask_price",
+            "bid_size",
+            "ask_size",
+            "seq_num",
+        ]
+        assert frame.height == 19_290 and frame["seq_num"].is_sorted()
+
     def test_a_fresh_run_replaces_the_dataset(self, tmp_path: Path) -> None:
         """Without a checkpoint, a run writes the dataset anew: old parts do not linger."""
         out = tmp_path / "l1.parquet"
