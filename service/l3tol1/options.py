@@ -171,6 +171,13 @@ def instrument_list(text: str) -> tuple[str, ...]:
     return names
 
 
+@_rule("input format (csv or dbn)")
+def input_format(text: str) -> str:
+    if text.lower() not in ("csv", "dbn"):
+        raise ValueError(text)
+    return text.lower()
+
+
 @_rule("output format (csv or parquet)")
 def output_format(text: str) -> str:
     if text.lower() not in ("csv", "parquet"):
@@ -190,6 +197,9 @@ def host(text: str) -> str:
 OPTIONS: tuple[Option, ...] = (
     Option(("-i", "--input-file"), path, Path("l3_data.csv"),
            "L3 input to read: CSV, plain or compressed; - for standard input", "PATH"),
+    Option(("--input-format",), input_format, None,
+           "what the input is: L3 CSV (or Databento's MBO CSV), or Databento DBN", "csv|dbn",
+           "dbn if the data starts with DBN, else csv"),
     Option(("-o", "--output-file"), file_path, Path("l1_data.csv"),
            "L1 output: a CSV file, or a Parquet dataset directory", "PATH"),
     Option(("--output-format",), output_format, None,

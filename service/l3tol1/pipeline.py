@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup
 from l3tol1.checkpoint import Checkpoint, CheckpointStore, RunOptions, find_input
 from l3tol1.core.feed import Feed
 from l3tol1.core.instruments import Instruments
+from l3tol1.core.mbo import MboNamer
 from l3tol1.errors import CheckpointError, ConfigError, InputError
 from l3tol1.log import SafeStream, get_logger
 from l3tol1.settings import SHUTDOWN_TIMEOUT, Settings
@@ -36,6 +37,7 @@ from l3tol1.sinks.rejects import RejectSink
 from l3tol1.sinks.writer import Writer
 from l3tol1.sources.base import Chunk, Source
 from l3tol1.sources.codecs import MAGIC_BYTES, codec_of
+from l3tol1.sources.dbn import DBN_MAGIC
 from l3tol1.sources.file import FileSource
 from l3tol1.sources.stream import STDIN, StreamSource, is_stream
 from l3tol1.stages import (
@@ -86,11 +88,12 @@ class Pipeline:
         self.stopped_by: str | None = None
         self._reading: anyio.CancelScope | None = None
         self._stages: TaskGroup | None = None
+        self._parse: ParseStage | None = None
         self._notes: list[tuple[str, dict[str, Any]]] = [
             ("environment_variable_ignored", {"detail": text}) for text in settings.warnings
         ]
         _check_paths(settings)
-        kind = _input_kind(settings.input_file, settings.follow)
+        kind = _input_kind(settings.input_file, settings.follow, settings.input_format)
         follow = kind == "file" and settings.follow is not False
         if settings.follow and not follow:
             raise ConfigError(
@@ -142,14 +145,21 @@ class Pipeline:
             )
         else:
             self.source = StreamSource(
-                settings.input_file, resume=None if resume_at is None else resume_at[1:]
+                settings.input_file,
+                resume=None if resume_at is None else resume_at[1:],
+                input_format=settings.input_format,
             )
         self.feed = Feed(
             start_seq=settings.start_seq,
             max_pending=settings.max_pending,
             gap_timeout=settings.gap_timeout if follow else None,
         )
-        self.instruments = Instruments(settings.instruments)
+        # Databento's books are kept by (publisher, instrument_id) keys; the namer turns
+        # --instruments into the keys it keeps, as it meets them.
+        self.namer = MboNamer(
+            None if settings.instruments is None else frozenset(settings.instruments)
+        )
+        self.instruments = Instruments(settings.instruments, kept=self.namer.kept)
         if resume is not None:
             self.feed.restore(resume.feed, clock())
             self.instruments.restore(resume.instruments)
@@ -210,8 +220,10 @@ class Pipeline:
                 self.store.unlock()
 
     async def _run(self, outer: TaskGroup) -> None:
-        parse = ParseStage(
-            str(self.settings.input_file), instrument_column=self.settings.instrument_column
+        self._parse = parse = ParseStage(
+            str(self.settings.input_file),
+            instrument_column=self.settings.instrument_column,
+            namer=self.namer,
         )
         with self._reading_scope():
             header = await self.source.open()
@@ -261,7 +273,8 @@ class Pipeline:
             stages.start_soon(self._read, chunks_out)
             stages.start_soon(parse.run, chunks_in, parsed_out, health)
             stages.start_soon(feed_stage.run, parsed_in, ordered_out, health)
-            stages.start_soon(ApplyStage(self.instruments).run, ordered_in, quotes_out, health)
+            apply = ApplyStage(self.instruments, self.namer)
+            stages.start_soon(apply.run, ordered_in, quotes_out, health)
             stages.start_soon(write_stage.run, quotes_in, health)
 
     def _checkpoint_interval(self) -> float:
@@ -374,10 +387,16 @@ class Pipeline:
             "truncations": source.truncations,
             "bytes_read": source.bytes_read,
             "seconds_since_last_input": round(time.monotonic() - source.last_data_at, 3),
+            "records_by_action": self._records_by_action(),
             "checkpoints": 0 if store is None else store.saves,
             "checkpoint_bytes": 0 if store is None else store.last_size,
             "checkpoint_seconds": 0.0 if store is None else round(store.last_seconds, 4),
         }
+
+    def _records_by_action(self) -> dict[str, int]:
+        """Databento MBO records by action (``A``, ``C``, ``R``...); empty for L3 CSV."""
+        parser = None if self._parse is None else self._parse.parser
+        return dict(getattr(parser, "by_action", {}))
 
     def log_summary(self) -> None:
         """The closing log line: every counter, elapsed time and rate."""
@@ -401,13 +420,13 @@ class Pipeline:
 # -- checks before anything is touched -----------------------------------------------------------
 
 
-def _input_kind(path: Path, follow: bool | None) -> str:
+def _input_kind(path: Path, follow: bool | None, input_format: str | None) -> str:
     """ "file" (followed or read to its end) or "stream" (read once: stdin, a pipe or device,
-    a compressed file).
+    a compressed file, a DBN file).
 
     :raises InputError: the input is missing (and not to be waited for) or a directory.
     """
-    if path == STDIN or is_stream(path):
+    if path == STDIN or is_stream(path) or input_format == "dbn":
         return "stream"
     try:
         with open(path, "rb") as file:
@@ -420,13 +439,15 @@ def _input_kind(path: Path, follow: bool | None) -> str:
         raise InputError(f"input {path} is a directory, not a file") from exc
     except OSError as exc:
         raise InputError(f"cannot read input {path}: {exc.strerror}") from exc
-    return "file" if codec_of(head) is None else "stream"
+    compressed_or_dbn = codec_of(head) is not None or head.startswith(DBN_MAGIC)
+    return "stream" if compressed_or_dbn and input_format != "csv" else "file"
 
 
 def _describe(path: Path, kind: str) -> str:
     if path == STDIN:
         return "standard input"
-    return f"{path} ({'a compressed file' if os.path.isfile(path) else 'a pipe or device'})"
+    what = "a compressed or DBN file" if os.path.isfile(path) else "a pipe or device"
+    return f"{path} ({what})"
 
 
 def _check_checkpointable(settings: Settings, kind: str) -> None:

@@ -19,6 +19,7 @@ class Settings:
     """Every option of a run, validated (see options.py for the rules and defaults)."""
 
     input_file: Path = Path("l3_data.csv")
+    input_format: str | None = None  # None: by the data's first bytes
     output_file: Path = Path("l1_data.csv")
     output_format: str | None = None  # None: by the output's name
     batch_size: int = 1000

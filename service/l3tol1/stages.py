@@ -28,6 +28,7 @@ from l3tol1.checkpoint import Checkpoint, CheckpointStore, InputRecord, RunOptio
 from l3tol1.core.csv_parser import CsvParser, HeaderError
 from l3tol1.core.feed import Feed, FeedState
 from l3tol1.core.instruments import Instruments, InstrumentsState
+from l3tol1.core.mbo import MboCsvParser, MboMetadata, MboNamer, MboParser, is_mbo_header
 from l3tol1.core.records import Event, Quote, Reject
 from l3tol1.errors import InputError
 from l3tol1.log import get_logger
@@ -75,6 +76,7 @@ class Batch:
     end_of_input: bool = False
     cut: Cut | None = None
     layout: tuple[bool, bool] | None = None  # (instrument column, ns times) of a new file
+    ordered: bool = False  # the events come in the order to apply them (Databento MBO)
 
 
 class Health:
@@ -109,32 +111,52 @@ async def read_stage(source: Source, send: ObjectSendStream[Chunk], health: Heal
             health.take("source")
 
 
+Parser = CsvParser | MboCsvParser | MboParser
+
+
 class ParseStage:
-    """Rows to events and rejects, with a parser built from each file's header (SPEC §1, §4).
+    """Rows to events and rejects, with a parser built from each file's header (SPEC §1, §4):
+    an L3 CSV header, Databento's MBO CSV export header, or a DBN file's metadata (§12).
 
     :param parser: the parser of the first file, when its header was read up front.
     """
 
     def __init__(
-        self, name: str, *, instrument_column: str | None, parser: CsvParser | None = None
+        self,
+        name: str,
+        *,
+        instrument_column: str | None,
+        namer: MboNamer,
+        parser: Parser | None = None,
     ) -> None:
         self.name = name
         self.instrument_column = instrument_column
+        self.namer = namer  # names Databento's books, across files
         self.parser = parser
+
+    @property
+    def mbo(self) -> bool:
+        """Whether the rows are Databento MBO records: applied in file order, ns times."""
+        return isinstance(self.parser, MboCsvParser | MboParser)
 
     def layout(self) -> tuple[bool, bool]:
         """The output columns the current parser's rows make: (instrument column, ns times)."""
-        assert self.parser is not None
-        return self.parser.instrument_column is not None, False
+        if isinstance(self.parser, CsvParser):
+            return self.parser.instrument_column is not None, False
+        return True, True
 
-    def parser_for(self, header: str) -> CsvParser:
-        """The parser of a file with this header line.
+    def parser_for(self, header: str | MboMetadata) -> Parser:
+        """The parser of a file with this header line (or DBN metadata).
 
         :raises InputError: the header lacks a column or names one twice.
         """
+        if isinstance(header, MboMetadata):
+            return MboParser(header, self.namer)
         try:
+            if is_mbo_header(n.strip() for n in header.removeprefix("\ufeff").split(",")):
+                return MboCsvParser(header, self.namer)
             return CsvParser(header, instrument_column=self.instrument_column)
-        except HeaderError as exc:
+        except (HeaderError, ValueError) as exc:
             raise InputError(f"input {self.name}: {exc}") from exc
 
     async def run(
@@ -150,6 +172,7 @@ class ParseStage:
                 if chunk.header is not None:
                     self.parser = self.parser_for(chunk.header)
                     batch.layout = self.layout()
+                batch.ordered = self.mbo
                 if chunk.data:
                     assert self.parser is not None  # a file's first chunk carries its header
                     batch.events, rejects = self.parser.parse(chunk.data, chunk.first_line)
@@ -271,9 +294,16 @@ class FeedStage:
                     if batch.position is not None:
                         self.position = batch.position
                     out = Batch(
-                        rejects=batch.rejects, end_of_input=batch.end_of_input, layout=batch.layout
+                        rejects=batch.rejects,
+                        end_of_input=batch.end_of_input,
+                        layout=batch.layout,
+                        ordered=batch.ordered,
                     )
-                    feed.push(batch.events, now, ready, out.rejects)
+                    if batch.ordered:  # Databento's records: applied in file order (SPEC §12)
+                        ready = batch.events
+                        feed.received += len(ready)
+                    else:
+                        feed.push(batch.events, now, ready, out.rejects)
                     if batch.end_of_input:
                         feed.finish(ready)
                     out.rejects.sort(key=_by_line)
@@ -296,10 +326,15 @@ class FeedStage:
 
 
 class ApplyStage:
-    """Events onto the books; the quotes they write (SPEC §2, §3, §9)."""
+    """Events onto the books; the quotes they write (SPEC §2, §3, §9, §12).
 
-    def __init__(self, instruments: Instruments) -> None:
+    :param namer: names the quotes of Databento's books (keyed by publisher and instrument_id)
+        by their symbol on their day.
+    """
+
+    def __init__(self, instruments: Instruments, namer: MboNamer) -> None:
         self.instruments = instruments
+        self.namer = namer
         self.log = get_logger()
 
     async def run(
@@ -312,6 +347,8 @@ class ApplyStage:
                 health.take("apply")
                 anomalies: list[tuple[str, Event]] = []
                 instruments.apply(batch.events, batch.quotes, anomalies)
+                if batch.ordered and batch.quotes:
+                    batch.quotes = self.namer.name_quotes(batch.quotes)
                 for kind, event in anomalies:
                     self.log.debug("anomaly", kind=kind, seq=event.seq, line=event.line)
                 if batch.cut is not None:

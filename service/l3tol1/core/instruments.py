@@ -78,10 +78,15 @@ class Instruments:
 
     :param keep: only these instruments get a book and quotes (``--instruments``); the events
         of the others are counted in ``skipped`` and otherwise ignored. None keeps all.
+    :param kept: more instruments to keep, added while running (Databento's books are kept by
+        key, which the MBO parser adds here when it meets a kept name).
     """
 
-    def __init__(self, keep: Collection[str] | None = None) -> None:
+    def __init__(
+        self, keep: Collection[str] | None = None, *, kept: Collection[str] | None = None
+    ) -> None:
         self.keep = None if keep is None else frozenset(keep)
+        self.kept = kept if kept is not None else frozenset()
         self.by_name: dict[str, Instrument] = {}
         self.anomalies: dict[str, int] = {}
         self.applied = 0  # events applied to a book
@@ -99,6 +104,7 @@ class Instruments:
         counts = self.anomalies
         by_name = self.by_name
         keep = self.keep
+        kept = self.kept
         crossed = locked = skipped = 0
 
         def note(kind: str, event: Event) -> None:  # rare: a call is fine here
@@ -125,7 +131,7 @@ class Instruments:
                         current.last = (last_bid, last_ask, last_bid_size, last_ask_size)  # type: ignore[assignment]
                 name = instrument
                 current = by_name.get(instrument)
-                if current is None and (keep is None or instrument in keep):
+                if current is None and (keep is None or instrument in keep or instrument in kept):
                     current = by_name[instrument] = Instrument(instrument)
                 if current is None:
                     skipped += 1

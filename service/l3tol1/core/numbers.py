@@ -91,7 +91,10 @@ def parse_price(text: str) -> int | None:
 
 
 def format_price(price: int) -> str:
-    """Shortest decimal form, no trailing zeros, no exponent: 229, 228.2, 229.13."""
+    """Shortest decimal form, no trailing zeros, no exponent: 229, 228.2, 229.13 (and -1.5:
+    Databento's spreads may trade below zero)."""
+    if price < 0:
+        return "-" + format_price(-price)
     whole, fraction = divmod(price, PRICE_SCALE)
     if not fraction:
         return str(whole)

@@ -50,6 +50,7 @@ class Reason(StrEnum):
     TIME = "bad time"
     INSTRUMENT = "bad instrument"
     ACTION = "bad action"
+    RECORD = "bad record"
     UTF8 = "invalid utf-8"
     TOO_LONG = "line too long"
     LATE = "late"

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from l3tol1.core.mbo import MboMetadata
 from l3tol1.core.records import Reject
 from l3tol1.errors import InputError
 
@@ -84,14 +85,16 @@ class Chunk:
     """Whole lines of one input file (each ending in a newline), numbered from ``first_line``.
 
     ``header`` is set on the first chunk of each file: the parser for its lines is built from
-    it. ``rejects`` are lines the source itself refused (too long to hold). ``position`` is
-    where reading stands after the chunk; ``end_of_input`` says no line can follow.
+    it (a CSV header line, or a DBN file's metadata; a DBN chunk holds whole records, numbered
+    like lines). ``rejects`` are lines the source itself refused (too long to hold).
+    ``position`` is where reading stands after the chunk; ``end_of_input`` says no line can
+    follow.
     """
 
     data: bytes
     first_line: int
     position: Position
-    header: str | None = None
+    header: str | MboMetadata | None = None
     rejects: list[Reject] = field(default_factory=list)
     end_of_input: bool = False
 
@@ -112,8 +115,8 @@ class Source(Protocol):
         """Where reading stands after the last chunk yielded."""
         ...
 
-    async def open(self) -> str | None:
-        """Open the input and read its header line, if it has one yet.
+    async def open(self) -> str | MboMetadata | None:
+        """Open the input and read its header line (or DBN metadata), if it has one yet.
 
         Called before any output is touched, so that a bad input fails first.
 

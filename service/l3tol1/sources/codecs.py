@@ -49,7 +49,45 @@ def decompressing(raw: BinaryIO, codec: str) -> ByteReader:
     if codec == "xz":
         return lzma.LZMAFile(raw, mode="rb")
     if codec == "zstd":
+        return _Zstd(raw)
+    raise ValueError(f"unknown codec {codec!r}")
+
+
+_ZSTD_READ = 1 << 14
+
+
+class _Zstd:
+    """zstd frames one after the other, decompressed as they come; a stream that ends inside a
+    frame is an error (zstandard's own stream reader says nothing of it)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
         import zstandard  # only runs that read zstd pay for the import
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-    raise ValueError(f"unknown codec {codec!r}")
+        self._raw = raw
+        self._context = zstandard.ZstdDecompressor()
+        self._frame = self._context.decompressobj()
+        self._in_frame = False
+
+    def read1(self, size: int = -1, /) -> bytes:
+        """Decompressed bytes from one read of the raw stream; b"" at its end.
+
+        :raises EOFError: the stream ends inside a frame.
+        """
+        while True:
+            # Small raw reads: what comes before damaged data is handed out before the error.
+            data = self._raw.read(_ZSTD_READ)
+            if not data:
+                if self._in_frame:
+                    raise EOFError("the zstd stream ends inside a frame")
+                return b""
+            out = []
+            while data:
+                self._in_frame = True
+                out.append(self._frame.decompress(data))
+                if not self._frame.eof:
+                    break
+                data = self._frame.unused_data  # the next frame begins here
+                self._frame = self._context.decompressobj()
+                self._in_frame = False
+            if any(out):
+                return b"".join(out)

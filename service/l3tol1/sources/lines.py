@@ -75,6 +75,19 @@ class LineSplitter:
             self._skipping = True
         return out
 
+    def skip_through(self, lines: Lines, line: int) -> Lines:
+        """``lines`` without the lines numbered up to ``line`` (read before a restart)."""
+        if lines.first_line > line:
+            return lines
+        rejects = [r for r in lines.rejects if r.line > line]
+        last = lines.first_line + lines.data.count(b"\n") - 1
+        if last <= line:
+            return Lines(b"", line + 1, rejects)
+        cut = -1
+        for _ in range(line - lines.first_line + 1):
+            cut = lines.data.index(b"\n", cut + 1)
+        return Lines(lines.data[cut + 1 :], line + 1, rejects)
+
     def finish(self) -> Lines:
         """The end of the input: a last line without its newline still counts."""
         if self._skipping or not self._partial:

@@ -1,10 +1,15 @@
-"""Inputs read once, to their end: standard input, a named pipe, a compressed file (SPEC §10).
+"""Inputs read once, to their end: standard input, a named pipe, a compressed file, a
+Databento DBN file (SPEC §10, §12).
 
 A daemon thread does the reading (and the decompression, which releases the GIL) and hands the
 bytes over a bounded memory stream: the pipeline's await on it is always cancellable, and a read
 that blocks forever (a pipe whose writer never writes) cannot hold up shutdown or the exit.
 Every byte is read once: the magic bytes that pick the codec and the header line that is checked
 before any output is touched are kept and handed on, never read twice.
+
+What the (decompressed) bytes are is told by their start: ``DBN`` is Databento's binary format
+(cut into whole records, its metadata as the header), anything else CSV lines. ``input_format``
+forces one.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import anyio.from_thread
 import anyio.lowlevel
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
+from l3tol1.core.mbo import MboMetadata
 from l3tol1.errors import InputError
 from l3tol1.log import get_logger
 from l3tol1.sources.base import (
@@ -36,6 +42,7 @@ from l3tol1.sources.base import (
     header_too_long,
 )
 from l3tol1.sources.codecs import MAGIC_BYTES, ByteReader, codec_of, decompressing
+from l3tol1.sources.dbn import DBN_MAGIC, RecordSplitter, read_metadata
 from l3tol1.sources.lines import HeaderTooLong, Lines, LineSplitter, take_header
 
 __all__ = ["STDIN", "StreamSource", "is_stream"]
@@ -64,7 +71,8 @@ class StreamSource:
     """Reads standard input, a pipe or a file to its end, decompressing what is compressed.
 
     :param resume: (offset, line) to skip to: a compressed file is decompressed again from its
-        start and the lines before the recorded position are dropped unread.
+        start and the lines (or DBN records) before the recorded position are dropped unread.
+    :param input_format: "csv" or "dbn"; None tells them apart by the first bytes.
     """
 
     def __init__(
@@ -74,6 +82,7 @@ class StreamSource:
         resume: tuple[int, int] | None = None,
         chunk_size: int = _CHUNK_SIZE,
         max_line: int | None = None,
+        input_format: str | None = None,
     ) -> None:
         self.path = path
         self.name = "standard input" if path == STDIN else str(path)
@@ -87,7 +96,9 @@ class StreamSource:
         self.codec: str | None = None
         self._resume = resume
         kwargs = {} if max_line is None else {"max_line": max_line}
-        self._lines = LineSplitter(**kwargs)
+        self._lines: LineSplitter | RecordSplitter = LineSplitter(**kwargs)
+        self.input_format = input_format
+        self._start = b""  # the first bytes, held until they tell CSV from DBN
         self._header_pending = True
         self._head = b""
         self._identity = (0, 0)
@@ -102,7 +113,7 @@ class StreamSource:
         path = self.name if self.path == STDIN else os.path.abspath(self.path)
         return Position(path, *self._identity, self._head, self._lines.offset, self._lines.line)
 
-    async def open(self) -> str | None:
+    async def open(self) -> str | MboMetadata | None:
         """Start reading and wait for the header line (None: the input ended before one).
 
         :raises InputError: the input cannot be opened or read, or its header is unusable.
@@ -176,24 +187,55 @@ class StreamSource:
         self.last_active = time.monotonic()
         if item:
             self.last_data_at = self.last_active
-            lines = self._lines.feed(item)
         else:
             self._ended = True
-            lines = self._lines.finish()
-        return self._chunk(lines)
+        metadata = None
+        if self._header_pending and self.input_format != "csv":
+            self._start += item
+            found = self._dbn_start()
+            if found is None:
+                return None  # not enough bytes yet to tell
+            metadata, item = found
+        lines = self._lines.feed(item) if item else self._lines.finish()
+        return self._chunk(lines, metadata)
 
-    def _chunk(self, lines: Lines) -> Chunk | None:
-        header = None
-        if self._header_pending:
+    def _dbn_start(self) -> tuple[MboMetadata | None, bytes] | None:
+        """From the first bytes: (DBN metadata, the bytes after it) for a DBN stream, (None,
+        the bytes) for CSV, or None while the bytes held cannot tell yet."""
+        start = self._start
+        if self.input_format is None and not start.startswith(DBN_MAGIC[: len(start)]):
+            self.input_format = "csv"  # cannot be DBN: lines from here on
+        elif self.input_format is None and len(start) >= len(DBN_MAGIC):
+            self.input_format = "dbn"
+        elif self.input_format is None and not self._ended:
+            return None
+        if self.input_format != "dbn":
+            self._start = b""
+            return None, start
+        found = read_metadata(start, self.name)
+        if found is None:
+            if self._ended:
+                raise InputError(f"input {self.name} ends inside its DBN metadata")
+            return None
+        metadata, length = found
+        self._start = b""
+        self._lines = RecordSplitter(metadata.record_size, length, self.name)
+        return metadata, start[length:]
+
+    def _chunk(self, lines: Lines, metadata: MboMetadata | None) -> Chunk | None:
+        header: str | MboMetadata | None = metadata
+        if metadata is not None:
+            self._header_pending = False
+        elif self._header_pending:
             try:
                 raw, lines = take_header(lines)
             except HeaderTooLong:
-                raise header_too_long(self.name, self._lines.max_line) from None
+                raise header_too_long(self.name, LineSplitter().max_line) from None
             if raw is not None:
                 header = decode_header(raw, self.name)
                 self._header_pending = False
         if self._resume is not None:
-            lines = _drop_through(lines, self._resume[1])
+            lines = self._lines.skip_through(lines, self._resume[1])
         if not (lines.data or lines.rejects or header):
             return None
         return Chunk(lines.data, lines.first_line, self.position, header, lines.rejects)
@@ -268,20 +310,6 @@ class _Prefixed(io.RawIOBase):
         n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
         self._source.bytes_read += n or 0
         return n or 0
-
-
-def _drop_through(lines: Lines, line: int) -> Lines:
-    """``lines`` without the lines numbered up to ``line`` (already read before a restart)."""
-    last = lines.first_line + lines.data.count(b"\n") - 1
-    rejects = [r for r in lines.rejects if r.line > line]
-    if lines.first_line > line:
-        return lines
-    if last <= line:
-        return Lines(b"", line + 1, rejects)
-    cut = -1
-    for _ in range(line - lines.first_line + 1):
-        cut = lines.data.index(b"\n", cut + 1)
-    return Lines(lines.data[cut + 1 :], line + 1, rejects)
 
 
 def _open_input(path: Path) -> BinaryIO:
