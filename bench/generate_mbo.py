@@ -156,6 +156,8 @@ def records(
         for part in range(parts):
             last = F_LAST if part == parts - 1 else 0
             roll = rand()
+            if len(live) > 40:  # keep books a realistic size: cancel rather than add
+                roll = 0.4 + roll * 0.35
             if roll < 0.4 or len(live) < 4:
                 next_id += 1
                 side = "B" if rand() < 0.5 else "A"

@@ -112,3 +112,75 @@ def model_rows(events: Iterable[Event]) -> list[tuple[int, str, Bbo]]:
             rows.append((e.seq, e.instrument, bbo))
             last[e.instrument] = bbo
     return rows
+
+
+def mbo_model_csv(records: Iterable, symbols: dict[int, str], renamed: dict[int, str]) -> str:
+    """The L1 CSV SPEC §12 makes of MBO records, the naive way: one dict of orders per
+    (publisher, instrument_id), both sides scanned after every record that ends a venue event.
+
+    ``symbols``/``renamed``: an instrument's symbol on the first day, and on the second (the
+    metadata maps two days, from the first record's; later records are named by their id).
+    Bad records (an unknown action, side N on A/M/C, an add or modify without a price) are
+    skipped, as the service rejects them."""
+    from datetime import UTC, datetime
+
+    # An order is (order_id, side) within its book, as for every input (SPEC §1, §12).
+    books: dict[tuple[int, int], dict[tuple[int, str], tuple[str, int, int]]] = {}
+    last: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+    first_day: int | None = None
+    first_publisher: int | None = None
+    lines = ["time,instrument,bid_price,ask_price,bid_size,ask_size,seq_num"]
+
+    def price_text(p: int) -> str:
+        sign = "-" if p < 0 else ""
+        whole, frac = divmod(abs(p), 10**9)
+        return sign + (f"{whole}.{frac:09d}".rstrip("0") if frac else str(whole))
+
+    for r in records:
+        day = r.ts_recv // (86_400 * 10**9)
+        first_day = day if first_day is None else first_day
+        if r.action not in "AMCRTFN" or (r.action in "AMC" and r.side not in "BA"):
+            continue
+        if r.action in "AM" and r.price == 2**63 - 1:
+            continue
+        key = (r.publisher_id, r.instrument_id)
+        first_publisher = r.publisher_id if first_publisher is None else first_publisher
+        book = books.setdefault(key, {})
+        order = (r.order_id, r.side)
+        if r.action in "AM":
+            book.pop(order, None)
+            if r.size > 0:
+                book[order] = (r.side, r.price, r.size)
+        elif r.action == "C" and order in book:
+            side, price, size = book[order]
+            if r.size >= size:
+                del book[order]
+            else:
+                book[order] = (side, price, size - r.size)
+        elif r.action == "R":
+            book.clear()
+        if not r.flags & 0x80:
+            continue
+        bids = [(p, s) for side, p, s in book.values() if side == "B"]
+        asks = [(p, s) for side, p, s in book.values() if side == "A"]
+        if not bids or not asks:
+            continue
+        bid = max(p for p, _ in bids)
+        ask = min(p for p, _ in asks)
+        bbo = (bid, ask, sum(s for p, s in bids if p == bid), sum(s for p, s in asks if p == ask))
+        if bbo == last.get(key):
+            continue
+        last[key] = bbo
+        symbol = str(r.instrument_id)  # outside the mapped days: named by its id
+        if day - first_day < 2:  # the metadata maps two days, from the first record's
+            symbol = symbols.get(r.instrument_id, symbol)
+            if day > first_day and r.instrument_id in renamed:
+                symbol = renamed[r.instrument_id]
+        name = symbol if r.publisher_id == first_publisher else f"{symbol}@{r.publisher_id}"
+        seconds, fraction = divmod(r.ts_recv, 10**9)
+        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(
+            f"{stamp}.{fraction:09d} UTC,{name},{price_text(bid)},{price_text(ask)},"
+            f"{bbo[2]},{bbo[3]},{r.sequence}"
+        )
+    return "\n".join(lines) + "\n"

@@ -88,7 +88,10 @@ class TestCompressed:
         """A compressed file is read to its end: an explicit --follow is a configuration error."""
         result = cli("-i", compressed(tmp_path, "gzip"), "-o", tmp_path / "o.csv", "--follow")
         assert result.returncode == 2
-        assert "--follow cannot follow" in result.stderr and "a compressed or DBN file" in result.stderr
+        assert (
+            "--follow cannot follow" in result.stderr
+            and "a compressed or DBN file" in result.stderr
+        )
 
     @pytest.mark.parametrize("codec", ["gzip", "zstd"])
     def test_checkpointed_restart_decompresses_and_skips(self, tmp_path: Path, codec: str) -> None:

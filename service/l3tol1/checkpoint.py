@@ -24,14 +24,16 @@ import contextlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState, InstrumentState
+from l3tol1.core.mbo import NamerState
 from l3tol1.core.numbers import MAX_PRICE, MAX_QTY, MAX_SEQ
 from l3tol1.core.records import Action, Event, Side
 from l3tol1.errors import CheckpointError, OutputError
@@ -119,6 +121,7 @@ class Checkpoint:
     instruments: InstrumentsState
     output: CsvState | ParquetState
     rejects: RejectsState
+    names: NamerState = field(default_factory=NamerState)
 
 
 # -- encoding ------------------------------------------------------------------------------------
@@ -157,6 +160,7 @@ def encode(checkpoint: Checkpoint) -> bytes:
         },
         "output": _output(checkpoint.output),
         "rejects": asdict(checkpoint.rejects),
+        "names": asdict(checkpoint.names),
     }
     text = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
     return zstandard.ZstdCompressor(level=3).compress(text.encode())
@@ -224,6 +228,7 @@ def decode(data: bytes, path: Path) -> Checkpoint:
         instruments=check.instruments(state),
         output=check.output(state),
         rejects=check.rejects(state),
+        names=check.names(state),
     )
     problem = checkpoint.feed.check()
     if problem is not None:
@@ -418,6 +423,20 @@ class _Checker:
         if len({(s, o) for s, o, _, _ in orders}) != len(orders):
             self.fail(f"{where}.orders", "an order appears twice")
         return InstrumentState(name, orders, None if last is None else (*last,))
+
+    def names(self, state: Any) -> NamerState:
+        where = "names"
+        names = self.get(state, "names", "")
+        key = re.compile(r"[0-9]+:[0-9]+")
+
+        def is_key(value: Any) -> bool:
+            return isinstance(value, str) and key.fullmatch(value) is not None
+
+        return NamerState(
+            first_publisher=self.integer(names, "first_publisher", where, hi=65535, null=True),
+            seen=self.items(names, "seen", where, is_key),
+            kept=self.items(names, "kept", where, is_key),
+        )
 
     def file(self, obj: Any, where: str) -> FileRecord:
         record = self.get(obj, "file", where)

@@ -163,6 +163,7 @@ class Pipeline:
         if resume is not None:
             self.feed.restore(resume.feed, clock())
             self.instruments.restore(resume.instruments)
+            self.namer.restore(resume.names)
         self.metrics: MetricsServer | None = None
         if settings.metrics_port is not None:
             from l3tol1.metrics import MetricsServer
@@ -256,6 +257,7 @@ class Pipeline:
                 self.store,
                 self.options,
                 self.writer,
+                namer=self.namer,
                 interval=self._checkpoint_interval(),
                 clock=self.clock,
             )

@@ -196,10 +196,12 @@ class Checkpointer:
         options: RunOptions,
         writer: Writer,
         *,
+        namer: MboNamer,
         interval: float,
         clock: Callable[[], float],
     ) -> None:
         self.store = store
+        self.namer = namer
         self.options = options
         self.writer = writer
         self.interval = interval
@@ -226,6 +228,7 @@ class Checkpointer:
             instruments=cut.instruments,
             output=writer.output.state(),
             rejects=writer.rejects.state(),
+            names=self.namer.snapshot(),
         )
         await anyio.to_thread.run_sync(self.store.save, checkpoint)
         await writer.output.commit()

@@ -35,6 +35,7 @@ __all__ = [
     "MboMetadata",
     "MboNamer",
     "MboParser",
+    "NamerState",
     "is_mbo_header",
 ]
 
@@ -89,6 +90,16 @@ class MboMetadata:
     symbols: dict[int, tuple[tuple[int, int, str], ...]] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class NamerState:
+    """An `MboNamer` as plain data, for the checkpoint: what a restart must decide as the
+    uninterrupted run did (which publisher came first, which books were met and kept)."""
+
+    first_publisher: int | None = None
+    seen: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
 class MboNamer:
     """Book keys and row names of MBO records.
 
@@ -122,6 +133,19 @@ class MboNamer:
             day = ts_recv // NS_PER_DAY
             self._symbols_seen[(publisher, instrument_id, day)] = symbol
         return key
+
+    def snapshot(self) -> NamerState:
+        """The namer's decisions so far, as plain data."""
+        return NamerState(self.first_publisher, sorted(self._keys.values()), sorted(self.kept))
+
+    def restore(self, state: NamerState) -> None:
+        """Load a `snapshot`."""
+        self.first_publisher = state.first_publisher
+        for key in state.seen:
+            publisher, _, instrument_id = key.partition(":")
+            self._keys[(int(publisher), int(instrument_id))] = key
+        self.kept.clear()
+        self.kept.update(state.kept)
 
     def name(self, key: str, ts_recv: int, symbol: str = "") -> str:
         """The name of a book's rows on the day of ``ts_recv``."""

@@ -29,7 +29,8 @@ from typing import BinaryIO
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from l3tol1.core.mbo import MboMetadata
 from l3tol1.errors import InputError
@@ -104,6 +105,11 @@ class StreamSource:
         self._identity = (0, 0)
         self._ready: deque[Chunk] = deque()  # chunks read by `open`, not yet yielded
         self._receive: ObjectReceiveStream[bytes | BaseException] | None = None
+        # The reading thread hands chunks over without waiting on the event loop: a free slot
+        # (taken before, given back when the chunk is received) bounds what is in flight, and
+        # the loop only ever runs a plain callback for it, never a task that could outlive it.
+        self._slots = threading.BoundedSemaphore(_BUFFERED_CHUNKS)
+        self._stopped = threading.Event()
         self._ended = False
         self._log = get_logger()
 
@@ -132,7 +138,7 @@ class StreamSource:
                 with _open_input(self.path) as file:
                     self._head = file.read(FINGERPRINT_BYTES)
         send, self._receive = anyio.create_memory_object_stream[bytes | BaseException](
-            _BUFFERED_CHUNKS
+            _BUFFERED_CHUNKS + 1
         )
         token = anyio.lowlevel.current_token()
         threading.Thread(
@@ -171,6 +177,7 @@ class StreamSource:
 
     async def aclose(self) -> None:
         """Stop reading; safe to call twice. A thread blocked in a read is left to the exit."""
+        self._stopped.set()
         if self._receive is not None:
             await self._receive.aclose()
 
@@ -182,6 +189,8 @@ class StreamSource:
             item = await self._receive.receive()
         except anyio.EndOfStream:
             item = b""
+        else:
+            self._slots.release()
         if isinstance(item, BaseException):
             raise item
         self.last_active = time.monotonic()
@@ -242,12 +251,17 @@ class StreamSource:
 
     # -- the reading thread ----------------------------------------------------------------
 
-    def _pump(self, send: ObjectSendStream[bytes | BaseException], token: object) -> None:
+    def _pump(self, send: MemoryObjectSendStream[bytes | BaseException], token: object) -> None:
         """Read the input to its end and send the (decompressed) bytes; b"" marks the end."""
 
         def deliver(item: bytes | BaseException) -> bool:
+            while not self._slots.acquire(timeout=0.1):
+                if self._stopped.is_set():
+                    return False
+            if self._stopped.is_set():
+                return False
             try:
-                anyio.from_thread.run(send.send, item, token=token)  # type: ignore[arg-type]
+                anyio.from_thread.run_sync(send.send_nowait, item, token=token)  # type: ignore[arg-type]
             except Exception:  # the pipeline stopped listening: stop reading
                 return False
             return True
@@ -280,7 +294,8 @@ class StreamSource:
             deliver(error)
         finally:
             with contextlib.suppress(Exception):  # the event loop may be gone already
-                anyio.from_thread.run(send.aclose, token=token)  # type: ignore[arg-type]
+                if not self._stopped.is_set():
+                    anyio.from_thread.run_sync(send.close, token=token)  # type: ignore[arg-type]
 
     def _open_raw(self) -> BinaryIO:
         if self.path == STDIN:
