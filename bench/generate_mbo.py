@@ -219,9 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=parse_count, required=True, help="records, e.g. 1M")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--zstd", action="store_true", help="compress with zstd")
+    parser.add_argument("--publishers", type=int, default=1, help="publishers of each book")
+    parser.add_argument("--bad-every", type=int, default=0, help="a bad record in about N")
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args(argv)
-    write(args.output, args.records, seed=args.seed, zstd=args.zstd)
+    publishers = tuple(range(1, args.publishers + 1))
+    write(
+        args.output,
+        args.records,
+        seed=args.seed,
+        zstd=args.zstd,
+        publishers=publishers,
+        bad_every=args.bad_every,
+    )
     return 0
 
 

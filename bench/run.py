@@ -60,7 +60,7 @@ TARGET_RSS_MB = 64.0  # peak RSS at 1M and 10M
 TARGET_DEEP = 0.25  # deep-book marginal rate at 600k at most 25% below that at 60k
 TARGET_P99_MS = 100.0  # follow mode, append -> visible L1 row
 
-ALL_CASES = ("1m", "10m", "deep", "follow", "checkpoint", "instruments", "formats")
+ALL_CASES = ("1m", "10m", "deep", "follow", "checkpoint", "instruments", "formats", "mbo")
 TARGET_INSTRUMENTS = 0.20  # 1,000 instruments: at most 20% below the one-instrument rate
 
 
@@ -601,6 +601,40 @@ class Bench:
         r.add(case, "Parquet peak RSS / CSV peak RSS", f"{svc.rss_mb:.1f} / {base.rss_mb:.1f} MB")
         size = sum(p.stat().st_size for p in dataset.glob("*.parquet"))
         r.add(case, "Parquet size / CSV size", f"{size / base_out.stat().st_size:.0%}")
+
+    def case_mbo(self) -> None:
+        """Case (h): Databento MBO, a synthetic 1M-record .dbn.zst of eight books (two
+        publishers), the service against the naive MBO reference in the same run."""
+        case, n = "mbo", self.size(1_000_000)
+        src = self.inputs / f"mbo_{n}_s{self.args.seed}.dbn.zst"
+        if not src.exists():
+            print(f"  generating {src.name} ...", flush=True)
+            partial = src.with_suffix(".partial")
+            # In a child: the records are built in memory, and a child forked from a large
+            # process would report its size as the service's peak RSS.
+            made = run_child(
+                [self.python, str(BENCH / "generate_mbo.py"), "--records", str(n), "--seed",
+                 str(self.args.seed), "--zstd", "--publishers", "2", "--bad-every", "10000",
+                 "-o", str(partial)],
+                self.out / "mbo.generate",
+            )  # fmt: skip
+            if made.code != 0:
+                self.report.fail(case, "generate", f"exit {made.code}")
+                return
+            os.replace(partial, src)
+        svc, svc_out = self.service(case, src, n)
+        nai_out = self.out / f"{src.name}.naive.csv"
+        nai = run_child(
+            [self.python, str(BENCH / "naive_mbo.py"), str(src), str(nai_out)],
+            self.out / "mbo.naive",
+        )
+        r = self.report
+        r.add(case, "service rate", f"{n / svc.wall:,.0f} records/s")
+        r.add(case, "service peak RSS", f"{svc.rss_mb:.1f} MB")
+        r.add(case, "naive rate", f"{n / nai.wall:,.0f} records/s")
+        r.add(case, "naive peak RSS", f"{nai.rss_mb:.1f} MB")
+        r.add(case, "service/naive", f"{nai.wall / svc.wall:.2f}x")
+        self.compare(case, svc_out, nai_out)
 
     def size(self, n: int) -> int:
         """A case size, divided by 10 under --quick."""

@@ -54,6 +54,12 @@ class _PipelineCollector(Collector):
         yield _labelled(
             "l3tol1_anomalies", "anomalies applied, by kind", "kind", values["anomalies"]
         )
+        yield _labelled(
+            "l3tol1_mbo_records",
+            "Databento MBO records read, by action (A, M, C, R, T, F, N)",
+            "action",
+            values["records_by_action"],
+        )
         yield GaugeMetricFamily(
             "l3tol1_pending_events", "events waiting for a missing seq", value=values["pending"]
         )

@@ -74,6 +74,11 @@ def print_summary(counters: dict[str, Any], elapsed: float, stream: Any = None) 
         table.add_row(f"rejected: {reason}", f"{count:,}")
     if not counters["rejects"]:
         table.add_row("rejected", "0")
+    for action, count in sorted(counters.get("records_by_action", {}).items()):
+        table.add_row(f"MBO records: {action}", f"{count:,}")
+    if counters.get("crossed_quotes") or counters.get("locked_quotes"):
+        crossed, locked = counters["crossed_quotes"], counters["locked_quotes"]
+        table.add_row("crossed / locked rows", f"{crossed:,} / {locked:,}")
     for kind, count in sorted(counters["anomalies"].items()):
         table.add_row(f"anomaly: {kind}", f"{count:,}")
     table.add_row("gaps skipped", f"{counters['gaps_skipped']:,} ({counters['seqs_lost']:,} seqs)")
