@@ -24,8 +24,9 @@ T = "2021-08-03 01:00:00.1 UTC"
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment for a CLI subprocess: the source tree first, no stray L3TOL1_*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("L3TOL1_")}
+    """The environment for a CLI subprocess: the source tree first, no stray L3TOL1_* but the
+    core the suite runs with (``L3TOL1_CORE=python make test`` runs it on the reference)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("L3TOL1_") or k == "L3TOL1_CORE"}
     env["PYTHONPATH"] = str(ROOT / "service") + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
@@ -179,3 +180,11 @@ def read_offset(pid: int, path: Path) -> int | None:
             continue
         return int(info.split()[1])  # "pos:\t<offset>"
     return None
+
+
+@pytest.fixture(params=["python", "compiled"])
+def core(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Each core in turn: the Python reference and the compiled one (which must be built)."""
+    from l3tol1.core import load
+
+    return load(request.param)

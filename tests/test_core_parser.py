@@ -1,15 +1,18 @@
-"""CsvParser.parse's fast path against parse_row, the reference (SPEC §1, §4, §9).
+"""Each core's CsvParser.parse against the Python parse_row, the reference (SPEC §1, §4, §9).
 
-The fast path in `parse` only takes rows whose values the memo tables already hold, so each
-case is parsed twice by the same parser: once with cold memos (every row goes to parse_row)
-and once with warm ones (most rows take the fast path). Both must equal, event for event and
+The Python core's fast path in `parse` only takes rows whose values its memo tables already
+hold, so each case is parsed twice by the same parser: once with cold memos (every row goes to
+parse_row) and once with warm ones (most rows take the fast path). The compiled core parses in
+C and hands what it does not take to the reference. Every way must equal, event for event and
 reject for reject, what parse_row makes of each line on its own.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from l3tol1.core.csv_parser import REQUIRED_COLUMNS, CsvParser, HeaderError
@@ -124,23 +127,31 @@ def data(lines: list[str]) -> bytes:
     return "".join(line + "\n" for line in lines).encode()
 
 
+def parse(parser: Any, lines: list[str], first_line: int) -> tuple[list, list]:
+    """A parser's (events, rejects) for these lines, with the events as a list."""
+    events, rejects = parser.parse(data(lines), first_line)
+    return list(events), rejects
+
+
 class TestFastPath:
-    @settings(max_examples=400, deadline=None)
+    @settings(
+        max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(cases())
-    def test_parse_equals_parse_row(self, case: tuple[str, list[str]]) -> None:
+    def test_parse_equals_parse_row(self, core: Any, case: tuple[str, list[str]]) -> None:
         """Cold or warm memos, parse gives what parse_row gives, line by line."""
         header, lines = case
         expected = reference(header, lines, 2)
-        parser = CsvParser(header)
-        assert parser.parse(data(lines), 2) == expected  # cold: memos fill up
-        assert parser.parse(data(lines), 2) == expected  # warm: the fast path
+        parser = core.csv_parser(header)
+        assert parse(parser, lines, 2) == expected  # cold: memos fill up
+        assert parse(parser, lines, 2) == expected  # warm: the fast path
 
     @pytest.mark.parametrize(
         # The last column is the time, or an extra one that no check reads (a CR there).
         "columns",
         [list(REQUIRED_COLUMNS), [*REQUIRED_COLUMNS[::-1], "venue"]],
     )
-    def test_every_single_fault(self, columns: list[str]) -> None:
+    def test_every_single_fault(self, core: Any, columns: list[str]) -> None:
         """Every action with every one bad value in every place: parse equals parse_row."""
         lines = []
         for action in ACTIONS:
@@ -163,19 +174,21 @@ class TestFastPath:
                 lines += [text, text + "\r", text + ",extra"]
         header = ",".join(columns)
         expected = reference(header, lines, 2)
-        parser = CsvParser(header)
-        assert parser.parse(data(lines), 2) == expected
-        assert parser.parse(data(lines), 2) == expected
+        parser = core.csv_parser(header)
+        assert parse(parser, lines, 2) == expected
+        assert parse(parser, lines, 2) == expected
         assert len(expected[0]) > 4 * 4 and len(expected[1]) > len(lines) // 2
 
-    def test_quote_with_bare_cr_is_rejected_not_raised(self) -> None:
+    def test_quote_with_bare_cr_is_rejected_not_raised(self, core: Any) -> None:
         """csv cannot read a quoted row with a CR outside quotes: a reject, never an error."""
         header = ",".join(REQUIRED_COLUMNS)
         text = '1,"a",BUY,1,1,,,,,,,,,,\r,2021-08-03 01:00:03 UTC'
-        assert CsvParser(header).parse(data([text]), 5) == ([], [(5, Reason.FIELD_COUNT, text)])
+        expected = ([], [(5, Reason.FIELD_COUNT, text)])
+        assert parse(core.csv_parser(header), [text], 5) == expected
 
     def test_fast_path_is_taken(self) -> None:
-        """With warm memos, well-formed rows of every action skip parse_row, CRLF or not."""
+        """Python core: with warm memos, well-formed rows of every action skip parse_row, CRLF
+        or not."""
         header = ",".join(REQUIRED_COLUMNS)
         t = "2021-08-03 01:00:03.22333 UTC"
         lines = [
@@ -196,7 +209,7 @@ class TestFastPath:
         "endings",
         [["\r"] * 4, ["\r", "\r", "\r\r", "\r"], ["\r", "", "\r", "\r"], ["", "", "", "\r"]],
     )
-    def test_crlf_batches(self, endings: list[str]) -> None:
+    def test_crlf_batches(self, core: Any, endings: list[str]) -> None:
         """CRs taken off a whole CRLF batch at once give what parse_row gives line by line."""
         header = ",".join(REQUIRED_COLUMNS)
         t = "2021-08-03 01:00:03 UTC"
@@ -207,10 +220,10 @@ class TestFastPath:
             f"4,,,,,,,,,,,a,SELL,229,5,{t}",
         ]
         lines = [line + end for line, end in zip(lines, endings, strict=True)]
-        parser = CsvParser(header)
+        parser = core.csv_parser(header)
         expected = reference(header, lines, 2)
-        assert parser.parse(data(lines), 2) == expected
-        assert parser.parse(data(lines), 2) == expected
+        assert parse(parser, lines, 2) == expected
+        assert parse(parser, lines, 2) == expected
 
 
 T = "2021-08-03 01:00:00.1 UTC"
@@ -245,16 +258,16 @@ class TestRules:
         event = self.parser.parse_row(f'7,"a,b",BUY,10,1,,,,,,,,,,,{T}', 2)
         assert event.order_id == "a,b"
 
-    def test_missing_column_is_named(self) -> None:
+    def test_missing_column_is_named(self, core: Any) -> None:
         """A header without a required column fails with the column's name."""
         with pytest.raises(HeaderError, match="trade_qty"):
-            CsvParser(HEADER.replace(",trade_qty", ""))
+            core.csv_parser(HEADER.replace(",trade_qty", ""))
 
-    def test_column_named_twice_is_refused(self) -> None:
+    def test_column_named_twice_is_refused(self, core: Any) -> None:
         """A duplicated column that is read is ambiguous: refused, never the first one used."""
         with pytest.raises(HeaderError, match="add_price"):
-            CsvParser(HEADER + ",add_price")
-        CsvParser(HEADER + ",note,note")  # columns that are not read may repeat
+            core.csv_parser(HEADER + ",add_price")
+        core.csv_parser(HEADER + ",note,note")  # columns that are not read may repeat
 
     @pytest.mark.parametrize(
         ("field", "value", "reason"),
@@ -270,14 +283,14 @@ class TestRules:
         ],
     )
     def test_numbers_beyond_the_bounds_are_rejected(
-        self, field: str, value: str, reason: Reason
+        self, core: Any, field: str, value: str, reason: Reason
     ) -> None:
         """Any length, any magnitude: rejected with its reason, never a crash (SPEC §4)."""
         values = {"seq": "1", "price": "10", "qty": "1"} | {field: value}
         text = add_row(values["seq"], "a", "BUY", values["price"], values["qty"])
-        parser = CsvParser(HEADER)
+        parser = core.csv_parser(HEADER)
         for _ in range(2):  # cold and warm memos
-            assert parser.parse(data([text]), 3) == ([], [(3, reason, text)])
+            assert parse(parser, [text], 3) == ([], [(3, reason, text)])
 
     def test_close_prices_stay_apart(self) -> None:
         """Two prices one nano apart are two levels, exactly (no float merging)."""
@@ -285,41 +298,41 @@ class TestRules:
         b = self.parser.parse_row(add_row("2", "b", "BUY", "1000000000.000000002", "1"), 3)
         assert b.price - a.price == 1
 
-    def test_line_too_long_is_decided_in_bytes(self) -> None:
+    def test_line_too_long_is_decided_in_bytes(self, core: Any) -> None:
         """A line over the limit in bytes is too long even when its characters are fewer."""
-        parser = CsvParser(HEADER, max_line=100)
+        parser = core.csv_parser(HEADER, max_line=100)
         wide = add_row("1", "é" * 40, "BUY", "1", "1")  # under 100 characters, over 100 bytes
         assert len(wide) < 100 < len(wide.encode())
-        events, rejects = parser.parse(data([wide, add_row("2", "a", "BUY", "1", "1")]), 2)
+        events, rejects = parse(parser, [wide, add_row("2", "a", "BUY", "1", "1")], 2)
         assert [r.reason for r in rejects] == [Reason.TOO_LONG] and [e.seq for e in events] == [2]
 
 
 class TestInstrumentColumn:
-    def test_found_by_name_and_kept_in_each_event(self) -> None:
+    def test_found_by_name_and_kept_in_each_event(self, core: Any) -> None:
         """`instrument` (else `symbol`) names each row's instrument, opaque and case-sensitive."""
         for name in ("instrument", "symbol"):
-            parser = CsvParser(f"{name},{HEADER}")
-            events, rejects = parser.parse(data([f"ESH1,{add_row('1', 'a', 'BUY', '1', '1')}"]), 2)
+            parser = core.csv_parser(f"{name},{HEADER}")
+            events, rejects = parse(parser, [f"ESH1,{add_row('1', 'a', 'BUY', '1', '1')}"], 2)
             assert rejects == [] and events[0].instrument == "ESH1"
             assert parser.instrument_column == name
 
-    def test_named_column_wins_and_must_exist(self) -> None:
+    def test_named_column_wins_and_must_exist(self, core: Any) -> None:
         """--instrument-column picks the column; a missing one is a header error."""
-        parser = CsvParser(f"venue,symbol,{HEADER}", instrument_column="venue")
-        events, _ = parser.parse(data([f"XNAS,ES,{add_row('1', 'a', 'BUY', '1', '1')}"]), 2)
+        parser = core.csv_parser(f"venue,symbol,{HEADER}", instrument_column="venue")
+        events, _ = parse(parser, [f"XNAS,ES,{add_row('1', 'a', 'BUY', '1', '1')}"], 2)
         assert events[0].instrument == "XNAS"
         with pytest.raises(HeaderError, match="venue"):
-            CsvParser(HEADER, instrument_column="venue")
+            core.csv_parser(HEADER, instrument_column="venue")
 
     @pytest.mark.parametrize("name", ["", "x" * 65, "é" * 33])
-    def test_bad_instrument_is_rejected(self, name: str) -> None:
+    def test_bad_instrument_is_rejected(self, core: Any, name: str) -> None:
         """An empty instrument, or one over 64 bytes, is `bad instrument`."""
-        parser = CsvParser(f"instrument,{HEADER}")
+        parser = core.csv_parser(f"instrument,{HEADER}")
         text = f"{name},{add_row('1', 'a', 'BUY', '1', '1')}"
         for _ in range(2):
-            assert parser.parse(data([text]), 2) == ([], [(2, Reason.INSTRUMENT, text)])
+            assert parse(parser, [text], 2) == ([], [(2, Reason.INSTRUMENT, text)])
 
-    def test_without_an_instrument_column_the_feed_is_one_instrument(self) -> None:
+    def test_without_an_instrument_column_the_feed_is_one_instrument(self, core: Any) -> None:
         """No column: every event's instrument is ""."""
-        events, _ = CsvParser(HEADER).parse(data([add_row("1", "a", "BUY", "1", "1")]), 2)
+        events, _ = parse(core.csv_parser(HEADER), [add_row("1", "a", "BUY", "1", "1")], 2)
         assert events[0].instrument == ""

@@ -185,6 +185,13 @@ def output_format(text: str) -> str:
     return text.lower()
 
 
+@_rule("core (auto, compiled or python)")
+def core(text: str) -> str:
+    if text.lower() not in ("auto", "compiled", "python"):
+        raise ValueError(text)
+    return text.lower()
+
+
 @_rule("host name or address")
 def host(text: str) -> str:
     if not text.strip():
@@ -233,6 +240,9 @@ OPTIONS: tuple[Option, ...] = (
            "Parquet: rows per part file", "INT", "1000000"),
     Option(("--part-interval",), positive_seconds, 60.0,
            "Parquet, when following: close a part this long after its first row", "SECS", "60"),
+    Option(("--core",), core, "auto",
+           "compiled (C) or python (the reference) core; auto: compiled if it was built",
+           "auto|compiled|python", extra=True),
     Option(("--progress-interval",), seconds, 10.0,
            "seconds between progress log lines; 0 for none", "SECS", "10", extra=True),
     Option(("--poll-interval",), poll_seconds, 0.02,
@@ -250,7 +260,7 @@ OPTIONS: tuple[Option, ...] = (
 )  # fmt: skip
 
 # Variables that are not options but that l3tol1 reads (so they are never "misspelt").
-OTHER_VARIABLES = frozenset({ENV_PREFIX + "CORE"})
+OTHER_VARIABLES = frozenset({ENV_PREFIX + "REQUIRE_COMPILED", ENV_PREFIX + "NO_COMPILE"})
 
 
 def markdown_table() -> str:

@@ -24,8 +24,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from l3tol1.checkpoint import Checkpoint, CheckpointStore, RunOptions, find_input
-from l3tol1.core.feed import Feed
-from l3tol1.core.instruments import Instruments
+from l3tol1.core import load
 from l3tol1.core.mbo import MboNamer
 from l3tol1.errors import CheckpointError, ConfigError, InputError
 from l3tol1.log import SafeStream, get_logger
@@ -92,6 +91,13 @@ class Pipeline:
         self._notes: list[tuple[str, dict[str, Any]]] = [
             ("environment_variable_ignored", {"detail": text}) for text in settings.warnings
         ]
+        try:
+            self.core = load(settings.core)
+        except ImportError as exc:
+            raise ConfigError(
+                "--core compiled: the compiled core was not built (no C compiler at install?);"
+                " use --core python or auto"
+            ) from exc
         _check_paths(settings)
         kind = _input_kind(settings.input_file, settings.follow, settings.input_format)
         follow = kind == "file" and settings.follow is not False
@@ -118,7 +124,7 @@ class Pipeline:
                 clock=clock,
             )
         else:
-            self.output = CsvSink(settings.output_file)
+            self.output = CsvSink(settings.output_file, formatter=self.core.formatter)
         self.rejects = RejectSink(settings.reject_path)
         self.store: CheckpointStore | None = None
         resume: Checkpoint | None = None
@@ -149,7 +155,7 @@ class Pipeline:
                 resume=None if resume_at is None else resume_at[1:],
                 input_format=settings.input_format,
             )
-        self.feed = Feed(
+        self.feed = self.core.feed(
             start_seq=settings.start_seq,
             max_pending=settings.max_pending,
             gap_timeout=settings.gap_timeout if follow else None,
@@ -159,7 +165,7 @@ class Pipeline:
         self.namer = MboNamer(
             None if settings.instruments is None else frozenset(settings.instruments)
         )
-        self.instruments = Instruments(settings.instruments, kept=self.namer.kept)
+        self.instruments = self.core.instruments(settings.instruments, kept=self.namer.kept)
         if resume is not None:
             self.feed.restore(resume.feed, clock())
             self.instruments.restore(resume.instruments)
@@ -223,13 +229,14 @@ class Pipeline:
     async def _run(self, outer: TaskGroup) -> None:
         self._parse = parse = ParseStage(
             str(self.settings.input_file),
+            core=self.core,
             instrument_column=self.settings.instrument_column,
             namer=self.namer,
         )
         with self._reading_scope():
             header = await self.source.open()
             if header is not None:
-                parse.parser = parse.parser_for(header)  # a bad header fails before any output
+                parse.use(header)  # a bad header fails before any output
         if self.stopped_by is not None:
             return  # stopped before anything was touched: the checkpoint, if any, still holds
         await self.output.start(None if self._resume is None else self._resume.output)
@@ -238,7 +245,9 @@ class Pipeline:
             self.output.set_layout(*parse.layout())
             await self.output.flush(sync=False)  # the header, at once
         self.started = True
-        self.log.info("start", **self.settings.as_log_fields(), follow_input=self.follow)
+        fields = self.settings.as_log_fields()
+        fields["core"] = self.core.name  # which one runs: compiled or python
+        self.log.info("start", **fields, follow_input=self.follow)
         for event, fields in self._notes:
             self.log.warning(event, **fields)
         if self.metrics is not None:
@@ -262,7 +271,11 @@ class Pipeline:
                 clock=self.clock,
             )
         feed_stage = FeedStage(
-            self.feed, self.source.position, checkpointer=checkpointer, clock=self.clock
+            self.feed,
+            self.source.position,
+            core=self.core,
+            checkpointer=checkpointer,
+            clock=self.clock,
         )
         write_stage = WriteStage(self.writer, checkpointer=checkpointer, clock=self.clock)
         health = self._health
@@ -275,7 +288,7 @@ class Pipeline:
             stages.start_soon(self._read, chunks_out)
             stages.start_soon(parse.run, chunks_in, parsed_out, health)
             stages.start_soon(feed_stage.run, parsed_in, ordered_out, health)
-            apply = ApplyStage(self.instruments, self.namer)
+            apply = ApplyStage(self.instruments, self.namer, core=self.core)
             stages.start_soon(apply.run, ordered_in, quotes_out, health)
             stages.start_soon(write_stage.run, quotes_in, health)
 

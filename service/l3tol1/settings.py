@@ -36,6 +36,7 @@ class Settings:
     instruments: tuple[str, ...] | None = None
     part_rows: int = 1_000_000
     part_interval: float = 60.0
+    core: str = "auto"  # compiled, python, or auto (compiled when it was built)
     progress_interval: float = 10.0
     poll_interval: float = 0.02
     checkpoint_interval: float = 1.0

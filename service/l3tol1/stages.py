@@ -20,15 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import Any
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from l3tol1.checkpoint import Checkpoint, CheckpointStore, InputRecord, RunOptions
-from l3tol1.core.csv_parser import CsvParser, HeaderError
+from l3tol1.core.csv_parser import HeaderError
 from l3tol1.core.feed import Feed, FeedState
 from l3tol1.core.instruments import Instruments, InstrumentsState
-from l3tol1.core.mbo import MboCsvParser, MboMetadata, MboNamer, MboParser, is_mbo_header
+from l3tol1.core.mbo import MboCsvParser, MboMetadata, MboNamer, is_mbo_header
 from l3tol1.core.records import Event, Quote, Reject
 from l3tol1.errors import InputError
 from l3tol1.log import get_logger
@@ -111,51 +112,44 @@ async def read_stage(source: Source, send: ObjectSendStream[Chunk], health: Heal
             health.take("source")
 
 
-Parser = CsvParser | MboCsvParser | MboParser
-
-
 class ParseStage:
     """Rows to events and rejects, with a parser built from each file's header (SPEC §1, §4):
     an L3 CSV header, Databento's MBO CSV export header, or a DBN file's metadata (§12).
 
-    :param parser: the parser of the first file, when its header was read up front.
+    The parsers are the core's (`Core.csv_parser`, `Core.mbo_parser`); Databento's CSV export
+    is read by the Python parser whichever the core, its events put in the core's container.
     """
 
     def __init__(
-        self,
-        name: str,
-        *,
-        instrument_column: str | None,
-        namer: MboNamer,
-        parser: Parser | None = None,
+        self, name: str, *, core: Any, instrument_column: str | None, namer: MboNamer
     ) -> None:
         self.name = name
+        self.core = core
         self.instrument_column = instrument_column
         self.namer = namer  # names Databento's books, across files
-        self.parser = parser
-
-    @property
-    def mbo(self) -> bool:
-        """Whether the rows are Databento MBO records: applied in file order, ns times."""
-        return isinstance(self.parser, MboCsvParser | MboParser)
+        self.parser: Any = None
+        self.mbo = False  # the rows are Databento MBO records: in file order, ns times
 
     def layout(self) -> tuple[bool, bool]:
         """The output columns the current parser's rows make: (instrument column, ns times)."""
-        if isinstance(self.parser, CsvParser):
-            return self.parser.instrument_column is not None, False
-        return True, True
+        if self.mbo:
+            return True, True
+        return self.parser.instrument_column is not None, False
 
-    def parser_for(self, header: str | MboMetadata) -> Parser:
-        """The parser of a file with this header line (or DBN metadata).
+    def use(self, header: str | MboMetadata) -> None:
+        """Parse from now on with the parser of this header line (or DBN metadata).
 
         :raises InputError: the header lacks a column or names one twice.
         """
         if isinstance(header, MboMetadata):
-            return MboParser(header, self.namer)
+            self.parser, self.mbo = self.core.mbo_parser(header, self.namer), True
+            return
         try:
             if is_mbo_header(n.strip() for n in header.removeprefix("\ufeff").split(",")):
-                return MboCsvParser(header, self.namer)
-            return CsvParser(header, instrument_column=self.instrument_column)
+                self.parser, self.mbo = MboCsvParser(header, self.namer), True
+            else:
+                parser = self.core.csv_parser(header, instrument_column=self.instrument_column)
+                self.parser, self.mbo = parser, False
         except (HeaderError, ValueError) as exc:
             raise InputError(f"input {self.name}: {exc}") from exc
 
@@ -167,15 +161,21 @@ class ParseStage:
             async for chunk in receive:
                 health.take("parse")
                 batch = Batch(
-                    rejects=chunk.rejects, position=chunk.position, end_of_input=chunk.end_of_input
+                    events=self.core.events(),
+                    rejects=chunk.rejects,
+                    position=chunk.position,
+                    end_of_input=chunk.end_of_input,
                 )
                 if chunk.header is not None:
-                    self.parser = self.parser_for(chunk.header)
+                    self.use(chunk.header)
                     batch.layout = self.layout()
                 batch.ordered = self.mbo
                 if chunk.data:
                     assert self.parser is not None  # a file's first chunk carries its header
-                    batch.events, rejects = self.parser.parse(chunk.data, chunk.first_line)
+                    events, rejects = self.parser.parse(chunk.data, chunk.first_line)
+                    if type(events) is list:  # a Python parser's events
+                        events = self.core.events(events)
+                    batch.events = events
                     batch.rejects.extend(rejects)
                 await send.send(batch)
                 health.done("parse")
@@ -249,10 +249,12 @@ class FeedStage:
         feed: Feed,
         position: Position,
         *,
+        core: Any,
         checkpointer: Checkpointer | None,
         clock: Callable[[], float],
     ) -> None:
         self.feed = feed
+        self.core = core
         self.position = position
         self.checkpointer = checkpointer
         self.clock = clock
@@ -287,7 +289,7 @@ class FeedStage:
                         await send.send(Batch(cut=self.cut()))
                     return
                 now = health.take("feed")
-                ready: list[Event] = []
+                ready = self.core.events()
                 if batch is None:  # a gap timed out, or a checkpoint is due
                     out = Batch()
                     feed.expire(now, ready)
@@ -335,9 +337,10 @@ class ApplyStage:
         by their symbol on their day.
     """
 
-    def __init__(self, instruments: Instruments, namer: MboNamer) -> None:
+    def __init__(self, instruments: Instruments, namer: MboNamer, *, core: Any) -> None:
         self.instruments = instruments
         self.namer = namer
+        self.core = core
         self.log = get_logger()
 
     async def run(
@@ -349,9 +352,11 @@ class ApplyStage:
             async for batch in receive:
                 health.take("apply")
                 anomalies: list[tuple[str, Event]] = []
-                instruments.apply(batch.events, batch.quotes, anomalies)
-                if batch.ordered and batch.quotes:
-                    batch.quotes = self.namer.name_quotes(batch.quotes)
+                if batch.events:
+                    batch.quotes = self.core.quotes()
+                    instruments.apply(batch.events, batch.quotes, anomalies)
+                    if batch.ordered and batch.quotes:
+                        batch.quotes = self.namer.name_quotes(batch.quotes)
                 for kind, event in anomalies:
                     self.log.debug("anomaly", kind=kind, seq=event.seq, line=event.line)
                 if batch.cut is not None:

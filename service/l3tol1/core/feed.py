@@ -102,6 +102,11 @@ class Feed:
         self.seqs_lost = 0
 
     @property
+    def arrivals(self) -> int:
+        """How many arrival times are logged for the gap timeout (none without a clock)."""
+        return len(self._arrivals)
+
+    @property
     def pending(self) -> int:
         """How many events are waiting."""
         return len(self._pending)

@@ -270,6 +270,16 @@ class Instruments:
         instrument = self.by_name.get(name)
         return OrderBook() if instrument is None else instrument.book
 
+    def heap_sizes(self, name: str = "") -> tuple[int, int]:
+        """The lengths of an instrument's two heaps (stale entries included): (bids, asks)."""
+        book = self.book(name)
+        return len(book.heaps[0]), len(book.heaps[1])
+
+    def last_quote(self, name: str = "") -> Bbo | None:
+        """The last quote written for an instrument: (bid, ask, bid size, ask size), or None."""
+        instrument = self.by_name.get(name)
+        return None if instrument is None else instrument.last
+
     # -- checkpointing -------------------------------------------------------------------------
 
     def snapshot(self) -> InstrumentsState:

@@ -24,8 +24,9 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from l3tol1.core.records import Action, Event, Quote, Reason, Reject, Side
+from l3tol1.core.records import Action, Event, Reason, Reject, Side
 
 __all__ = [
     "F_LAST",
@@ -170,10 +171,14 @@ class MboNamer:
             self._names[(key, day)] = name
         return name
 
-    def name_quotes(self, quotes: list[Quote]) -> list[Quote]:
-        """The quotes, each named by its instrument's name on its day instead of its key."""
+    def name_quotes(self, quotes: Any) -> Any:
+        """The quotes, each named by its instrument's name on its day instead of its key (a
+        compiled core's quotes are renamed in place)."""
+        if not isinstance(quotes, list):
+            quotes.rename(self.name)
+            return quotes
         name = self.name
-        return [q._replace(instrument=name(q.instrument, q.time)) for q in quotes]  # type: ignore[arg-type]
+        return [q._replace(instrument=name(q.instrument, q.time)) for q in quotes]
 
 
 class _Counts:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from l3tol1.core.l1 import L1Formatter, csv_header
 from l3tol1.core.records import Quote
@@ -32,12 +34,13 @@ class CsvSink:
 
     cut_aligned = False  # rows are durable at any flush: checkpoints go at any batch
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, formatter: Callable[..., Any] = L1Formatter) -> None:
         self.path = path
         self.file = OutputFile(path, "output")
         self.rows = 0
         self.instrument: bool | None = None
-        self._formatter = L1Formatter()
+        self._new_formatter = formatter  # the core's L1Formatter
+        self._formatter = formatter()
         self._parts: list[str] = []
         self._buffered = 0
 
@@ -69,7 +72,7 @@ class CsvSink:
         """
         if self.instrument is None:
             self.instrument = instrument
-            self._formatter = L1Formatter(with_instrument=instrument)
+            self._formatter = self._new_formatter(with_instrument=instrument)
             if self.file.size == 0:
                 self._parts.insert(0, csv_header(instrument))
         elif self.instrument != instrument:
@@ -79,7 +82,7 @@ class CsvSink:
                 f" {'has' if instrument else 'has none'}: one output holds one layout"
             )
 
-    def add(self, quotes: list[Quote]) -> None:
+    def add(self, quotes: Sequence[Quote]) -> None:
         """Format quotes; they are written by the next `flush`."""
         if quotes:
             self._parts.append(self._formatter.format(quotes))

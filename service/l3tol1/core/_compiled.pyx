@@ -1,0 +1,1931 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""The compiled core: the Python core's classes, over whole batches in C (issue 11).
+
+The pure-Python modules beside this one are the reference and the fallback; this module keeps
+their interfaces and their results, byte for byte (tests run both, and compare them on random
+streams). What changes is the data: a batch of events is an `EventBatch`, a C array of
+fixed-size records whose strings (order ids, times, the raw line) point into the input's bytes,
+never a Python object per event; quotes are a `QuoteBatch` alike. Python objects appear only
+where a rare path needs them: a row the fast path does not take (quoted, non-ASCII, invalid: the
+Python parser decides it, its event is copied in), a reject, an anomaly, a checkpoint.
+
+- `CsvParser` scans lines and fields with memchr and validates the common row in C; any other
+  row goes to the Python parser's `parse_row`, the reference.
+- `MboParser` reads Databento's fixed-size records straight from their bytes.
+- `Feed` keeps waiting events in an open-addressing table keyed by seq, with a binary heap of
+  their seqs; their strings are copied once, into a block of their own.
+- `Instruments` keeps every order in one hash table keyed by (instrument, side, order id) and
+  every price level in another keyed by (instrument, side, price); each book side has a heap of
+  its level prices with lazy deletion, as in the Python core.
+- `L1Formatter` writes rows from cached price texts into one growing buffer.
+"""
+
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memchr, memcmp, memcpy, memset
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+
+import struct
+
+from l3tol1.core.book import OrderBook
+from l3tol1.core.csv_parser import CsvParser as PyCsvParser
+from l3tol1.core.csv_parser import too_long_reject
+from l3tol1.core.feed import FeedState
+from l3tol1.core.instruments import InstrumentsState, InstrumentState
+from l3tol1.core.mbo import MboMetadata
+from l3tol1.core.mbo import _describe as describe_record
+from l3tol1.core.numbers import format_price
+from l3tol1.core.records import Anomaly, Event, Quote, Reason, Reject
+
+IMPLEMENTATION = "compiled"
+
+cdef enum:
+    ADD = 0
+    UPDATE = 1
+    DELETE = 2
+    TRADE = 3
+    CANCEL = 4
+    CLEAR = 5
+    NONE = 6
+
+cdef enum:
+    A_ADD_LIVE = 0
+    A_UPDATE_UNKNOWN = 1
+    A_DELETE_UNKNOWN = 2
+    A_TRADE_UNKNOWN = 3
+    A_TRADE_EXCEEDS = 4
+    A_CANCEL_UNKNOWN = 5
+    A_CANCEL_EXCEEDS = 6
+
+_ANOMALIES = (
+    Anomaly.ADD_LIVE, Anomaly.UPDATE_UNKNOWN, Anomaly.DELETE_UNKNOWN, Anomaly.TRADE_UNKNOWN,
+    Anomaly.TRADE_EXCEEDS, Anomaly.CANCEL_UNKNOWN, Anomaly.CANCEL_EXCEEDS,
+)
+cdef int64_t MAX_PRICE = 9223372036854775807
+cdef int64_t UNDEF_PRICE = 9223372036854775807
+cdef uint64_t MAX_QTY = 4294967295
+cdef int64_t COMPACT_SLACK = 1024
+cdef int64_t GAP_MEMORY = 100000
+cdef int64_t NS_PER_DAY = 86400000000000
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+cdef inline void* grow(void* ptr, size_t size) except NULL:
+    cdef void* out = realloc(ptr, size)
+    if out == NULL:
+        raise MemoryError()
+    return out
+
+
+cdef struct Arena:
+    # Blocks that never move: pointers into them stay valid until the arena is freed.
+    char** blocks
+    Py_ssize_t count
+    Py_ssize_t capacity
+    char* cursor
+    size_t left
+
+
+cdef const char* arena_put(Arena* arena, const char* text, size_t size) except NULL:
+    cdef size_t block
+    cdef char* out
+    if size == 0:
+        return ""
+    if size > arena.left:
+        block = 65536 if size <= 8192 else size
+        if arena.count == arena.capacity:
+            arena.capacity = arena.capacity * 2 + 8
+            arena.blocks = <char**>grow(arena.blocks, arena.capacity * sizeof(char*))
+        arena.cursor = <char*>malloc(block)
+        if arena.cursor == NULL:
+            raise MemoryError()
+        arena.blocks[arena.count] = arena.cursor
+        arena.count += 1
+        arena.left = block
+    out = arena.cursor
+    memcpy(out, text, size)
+    arena.cursor += size
+    arena.left -= size
+    return out
+
+
+cdef void arena_free(Arena* arena) noexcept:
+    cdef Py_ssize_t i
+    for i in range(arena.count):
+        free(arena.blocks[i])
+    free(arena.blocks)
+    memset(arena, 0, sizeof(Arena))
+
+
+cdef inline uint64_t mix(uint64_t h) noexcept nogil:
+    h ^= h >> 33
+    h *= 0xff51afd7ed558ccdULL
+    h ^= h >> 33
+    h *= 0xc4ceb9fe1a85ec53ULL
+    h ^= h >> 33
+    return h
+
+
+cdef inline uint64_t hash_bytes(const char* text, Py_ssize_t size, uint64_t seed) noexcept nogil:
+    """A hash of ``size`` bytes, never 0 (an empty slot) nor 1 (a removed one)."""
+    cdef uint64_t h = seed ^ (<uint64_t>size * 0x9E3779B97F4A7C15ULL)
+    cdef uint64_t word
+    cdef Py_ssize_t i = 0
+    while i + 8 <= size:
+        memcpy(&word, text + i, 8)
+        h = (h ^ word) * 0xbf58476d1ce4e5b9ULL
+        h ^= h >> 31
+        i += 8
+    if i < size:
+        word = 0
+        memcpy(&word, text + i, size - i)
+        h = (h ^ word) * 0x94d049bb133111ebULL
+    return mix(h) | 2
+
+
+cdef inline str text_of(const char* text, Py_ssize_t size):
+    return PyUnicode_DecodeUTF8(text, size, NULL)
+
+
+# -- instrument names ------------------------------------------------------------------------------
+
+cdef struct NameSlot:
+    uint64_t hash
+    int32_t index
+    int32_t size
+    char* text
+
+
+cdef class InstrumentTable:
+    """Every instrument name met, interned: an event or quote holds its index. Index 0 is ""
+    (the instrument of a feed without an instrument column)."""
+
+    cdef NameSlot* slots
+    cdef Py_ssize_t capacity
+    cdef public list names
+    cdef list fields  # each name as a CSV field, bytes
+
+    def __cinit__(self):
+        self.capacity = 64
+        self.slots = <NameSlot*>calloc(self.capacity, sizeof(NameSlot))
+        if self.slots == NULL:
+            raise MemoryError()
+        self.names = []
+        self.fields = []
+        self.intern(b"", 0)
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.slots != NULL:
+            for i in range(self.capacity):
+                free(self.slots[i].text)
+            free(self.slots)
+
+    cdef int32_t intern(self, const char* text, Py_ssize_t size) except -1:
+        cdef uint64_t h = hash_bytes(text, size, 77)
+        cdef Py_ssize_t mask = self.capacity - 1
+        cdef Py_ssize_t i = <Py_ssize_t>(h & mask)
+        cdef NameSlot* slot
+        while True:
+            slot = &self.slots[i]
+            if slot.hash == 0:
+                break
+            if slot.hash == h and slot.size == size and memcmp(slot.text, text, size) == 0:
+                return slot.index
+            i = (i + 1) & mask
+        slot.hash = h
+        slot.size = <int32_t>size
+        slot.text = <char*>malloc(size + 1)
+        if slot.text == NULL:
+            raise MemoryError()
+        memcpy(slot.text, text, size)
+        slot.index = <int32_t>len(self.names)
+        name = text_of(text, size)
+        self.names.append(name)
+        self.fields.append(csv_field(name).encode())
+        if len(self.names) * 2 > self.capacity:
+            self._grow()
+        return <int32_t>(len(self.names) - 1)
+
+    cdef void _grow(self) except *:
+        cdef NameSlot* old = self.slots
+        cdef Py_ssize_t old_capacity = self.capacity, i, j, mask
+        self.capacity *= 2
+        self.slots = <NameSlot*>calloc(self.capacity, sizeof(NameSlot))
+        if self.slots == NULL:
+            raise MemoryError()
+        mask = self.capacity - 1
+        for i in range(old_capacity):
+            if old[i].hash:
+                j = <Py_ssize_t>(old[i].hash & mask)
+                while self.slots[j].hash:
+                    j = (j + 1) & mask
+                self.slots[j] = old[i]
+        free(old)
+
+    cpdef int32_t index(self, str name) except -1:
+        data = name.encode()
+        return self.intern(data, len(data))
+
+
+def csv_field(str text):
+    """``text`` as one CSV field: quoted (RFC 4180) when it holds a comma, quote or line end."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+# -- events ----------------------------------------------------------------------------------------
+
+cdef struct Ev:
+    uint64_t seq
+    int64_t price
+    int64_t qty
+    int64_t line
+    int64_t time_ns  # -1: the time is the text at `time`
+    const char* oid
+    const char* time
+    const char* raw
+    int32_t oid_size
+    int32_t time_size
+    int32_t raw_size
+    int32_t inst
+    uint8_t action
+    uint8_t side
+    uint8_t last
+
+
+cdef class EventBatch:
+    """Events in a C array; their strings point into the bytes in ``keep`` or the arena."""
+
+    cdef Ev* ev
+    cdef Py_ssize_t n
+    cdef Py_ssize_t capacity
+    cdef list keep
+    cdef Arena arena
+    cdef InstrumentTable table
+
+    def __cinit__(self, InstrumentTable table):
+        self.table = table
+        self.keep = []
+        self.capacity = 0
+        self.n = 0
+        self.ev = NULL
+        memset(&self.arena, 0, sizeof(Arena))
+
+    def __dealloc__(self):
+        free(self.ev)
+        arena_free(&self.arena)
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            yield self.event(&self.ev[i])
+
+    def __getitem__(self, Py_ssize_t i):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.event(&self.ev[i])
+
+    cdef Ev* add(self) except NULL:
+        if self.n == self.capacity:
+            self.capacity = self.capacity * 2 + 256
+            self.ev = <Ev*>grow(self.ev, self.capacity * sizeof(Ev))
+        self.n += 1
+        return &self.ev[self.n - 1]
+
+    cdef void own(self, Ev* e) except *:
+        """Copy the strings of event ``e`` (one of this batch's) into the arena."""
+        e.oid = arena_put(&self.arena, e.oid, e.oid_size)
+        if e.time_ns < 0:
+            e.time = arena_put(&self.arena, e.time, e.time_size)
+        e.raw = arena_put(&self.arena, e.raw, e.raw_size)
+
+    cdef void append_event(self, object event) except *:
+        """Add a Python `Event` (from the reference parser, or a checkpoint)."""
+        cdef Ev* e = self.add()
+        oid = event.order_id.encode()
+        raw = event.raw.encode()
+        name = event.instrument.encode()
+        e.seq = event.seq
+        e.action = event.action
+        e.side = event.side
+        e.price = event.price
+        e.qty = event.qty
+        e.line = event.line
+        e.last = 1 if event.last else 0
+        e.inst = self.table.intern(name, len(name))
+        e.oid = arena_put(&self.arena, oid, len(oid))
+        e.oid_size = <int32_t>len(oid)
+        e.raw = arena_put(&self.arena, raw, len(raw))
+        e.raw_size = <int32_t>len(raw)
+        if isinstance(event.time, int):
+            e.time_ns = event.time
+            e.time = ""
+            e.time_size = 0
+        else:
+            time = event.time.encode()
+            e.time_ns = -1
+            e.time = arena_put(&self.arena, time, len(time))
+            e.time_size = <int32_t>len(time)
+
+    cdef object event(self, Ev* e):
+        return event_of(e, self.table)
+
+    def extend(self, events):
+        """Add Python events (a parser that is not compiled hands these)."""
+        for event in events:
+            self.append_event(event)
+
+
+cdef object event_of(Ev* e, InstrumentTable table):
+    time = e.time_ns if e.time_ns >= 0 else text_of(e.time, e.time_size)
+    return Event(
+        e.seq, e.action, table.names[e.inst], text_of(e.oid, e.oid_size), e.side, e.price,
+        e.qty, time, e.line, text_of(e.raw, e.raw_size), e.last != 0,
+    )
+
+
+# -- quotes ----------------------------------------------------------------------------------------
+
+cdef struct Qt:
+    int64_t bid
+    int64_t ask
+    int64_t bid_size
+    int64_t ask_size
+    int64_t time_ns
+    uint64_t seq
+    const char* time
+    int32_t time_size
+    int32_t inst
+
+
+cdef class QuoteBatch:
+    """L1 quotes in a C array; their times point into the events' batches, kept in ``keep``."""
+
+    cdef Qt* q
+    cdef Py_ssize_t n
+    cdef Py_ssize_t capacity
+    cdef list keep
+    cdef InstrumentTable table
+
+    def __cinit__(self, InstrumentTable table):
+        self.table = table
+        self.keep = []
+        self.q = NULL
+        self.n = self.capacity = 0
+
+    def __dealloc__(self):
+        free(self.q)
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        cdef Py_ssize_t i
+        cdef Qt* q
+        for i in range(self.n):
+            q = &self.q[i]
+            time = q.time_ns if q.time_ns >= 0 else text_of(q.time, q.time_size)
+            yield Quote(time, self.table.names[q.inst], q.bid, q.ask, q.bid_size, q.ask_size,
+                        q.seq)
+
+    cdef Qt* add(self) except NULL:
+        if self.n == self.capacity:
+            self.capacity = self.capacity * 2 + 256
+            self.q = <Qt*>grow(self.q, self.capacity * sizeof(Qt))
+        self.n += 1
+        return &self.q[self.n - 1]
+
+    def rename(self, name):
+        """Name each quote by ``name(instrument, time)``: Databento's rows by their symbol on
+        their day (asked once per instrument and day)."""
+        cdef dict cache = {}
+        cdef Py_ssize_t i
+        cdef Qt* q
+        for i in range(self.n):
+            q = &self.q[i]
+            key = (q.inst, q.time_ns // NS_PER_DAY)
+            index = cache.get(key)
+            if index is None:
+                index = cache[key] = self.table.index(name(self.table.names[q.inst], q.time_ns))
+            q.inst = index
+
+
+# -- numbers (the rules of numbers.py, in C) -------------------------------------------------------
+
+cdef inline bint all_digits(const char* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if p[i] < 48 or p[i] > 57:
+            return False
+    return True
+
+
+cdef inline bint parse_seq(const char* p, Py_ssize_t n, uint64_t* out) noexcept nogil:
+    cdef uint64_t value = 0
+    cdef Py_ssize_t i
+    if n == 0 or not all_digits(p, n):
+        return False
+    while n > 1 and p[0] == 48:
+        p += 1
+        n -= 1
+    if n > 20 or (n == 20 and memcmp(p, b"18446744073709551615", 20) > 0):
+        return False
+    for i in range(n):
+        value = value * 10 + <uint64_t>(p[i] - 48)
+    out[0] = value
+    return True
+
+
+cdef inline bint parse_qty(const char* p, Py_ssize_t n, int64_t* out) noexcept nogil:
+    cdef Py_ssize_t digits = 0, i
+    cdef uint64_t value = 0
+    while digits < n and 48 <= p[digits] <= 57:
+        digits += 1
+    if digits == 0:
+        return False
+    if digits < n:
+        if p[digits] != 46:  # "."
+            return False
+        for i in range(digits + 1, n):
+            if p[i] != 48:
+                return False
+    while digits > 1 and p[0] == 48:
+        p += 1
+        digits -= 1
+    if digits > 10:
+        return False
+    for i in range(digits):
+        value = value * 10 + <uint64_t>(p[i] - 48)
+    if value > MAX_QTY:
+        return False
+    out[0] = <int64_t>value
+    return True
+
+
+cdef inline bint parse_price(const char* p, Py_ssize_t n, int64_t* out) noexcept nogil:
+    cdef Py_ssize_t whole = 0, i, fraction_start, fraction = 0
+    cdef uint64_t value = 0, scale = 1000000000
+    while whole < n and 48 <= p[whole] <= 57:
+        whole += 1
+    fraction_start = whole + 1
+    if whole < n:
+        if p[whole] != 46:
+            return False
+        if not all_digits(p + fraction_start, n - fraction_start):
+            return False
+        fraction = n - fraction_start
+    if whole == 0 and fraction == 0:
+        return False
+    while fraction > 0 and p[fraction_start + fraction - 1] == 48:
+        fraction -= 1
+    i = 0
+    while i < whole and p[i] == 48:
+        i += 1
+    if whole - i > 10 or fraction > 9:
+        return False
+    for i in range(i, whole):
+        value = value * 10 + <uint64_t>(p[i] - 48)
+    value *= scale
+    for i in range(fraction):
+        scale //= 10
+        value += <uint64_t>(p[fraction_start + i] - 48) * scale
+    if value == 0 or value > <uint64_t>MAX_PRICE:
+        return False
+    out[0] = <int64_t>value
+    return True
+
+
+cdef inline int two(const char* p) noexcept nogil:
+    return (p[0] - 48) * 10 + (p[1] - 48)
+
+
+cdef inline bint time_is_valid(const char* p, Py_ssize_t n) noexcept nogil:
+    """``YYYY-MM-DD HH:MM:SS[.f] UTC``, 0 to 6 fraction digits, a real calendar date."""
+    cdef int year, month, day, days
+    if n < 23 or n > 30 or memcmp(p + n - 4, b" UTC", 4) != 0:
+        return False
+    if n > 23 and (p[19] != 46 or not all_digits(p + 20, n - 24)):
+        return False
+    if (p[4] != 45 or p[7] != 45 or p[10] != 32 or p[13] != 58 or p[16] != 58
+            or not all_digits(p, 4) or not all_digits(p + 5, 2) or not all_digits(p + 8, 2)
+            or not all_digits(p + 11, 2) or not all_digits(p + 14, 2)
+            or not all_digits(p + 17, 2)):
+        return False
+    year = two(p) * 100 + two(p + 2)
+    month = two(p + 5)
+    day = two(p + 8)
+    if year < 1 or month < 1 or month > 12 or day < 1:
+        return False
+    if two(p + 11) > 23 or two(p + 14) > 59 or two(p + 17) > 59:
+        return False
+    if month == 2:
+        days = 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
+    elif month == 4 or month == 6 or month == 9 or month == 11:
+        days = 30
+    else:
+        days = 31
+    return day <= days
+
+
+# -- the CSV parser --------------------------------------------------------------------------------
+
+cdef enum:
+    MAX_FIELDS = 64
+
+
+cdef class CsvParser:
+    """L3 CSV rows to events and rejects (SPEC §1, §4, §9): the common row in C, any other
+    by the reference parser's `parse_row`."""
+
+    cdef object py
+    cdef InstrumentTable table
+    cdef int field_count, seq_i, time_i, inst_i, max_line
+    cdef int oid_i[4]
+    cdef int side_i[4]
+    cdef int price_i[4]
+    cdef int qty_i[4]
+    cdef public object instrument_column
+
+    def __init__(self, str header, *, instrument_column=None, max_line=None,
+                 InstrumentTable table=None):
+        kwargs = {} if max_line is None else {"max_line": max_line}
+        self.py = PyCsvParser(header, instrument_column=instrument_column, **kwargs)
+        self.table = table if table is not None else InstrumentTable()
+        self.instrument_column = self.py.instrument_column
+        self.field_count = self.py.field_count
+        self.max_line = self.py.max_line
+        self.seq_i = self.py._seq_i
+        self.time_i = self.py._time_i
+        self.inst_i = self.py._inst_i
+        for action, id_i, side_i, price_i, qty_i in self.py._actions:
+            self.oid_i[action] = id_i
+            self.side_i[action] = side_i
+            self.price_i[action] = price_i
+            self.qty_i[action] = qty_i
+        if self.field_count > MAX_FIELDS:
+            self.field_count = -1  # every row to the reference parser
+
+    def parse_row(self, str text, line):
+        """The reference's verdict on one row."""
+        return self.py.parse_row(text, line)
+
+    def parse(self, bytes data, Py_ssize_t first_line):
+        """Parse whole lines, each ending in a newline, numbered from ``first_line``."""
+        cdef EventBatch events = EventBatch(self.table)
+        cdef list rejects = []
+        cdef const char* p = PyBytes_AS_STRING(data)
+        cdef const char* end = p + PyBytes_GET_SIZE(data)
+        cdef const char* newline
+        cdef Py_ssize_t line = first_line
+        events.keep.append(data)
+        while p < end:
+            newline = <const char*>memchr(p, 10, end - p)
+            if newline == NULL:
+                newline = end
+            if not self.fast(p, newline - p, line, events):
+                self.slow(p, newline - p, line, events, rejects)
+            p = newline + 1
+            line += 1
+        return events, rejects
+
+    cdef bint fast(self, const char* p, Py_ssize_t size, Py_ssize_t line, EventBatch events) except -1:
+        cdef Py_ssize_t starts[MAX_FIELDS + 1]
+        cdef Py_ssize_t count = 0, i, n = size
+        cdef int action = -1, a
+        cdef const char* f
+        cdef Py_ssize_t flen
+        cdef uint64_t seq
+        cdef int64_t price = 0, qty = 0
+        cdef Ev* e
+        cdef int side
+        if size > self.max_line or self.field_count < 0:
+            return False
+        if n and p[n - 1] == 13:  # one CR before the newline
+            n -= 1
+        starts[0] = 0
+        for i in range(n):
+            if p[i] & 0x80 or p[i] == 34 or p[i] == 13:  # non-ASCII, a quote, a stray CR
+                return False
+            if p[i] == 44:
+                count += 1
+                if count >= self.field_count:
+                    return False
+                starts[count] = i + 1
+        if count + 1 != self.field_count:
+            return False
+        starts[count + 1] = n + 1
+        for a in range(4):
+            if starts[self.oid_i[a] + 1] - 1 > starts[self.oid_i[a]]:
+                if action >= 0:
+                    return False
+                action = a
+        if action < 0:
+            return False
+        # side
+        f = p + starts[self.side_i[action]]
+        flen = starts[self.side_i[action] + 1] - 1 - starts[self.side_i[action]]
+        if flen == 3 and memcmp(f, b"BUY", 3) == 0:
+            side = 0
+        elif flen == 4 and memcmp(f, b"SELL", 4) == 0:
+            side = 1
+        else:
+            return False
+        f = p + starts[self.seq_i]
+        if not parse_seq(f, starts[self.seq_i + 1] - 1 - starts[self.seq_i], &seq):
+            return False
+        if action != DELETE:
+            f = p + starts[self.price_i[action]]
+            if not parse_price(f, starts[self.price_i[action] + 1] - 1 - starts[self.price_i[action]], &price):
+                return False
+            f = p + starts[self.qty_i[action]]
+            if not parse_qty(f, starts[self.qty_i[action] + 1] - 1 - starts[self.qty_i[action]], &qty):
+                return False
+            if qty == 0 and action == ADD:
+                return False
+        f = p + starts[self.time_i]
+        flen = starts[self.time_i + 1] - 1 - starts[self.time_i]
+        if not time_is_valid(f, flen):
+            return False
+        e = events.add()
+        if self.inst_i >= 0:
+            i = starts[self.inst_i + 1] - 1 - starts[self.inst_i]
+            if i < 1 or i > 64:
+                events.n -= 1
+                return False
+            e.inst = self.table.intern(p + starts[self.inst_i], i)
+        else:
+            e.inst = 0
+        e.seq = seq
+        e.action = <uint8_t>action
+        e.side = <uint8_t>side
+        e.price = price
+        e.qty = qty
+        e.line = line
+        e.last = 1
+        e.time_ns = -1
+        e.time = f
+        e.time_size = <int32_t>flen
+        e.oid = p + starts[self.oid_i[action]]
+        e.oid_size = <int32_t>(starts[self.oid_i[action] + 1] - 1 - starts[self.oid_i[action]])
+        e.raw = p
+        e.raw_size = <int32_t>n
+        return True
+
+    cdef void slow(self, const char* p, Py_ssize_t size, Py_ssize_t line, EventBatch events,
+                   list rejects) except *:
+        raw = p[:size]
+        if size > self.max_line:
+            rejects.append(too_long_reject(line, raw, self.max_line))
+            return
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            rejects.append(Reject(line, Reason.UTF8, raw.decode("utf-8", "backslashreplace")))
+            return
+        result = self.py.parse_row(text, line)
+        if type(result) is Reject:
+            rejects.append(result)
+        else:
+            events.append_event(result)
+
+
+# -- Databento MBO records -------------------------------------------------------------------------
+
+cdef int8_t ACTION_OF[256]
+cdef int8_t SIDE_OF[256]
+memset(ACTION_OF, -1, 256)
+memset(SIDE_OF, -1, 256)
+ACTION_OF[ord("A")] = ADD
+ACTION_OF[ord("M")] = UPDATE
+ACTION_OF[ord("C")] = CANCEL
+ACTION_OF[ord("R")] = CLEAR
+ACTION_OF[ord("T")] = NONE
+ACTION_OF[ord("F")] = NONE
+ACTION_OF[ord("N")] = NONE
+SIDE_OF[ord("B")] = 0
+SIDE_OF[ord("A")] = 1
+
+_RECORD = struct.Struct("<BBHIQQqIBBccQiI")
+
+
+cdef inline int write_u64(char* out, uint64_t value) noexcept nogil:
+    cdef char digits[24]
+    cdef int n = 0, i
+    if value == 0:
+        out[0] = 48
+        return 1
+    while value:
+        digits[n] = <char>(48 + value % 10)
+        value //= 10
+        n += 1
+    for i in range(n):
+        out[i] = digits[n - 1 - i]
+    return n
+
+
+cdef class MboParser:
+    """Databento's DBN MBO records (whole records, as bytes) to events and rejects (SPEC §12)."""
+
+    cdef object namer
+    cdef public object metadata
+    cdef InstrumentTable table
+    cdef int size
+    cdef dict keys  # (publisher << 32 | instrument_id) -> instrument index of its book key
+    cdef int64_t counts[256]
+
+    def __init__(self, metadata, namer, *, InstrumentTable table=None):
+        self.metadata = metadata
+        self.namer = namer
+        namer.symbols = metadata.symbols
+        self.table = table if table is not None else InstrumentTable()
+        self.size = metadata.record_size
+        self.keys = {}
+        memset(self.counts, 0, sizeof(self.counts))
+
+    @property
+    def by_action(self):
+        """Records read, by action."""
+        return {chr(c): int(self.counts[c]) for c in range(256) if self.counts[c]}
+
+    def parse(self, bytes data, Py_ssize_t first_record):
+        """Convert whole records numbered from ``first_record``."""
+        cdef EventBatch events = EventBatch(self.table)
+        cdef list rejects = []
+        cdef const char* base = PyBytes_AS_STRING(data)
+        cdef Py_ssize_t count = PyBytes_GET_SIZE(data) // self.size, i
+        cdef const char* r
+        cdef uint8_t length, rtype, flags, action_char, side_char
+        cdef uint16_t publisher
+        cdef uint32_t instrument_id, size, sequence
+        cdef uint64_t order_id, ts_recv
+        cdef int64_t price
+        cdef int action, side, reason
+        cdef Ev* e
+        cdef char digits[24]
+        cdef int ndigits
+        for i in range(count):
+            r = base + i * self.size
+            length = <uint8_t>r[0]
+            rtype = <uint8_t>r[1]
+            memcpy(&publisher, r + 2, 2)
+            memcpy(&instrument_id, r + 4, 4)
+            memcpy(&order_id, r + 16, 8)
+            memcpy(&price, r + 24, 8)
+            memcpy(&size, r + 32, 4)
+            flags = <uint8_t>r[36]
+            action_char = <uint8_t>r[38]
+            side_char = <uint8_t>r[39]
+            memcpy(&ts_recv, r + 40, 8)
+            memcpy(&sequence, r + 52, 4)
+            self.counts[action_char] += 1
+            action = ACTION_OF[action_char]
+            side = SIDE_OF[side_char]
+            reason = 0
+            if rtype != 160 or length * 4 != self.size:
+                reason = 1
+            elif action < 0:
+                reason = 2
+            elif action <= CANCEL and action != DELETE and action != TRADE:
+                if side < 0:
+                    reason = 3
+                elif action <= UPDATE and price == UNDEF_PRICE:
+                    reason = 4
+            if reason:
+                values = _RECORD.unpack_from(data, i * self.size)
+                rejects.append(Reject(first_record + i, (Reason.RECORD, Reason.ACTION, Reason.SIDE, Reason.PRICE)[reason - 1], describe_record(values)))
+                continue
+            e = events.add()
+            key = (<uint64_t>publisher << 32) | instrument_id
+            index = self.keys.get(key)
+            if index is None:
+                name = self.namer.key(publisher, instrument_id, ts_recv, "")
+                index = self.keys[key] = self.table.index(name)
+            e.inst = index
+            e.seq = sequence
+            e.action = <uint8_t>action
+            e.side = <uint8_t>(side if side >= 0 else 0)
+            e.price = price if action <= UPDATE else 0
+            e.qty = size
+            e.line = first_record + i
+            e.last = 1 if flags & 0x80 else 0
+            e.time_ns = <int64_t>ts_recv
+            e.time = ""
+            e.time_size = 0
+            e.raw = ""
+            e.raw_size = 0
+            ndigits = write_u64(digits, order_id)
+            e.oid = arena_put(&events.arena, digits, ndigits)
+            e.oid_size = ndigits
+        return events, rejects
+
+
+# -- the feed (SPEC §5) ----------------------------------------------------------------------------
+
+cdef struct Waiting:
+    uint64_t seq  # the key; `used` tells an empty slot
+    Ev ev
+    char* strings  # the event's strings, copied when it began to wait
+    uint8_t used  # 0 empty, 1 in use, 2 removed
+
+
+cdef class Feed:
+    """Reorders events by seq with bounded memory: the rules of feed.py, over whole batches."""
+
+    cdef Waiting* slots
+    cdef Py_ssize_t capacity, used, removed
+    cdef uint64_t* heap
+    cdef Py_ssize_t heap_n, heap_cap
+    cdef double* arrival_time
+    cdef uint64_t* arrival_seq
+    cdef Py_ssize_t arr_head, arr_n, arr_cap
+    cdef bint has_next
+    cdef uint64_t next
+    cdef bint has_first
+    cdef uint64_t first
+    cdef public int64_t max_pending
+    cdef public object gap_timeout
+    cdef bint timed
+    cdef double timeout
+    cdef list gap_starts, gap_ends
+    cdef public list skipped
+    cdef public int64_t received, late, duplicate, gaps_skipped, seqs_lost
+    cdef InstrumentTable table
+
+    def __cinit__(self):
+        self.capacity = 1024
+        self.slots = <Waiting*>calloc(self.capacity, sizeof(Waiting))
+        if self.slots == NULL:
+            raise MemoryError()
+
+    def __init__(self, *, start_seq=None, max_pending=100_000, gap_timeout=None,
+                 InstrumentTable table=None):
+        self.table = table if table is not None else InstrumentTable()
+        self.has_next = self.has_first = start_seq is not None
+        if start_seq is not None:
+            self.next = self.first = start_seq
+        self.max_pending = max_pending
+        self.gap_timeout = gap_timeout
+        self.timed = gap_timeout is not None
+        self.timeout = gap_timeout if gap_timeout is not None else 0.0
+        self.gap_starts = []
+        self.gap_ends = []
+        self.skipped = []
+        self.received = self.late = self.duplicate = self.gaps_skipped = self.seqs_lost = 0
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.slots != NULL:
+            for i in range(self.capacity):
+                if self.slots[i].used == 1:
+                    free(self.slots[i].strings)
+            free(self.slots)
+        free(self.heap)
+        free(self.arrival_time)
+        free(self.arrival_seq)
+
+    @property
+    def pending(self):
+        """How many events are waiting."""
+        return self.used
+
+    @property
+    def arrivals(self):
+        """How many arrival times are logged for the gap timeout (none without a clock)."""
+        return self.arr_n
+
+    @property
+    def next_seq(self):
+        return self.next if self.has_next else None
+
+    @property
+    def first_seq(self):
+        return self.first if self.has_first else None
+
+    # The table of waiting events: open addressing on the seq.
+
+    cdef Py_ssize_t find(self, uint64_t seq) noexcept:
+        cdef Py_ssize_t mask = self.capacity - 1
+        cdef Py_ssize_t i = <Py_ssize_t>(mix(seq) & mask)
+        while self.slots[i].used:
+            if self.slots[i].used == 1 and self.slots[i].seq == seq:
+                return i
+            i = (i + 1) & mask
+        return -1
+
+    cdef void put(self, Ev* e) except *:
+        cdef Py_ssize_t mask, i
+        cdef char* strings
+        cdef Waiting* slot
+        cdef size_t size = e.oid_size + (e.time_size if e.time_ns < 0 else 0)
+        if (self.used + self.removed + 1) * 2 > self.capacity:
+            self.rehash()
+        mask = self.capacity - 1
+        i = <Py_ssize_t>(mix(e.seq) & mask)
+        while self.slots[i].used == 1:
+            i = (i + 1) & mask
+        slot = &self.slots[i]
+        if slot.used == 2:
+            self.removed -= 1
+        strings = <char*>malloc(size + 1)
+        if strings == NULL:
+            raise MemoryError()
+        memcpy(strings, e.oid, e.oid_size)
+        slot.ev = e[0]
+        slot.ev.oid = strings
+        if e.time_ns < 0:
+            memcpy(strings + e.oid_size, e.time, e.time_size)
+            slot.ev.time = strings + e.oid_size
+        slot.ev.raw = ""  # a waiting event is only ever released, never rejected
+        slot.ev.raw_size = 0
+        slot.strings = strings
+        slot.seq = e.seq
+        slot.used = 1
+        self.used += 1
+        self.heap_push(e.seq)
+
+    cdef void rehash(self) except *:
+        cdef Waiting* old = self.slots
+        cdef Py_ssize_t old_capacity = self.capacity, i, j, mask
+        while (self.used + 1) * 4 > self.capacity:
+            self.capacity *= 2
+        self.slots = <Waiting*>calloc(self.capacity, sizeof(Waiting))
+        if self.slots == NULL:
+            raise MemoryError()
+        mask = self.capacity - 1
+        for i in range(old_capacity):
+            if old[i].used == 1:
+                j = <Py_ssize_t>(mix(old[i].seq) & mask)
+                while self.slots[j].used:
+                    j = (j + 1) & mask
+                self.slots[j] = old[i]
+        self.removed = 0
+        free(old)
+
+    cdef void release(self, Py_ssize_t i, EventBatch ready) except *:
+        """Move waiting event ``i`` to ``ready`` (its strings copied into ready's arena)."""
+        cdef Ev* e = ready.add()
+        e[0] = self.slots[i].ev
+        ready.own(e)
+        free(self.slots[i].strings)
+        self.slots[i].strings = NULL
+        self.slots[i].used = 2
+        self.used -= 1
+        self.removed += 1
+
+    # The heap of waiting seqs.
+
+    cdef void heap_push(self, uint64_t seq) except *:
+        cdef Py_ssize_t i, parent
+        if self.heap_n == self.heap_cap:
+            self.heap_cap = self.heap_cap * 2 + 1024
+            self.heap = <uint64_t*>grow(self.heap, self.heap_cap * sizeof(uint64_t))
+        i = self.heap_n
+        self.heap_n += 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if self.heap[parent] <= seq:
+                break
+            self.heap[i] = self.heap[parent]
+            i = parent
+        self.heap[i] = seq
+
+    cdef uint64_t heap_pop(self) noexcept:
+        cdef uint64_t top = self.heap[0], last
+        cdef Py_ssize_t i = 0, child
+        self.heap_n -= 1
+        last = self.heap[self.heap_n]
+        while True:
+            child = 2 * i + 1
+            if child >= self.heap_n:
+                break
+            if child + 1 < self.heap_n and self.heap[child + 1] < self.heap[child]:
+                child += 1
+            if self.heap[child] >= last:
+                break
+            self.heap[i] = self.heap[child]
+            i = child
+        if self.heap_n:
+            self.heap[i] = last
+        return top
+
+    # Arrivals (time, seq) of waiting events, in order: when the current gap was first missed.
+
+    cdef void arrive(self, double now, uint64_t seq) except *:
+        cdef Py_ssize_t i
+        cdef double* times
+        cdef uint64_t* seqs
+        if self.arr_n == self.arr_cap:
+            times = <double*>malloc((self.arr_cap * 2 + 1024) * sizeof(double))
+            seqs = <uint64_t*>malloc((self.arr_cap * 2 + 1024) * sizeof(uint64_t))
+            if times == NULL or seqs == NULL:
+                raise MemoryError()
+            for i in range(self.arr_n):
+                times[i] = self.arrival_time[(self.arr_head + i) % self.arr_cap]
+                seqs[i] = self.arrival_seq[(self.arr_head + i) % self.arr_cap]
+            free(self.arrival_time)
+            free(self.arrival_seq)
+            self.arrival_time, self.arrival_seq = times, seqs
+            self.arr_cap = self.arr_cap * 2 + 1024
+            self.arr_head = 0
+        i = (self.arr_head + self.arr_n) % self.arr_cap
+        self.arrival_time[i] = now
+        self.arrival_seq[i] = seq
+        self.arr_n += 1
+
+    cdef void compact_arrivals(self) noexcept:
+        cdef Py_ssize_t i, kept = 0, k
+        if self.arr_n <= 2 * self.used + 1024:
+            return
+        for i in range(self.arr_n):
+            k = (self.arr_head + i) % self.arr_cap
+            if self.find(self.arrival_seq[k]) >= 0:
+                self.arrival_time[(self.arr_head + kept) % self.arr_cap] = self.arrival_time[k]
+                self.arrival_seq[(self.arr_head + kept) % self.arr_cap] = self.arrival_seq[k]
+                kept += 1
+        self.arr_n = kept
+
+    def push(self, EventBatch events, double now, EventBatch ready, list rejects):
+        """Take a batch of events in arrival order; append to ``ready`` those that can go on,
+        in seq order, and late and duplicate rows to ``rejects``."""
+        cdef Py_ssize_t i, k
+        cdef Ev* e
+        cdef Ev* out
+        cdef uint64_t seq
+        self.table = events.table
+        self.received += events.n
+        ready.keep.append(events)  # events released as they come point into its strings
+        for i in range(events.n):
+            e = &events.ev[i]
+            seq = e.seq
+            if self.has_next and seq == self.next:
+                out = ready.add()
+                out[0] = e[0]
+                self.next += 1
+                self.drain(ready)
+            elif self.has_next and seq < self.next:
+                if self.was_skipped(seq):
+                    self.late += 1
+                    rejects.append(Reject(e.line, Reason.LATE, text_of(e.raw, e.raw_size)))
+                else:
+                    self.duplicate += 1
+                    rejects.append(Reject(e.line, Reason.DUPLICATE, text_of(e.raw, e.raw_size)))
+            elif self.find(seq) >= 0:
+                self.duplicate += 1
+                rejects.append(Reject(e.line, Reason.DUPLICATE, text_of(e.raw, e.raw_size)))
+            else:
+                self.put(e)
+                if self.timed:
+                    self.arrive(now, seq)
+                if self.used > self.max_pending:
+                    self.skip_gap(ready)
+        if self.timed:
+            self.compact_arrivals()
+            self.expire(now, ready)
+
+    cdef void drain(self, EventBatch ready) except *:
+        cdef Py_ssize_t k
+        while self.heap_n and self.heap[0] == self.next:
+            self.heap_pop()
+            k = self.find(self.next)
+            self.release(k, ready)
+            self.next += 1
+
+    def expire(self, double now, EventBatch ready):
+        """Skip every gap (or close the start-up window) whose timeout has passed by ``now``."""
+        while True:
+            deadline = self.deadline()
+            if deadline is None or deadline > now:
+                return
+            self.skip_gap(ready)
+
+    def deadline(self):
+        """When the current gap times out, or None if nothing waits or there is no clock."""
+        cdef Py_ssize_t k
+        if not self.timed or not self.used:
+            return None
+        while True:
+            k = self.arr_head
+            if self.find(self.arrival_seq[k]) >= 0:
+                return self.arrival_time[k] + self.timeout
+            self.arr_head = (self.arr_head + 1) % self.arr_cap
+            self.arr_n -= 1
+
+    def finish(self, EventBatch ready):
+        """End of input: release everything, skipping the gaps."""
+        while self.used:
+            self.skip_gap(ready)
+
+    cdef void skip_gap(self, EventBatch ready) except *:
+        cdef uint64_t lowest = self.heap[0]
+        if not self.has_next:
+            self.has_next = self.has_first = True
+            self.next = self.first = lowest
+        elif lowest > self.next:
+            self.skipped.append((self.next, lowest - 1))
+            self.gaps_skipped += 1
+            self.seqs_lost += lowest - self.next
+            self.gap_starts.append(self.next)
+            self.gap_ends.append(lowest - 1)
+            if len(self.gap_starts) > GAP_MEMORY:
+                del self.gap_starts[: GAP_MEMORY // 2]
+                del self.gap_ends[: GAP_MEMORY // 2]
+            self.next = lowest
+        self.drain(ready)
+
+    cdef bint was_skipped(self, uint64_t seq) except -1:
+        cdef Py_ssize_t lo = 0, hi = len(self.gap_starts), mid
+        if not self.has_first or seq < self.first:
+            return True
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self.gap_starts[mid] <= seq:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo > 0 and seq <= self.gap_ends[lo - 1]
+
+    def snapshot(self):
+        """The feed as plain data, waiting events included (in seq order, without raw lines)."""
+        cdef Py_ssize_t i
+        waiting = []
+        for i in range(self.capacity):
+            if self.slots[i].used == 1:
+                waiting.append(event_of(&self.slots[i].ev, self.table))
+        waiting.sort(key=lambda e: e.seq)
+        return FeedState(
+            next_seq=self.next_seq, first_seq=self.first_seq,
+            gaps=list(zip(self.gap_starts, self.gap_ends)), pending=waiting,
+            received=self.received, late=self.late, duplicate=self.duplicate,
+            gaps_skipped=self.gaps_skipped, seqs_lost=self.seqs_lost,
+        )
+
+    def restore(self, state, double now):
+        """Load a `snapshot`; waiting events count as having arrived at ``now``."""
+        cdef EventBatch batch = EventBatch(self.table)
+        cdef Py_ssize_t i
+        self.has_next = state.next_seq is not None
+        self.has_first = state.first_seq is not None
+        if self.has_next:
+            self.next = state.next_seq
+        if self.has_first:
+            self.first = state.first_seq
+        batch.extend(state.pending)
+        for i in range(batch.n):
+            self.put(&batch.ev[i])
+            if self.timed:
+                self.arrive(now, batch.ev[i].seq)
+        self.gap_starts = [first for first, _ in state.gaps]
+        self.gap_ends = [last for _, last in state.gaps]
+        self.received = state.received
+        self.late = state.late
+        self.duplicate = state.duplicate
+        self.gaps_skipped = state.gaps_skipped
+        self.seqs_lost = state.seqs_lost
+
+
+# -- the books (SPEC §1-3, §9, §12) ----------------------------------------------------------------
+
+cdef struct Order:
+    uint64_t hash  # 0 empty, 1 removed
+    int64_t price
+    int64_t qty
+    char* key_heap  # the order id, when it does not fit `key`
+    int32_t inst
+    int32_t key_size
+    uint8_t side
+    char key[23]
+
+
+cdef struct Level:
+    uint64_t hash
+    int64_t price
+    int64_t qty
+    int32_t inst
+    uint8_t side
+
+
+cdef struct Side_:
+    int64_t* heap  # level prices times sign, best first; stale entries below the top
+    Py_ssize_t n
+    Py_ssize_t capacity
+    Py_ssize_t levels
+
+
+cdef struct Book:
+    Side_ sides[2]
+    int64_t last_bid
+    int64_t last_ask
+    int64_t last_bid_size
+    int64_t last_ask_size
+    int64_t orders
+    uint8_t has_last
+    uint8_t dirty
+    uint8_t decided  # whether to keep it was decided
+    uint8_t kept
+
+
+cdef inline const char* order_key(Order* o) noexcept:
+    return o.key_heap if o.key_heap != NULL else o.key
+
+
+cdef inline uint64_t order_hash(int32_t inst, uint8_t side, const char* oid, int32_t size) noexcept nogil:
+    return hash_bytes(oid, size, (<uint64_t>inst << 1 | side) * 0x9E3779B97F4A7C15ULL + 11)
+
+
+cdef inline uint64_t level_hash(int32_t inst, uint8_t side, int64_t price) noexcept nogil:
+    return mix((<uint64_t>price) ^ ((<uint64_t>inst << 1 | side) * 0xD6E8FEB86659FD93ULL)) | 2
+
+
+cdef class Instruments:
+    """The books of every instrument seen, and the counters of applying events to them."""
+
+    cdef Order* orders
+    cdef Py_ssize_t order_cap, order_used, order_removed
+    cdef Level* levels
+    cdef Py_ssize_t level_cap, level_used, level_removed
+    cdef Book* books
+    cdef Py_ssize_t book_cap
+    cdef InstrumentTable table
+    cdef public object keep
+    cdef public object kept
+    cdef int64_t anomaly_counts[7]
+    cdef public int64_t applied, skipped, crossed, locked
+    cdef public object last_seq
+    cdef Py_ssize_t book_count
+
+    def __cinit__(self):
+        self.order_cap = 1024
+        self.orders = <Order*>calloc(self.order_cap, sizeof(Order))
+        self.level_cap = 1024
+        self.levels = <Level*>calloc(self.level_cap, sizeof(Level))
+        if self.orders == NULL or self.levels == NULL:
+            raise MemoryError()
+
+    def __init__(self, keep=None, *, kept=None, InstrumentTable table=None):
+        self.table = table if table is not None else InstrumentTable()
+        self.keep = None if keep is None else frozenset(keep)
+        self.kept = kept if kept is not None else frozenset()
+        self.applied = self.skipped = self.crossed = self.locked = 0
+        self.last_seq = None
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i, s
+        if self.orders != NULL:
+            for i in range(self.order_cap):
+                if self.orders[i].hash > 1:
+                    free(self.orders[i].key_heap)
+            free(self.orders)
+        free(self.levels)
+        if self.books != NULL:
+            for i in range(self.book_cap):
+                for s in range(2):
+                    free(self.books[i].sides[s].heap)
+            free(self.books)
+
+    @property
+    def anomalies(self):
+        return {_ANOMALIES[k]: int(self.anomaly_counts[k]) for k in range(7) if self.anomaly_counts[k]}
+
+    def __len__(self):
+        return self.book_count
+
+    # Books: one per instrument index, created (and the keep decided) when first met.
+
+    cdef Book* book_at(self, int32_t inst) except NULL:
+        cdef Py_ssize_t old = self.book_cap
+        cdef Book* b
+        if inst >= self.book_cap:
+            self.book_cap = max(inst + 1, self.book_cap * 2 + 16)
+            self.books = <Book*>grow(self.books, self.book_cap * sizeof(Book))
+            memset(self.books + old, 0, (self.book_cap - old) * sizeof(Book))
+        b = &self.books[inst]
+        if not b.decided:
+            b.decided = 1
+            name = self.table.names[inst]
+            b.kept = self.keep is None or name in self.keep or name in self.kept
+            b.dirty = 1
+            if b.kept:
+                self.book_count += 1
+        return b
+
+    # Orders: (instrument, side, order id) -> (price, qty).
+
+    cdef Order* find_order(self, int32_t inst, uint8_t side, const char* oid, int32_t size, uint64_t h) noexcept:
+        cdef Py_ssize_t mask = self.order_cap - 1
+        cdef Py_ssize_t i = <Py_ssize_t>(h & mask)
+        cdef Order* o
+        while True:
+            o = &self.orders[i]
+            if o.hash == 0:
+                return NULL
+            if (o.hash == h and o.inst == inst and o.side == side and o.key_size == size
+                    and memcmp(order_key(o), oid, size) == 0):
+                return o
+            i = (i + 1) & mask
+
+    cdef Order* new_order(self, int32_t inst, uint8_t side, const char* oid, int32_t size, uint64_t h) except NULL:
+        cdef Py_ssize_t mask, i
+        cdef Order* o
+        if (self.order_used + self.order_removed + 1) * 10 > self.order_cap * 7:
+            self.rehash_orders()
+        mask = self.order_cap - 1
+        i = <Py_ssize_t>(h & mask)
+        while self.orders[i].hash > 1:
+            i = (i + 1) & mask
+        o = &self.orders[i]
+        if o.hash == 1:
+            self.order_removed -= 1
+        o.hash = h
+        o.inst = inst
+        o.side = side
+        o.key_size = size
+        if size <= 23:
+            o.key_heap = NULL
+            memcpy(o.key, oid, size)
+        else:
+            o.key_heap = <char*>malloc(size)
+            if o.key_heap == NULL:
+                raise MemoryError()
+            memcpy(o.key_heap, oid, size)
+        self.order_used += 1
+        return o
+
+    cdef void drop_order(self, Order* o) noexcept:
+        free(o.key_heap)
+        o.key_heap = NULL
+        o.hash = 1
+        self.order_used -= 1
+        self.order_removed += 1
+
+    cdef void rehash_orders(self) except *:
+        cdef Order* old = self.orders
+        cdef Py_ssize_t old_cap = self.order_cap, i, j, mask
+        while (self.order_used + 1) * 4 > self.order_cap:
+            self.order_cap *= 2
+        self.orders = <Order*>calloc(self.order_cap, sizeof(Order))
+        if self.orders == NULL:
+            raise MemoryError()
+        mask = self.order_cap - 1
+        for i in range(old_cap):
+            if old[i].hash > 1:
+                j = <Py_ssize_t>(old[i].hash & mask)
+                while self.orders[j].hash:
+                    j = (j + 1) & mask
+                self.orders[j] = old[i]
+        self.order_removed = 0
+        free(old)
+
+    # Levels: (instrument, side, price) -> summed qty.
+
+    cdef Level* find_level(self, int32_t inst, uint8_t side, int64_t price) noexcept:
+        cdef uint64_t h = level_hash(inst, side, price)
+        cdef Py_ssize_t mask = self.level_cap - 1
+        cdef Py_ssize_t i = <Py_ssize_t>(h & mask)
+        cdef Level* l
+        while True:
+            l = &self.levels[i]
+            if l.hash == 0:
+                return NULL
+            if l.hash == h and l.price == price and l.inst == inst and l.side == side:
+                return l
+            i = (i + 1) & mask
+
+    cdef Level* new_level(self, int32_t inst, uint8_t side, int64_t price) except NULL:
+        cdef uint64_t h
+        cdef Py_ssize_t mask, i
+        cdef Level* l
+        if (self.level_used + self.level_removed + 1) * 10 > self.level_cap * 7:
+            self.rehash_levels()
+        h = level_hash(inst, side, price)
+        mask = self.level_cap - 1
+        i = <Py_ssize_t>(h & mask)
+        while self.levels[i].hash > 1:
+            i = (i + 1) & mask
+        l = &self.levels[i]
+        if l.hash == 1:
+            self.level_removed -= 1
+        l.hash = h
+        l.inst = inst
+        l.side = side
+        l.price = price
+        l.qty = 0
+        self.level_used += 1
+        return l
+
+    cdef void rehash_levels(self) except *:
+        cdef Level* old = self.levels
+        cdef Py_ssize_t old_cap = self.level_cap, i, j, mask
+        while (self.level_used + 1) * 4 > self.level_cap:
+            self.level_cap *= 2
+        self.levels = <Level*>calloc(self.level_cap, sizeof(Level))
+        if self.levels == NULL:
+            raise MemoryError()
+        mask = self.level_cap - 1
+        for i in range(old_cap):
+            if old[i].hash > 1:
+                j = <Py_ssize_t>(old[i].hash & mask)
+                while self.levels[j].hash:
+                    j = (j + 1) & mask
+                self.levels[j] = old[i]
+        self.level_removed = 0
+        free(old)
+
+    # Heaps of level prices (bids negated), with lazy deletion.
+
+    cdef void heap_push(self, Side_* s, int64_t key) except *:
+        cdef Py_ssize_t i, parent
+        if s.n == s.capacity:
+            s.capacity = s.capacity * 2 + 16
+            s.heap = <int64_t*>grow(s.heap, s.capacity * sizeof(int64_t))
+        i = s.n
+        s.n += 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if s.heap[parent] <= key:
+                break
+            s.heap[i] = s.heap[parent]
+            i = parent
+        s.heap[i] = key
+
+    cdef void heap_pop(self, Side_* s) noexcept:
+        cdef int64_t last
+        cdef Py_ssize_t i = 0, child
+        s.n -= 1
+        if s.n == 0:
+            return
+        last = s.heap[s.n]
+        while True:
+            child = 2 * i + 1
+            if child >= s.n:
+                break
+            if child + 1 < s.n and s.heap[child + 1] < s.heap[child]:
+                child += 1
+            if s.heap[child] >= last:
+                break
+            s.heap[i] = s.heap[child]
+            i = child
+        s.heap[i] = last
+
+    cdef void rebuild_heap(self, Side_* s, int32_t inst, uint8_t side) except *:
+        """Keep only the live level prices, once each, as a heap again."""
+        cdef Py_ssize_t i
+        cdef int64_t sign = -1 if side == 0 else 1
+        cdef int64_t* old = s.heap
+        cdef Level* l
+        cdef Py_ssize_t n = s.n
+        s.heap = NULL
+        s.n = s.capacity = 0
+        for i in range(n):
+            l = self.find_level(inst, side, old[i] * sign)
+            if l != NULL and l.qty > 0:
+                l.qty = -l.qty  # mark: pushed once
+                self.heap_push(s, old[i])
+        for i in range(s.n):
+            l = self.find_level(inst, side, s.heap[i] * sign)
+            l.qty = -l.qty
+        free(old)
+
+    cdef void clear_book(self, int32_t inst, Book* b) noexcept:
+        cdef Py_ssize_t i
+        for i in range(self.order_cap):
+            if self.orders[i].hash > 1 and self.orders[i].inst == inst:
+                self.drop_order(&self.orders[i])
+        for i in range(self.level_cap):
+            if self.levels[i].hash > 1 and self.levels[i].inst == inst:
+                self.levels[i].hash = 1
+                self.level_used -= 1
+                self.level_removed += 1
+        for i in range(2):
+            b.sides[i].n = 0
+            b.sides[i].levels = 0
+        b.orders = 0
+
+    cdef inline void note(self, int kind, Ev* e, list anomalies) except *:
+        self.anomaly_counts[kind] += 1
+        anomalies.append((_ANOMALIES[kind], event_of(e, self.table)))
+
+    def apply(self, EventBatch events, QuoteBatch quotes, list anomalies):
+        """Apply events in order; append the quotes they write and the anomalies they show."""
+        cdef Py_ssize_t i
+        cdef Ev* e
+        cdef Book* b
+        cdef Side_* s
+        cdef Order* o
+        cdef Level* l
+        cdef uint64_t h
+        cdef int64_t take, put, old_price = 0, old_qty, sign, key, bid, ask, bid_size, ask_size
+        cdef int64_t skipped = 0
+        cdef int32_t inst
+        cdef uint8_t side, action
+        cdef Qt* q
+        if events.n == 0:
+            return
+        quotes.keep.append(events)
+        for i in range(events.n):
+            e = &events.ev[i]
+            inst = e.inst
+            b = self.book_at(inst)
+            if not b.kept:
+                skipped += 1
+                continue
+            action = e.action
+            if action == CLEAR:
+                self.clear_book(inst, b)
+                b.dirty = 1
+            elif action <= CANCEL:
+                side = e.side
+                s = &b.sides[side]
+                sign = -1 if side == 0 else 1
+                h = order_hash(inst, side, e.oid, e.oid_size)
+                o = self.find_order(inst, side, e.oid, e.oid_size, h)
+                take = put = 0
+                if action <= UPDATE:
+                    if o != NULL:
+                        old_price = o.price
+                        take = o.qty
+                        if action == ADD:
+                            self.note(A_ADD_LIVE, e, anomalies)
+                    elif action == UPDATE:
+                        self.note(A_UPDATE_UNKNOWN, e, anomalies)
+                    if e.qty > 0:
+                        if o == NULL:
+                            o = self.new_order(inst, side, e.oid, e.oid_size, h)
+                            b.orders += 1
+                        o.price = e.price
+                        o.qty = e.qty
+                        put = e.qty
+                    elif o != NULL:
+                        self.drop_order(o)
+                        b.orders -= 1
+                elif action == DELETE:
+                    if o == NULL:
+                        self.note(A_DELETE_UNKNOWN, e, anomalies)
+                    else:
+                        old_price = o.price
+                        take = o.qty
+                        self.drop_order(o)
+                        b.orders -= 1
+                else:  # TRADE or CANCEL
+                    if o == NULL:
+                        self.note(A_TRADE_UNKNOWN if action == TRADE else A_CANCEL_UNKNOWN, e, anomalies)
+                    else:
+                        old_price = o.price
+                        old_qty = o.qty
+                        if e.qty >= old_qty:
+                            if e.qty > old_qty:
+                                self.note(A_TRADE_EXCEEDS if action == TRADE else A_CANCEL_EXCEEDS, e, anomalies)
+                            self.drop_order(o)
+                            b.orders -= 1
+                            take = old_qty
+                        elif e.qty > 0:
+                            o.qty = old_qty - e.qty
+                            take = e.qty
+                if take:
+                    key = old_price * sign
+                    l = self.find_level(inst, side, old_price)
+                    l.qty -= take
+                    if l.qty > 0:
+                        if s.heap[0] == key:
+                            b.dirty = 1
+                    else:
+                        l.hash = 1
+                        self.level_used -= 1
+                        self.level_removed += 1
+                        s.levels -= 1
+                        if s.heap[0] == key:
+                            b.dirty = 1
+                            self.heap_pop(s)
+                            while s.n and self.find_level(inst, side, s.heap[0] * sign) == NULL:
+                                self.heap_pop(s)
+                if put:
+                    key = e.price * sign
+                    l = self.find_level(inst, side, e.price)
+                    if l == NULL:
+                        l = self.new_level(inst, side, e.price)
+                        l.qty = put
+                        s.levels += 1
+                        self.heap_push(s, key)
+                        if s.n > 2 * s.levels + COMPACT_SLACK:
+                            self.rebuild_heap(s, inst, side)  # the new level is live already
+                    else:
+                        l.qty += put
+                    if s.heap[0] == key:
+                        b.dirty = 1
+            if e.last and b.dirty:
+                b.dirty = 0
+                if b.sides[0].n and b.sides[1].n:
+                    bid = -b.sides[0].heap[0]
+                    ask = b.sides[1].heap[0]
+                    bid_size = self.find_level(inst, 0, bid).qty
+                    ask_size = self.find_level(inst, 1, ask).qty
+                    if (not b.has_last or bid != b.last_bid or ask != b.last_ask
+                            or bid_size != b.last_bid_size or ask_size != b.last_ask_size):
+                        b.has_last = 1
+                        b.last_bid, b.last_ask = bid, ask
+                        b.last_bid_size, b.last_ask_size = bid_size, ask_size
+                        q = quotes.add()
+                        q.bid, q.ask, q.bid_size, q.ask_size = bid, ask, bid_size, ask_size
+                        q.time_ns = e.time_ns
+                        q.time = e.time
+                        q.time_size = e.time_size
+                        q.seq = e.seq
+                        q.inst = inst
+                        if bid > ask:
+                            self.crossed += 1
+                        elif bid == ask:
+                            self.locked += 1
+        self.applied += events.n - skipped
+        self.skipped += skipped
+        self.last_seq = events.ev[events.n - 1].seq
+
+    # -- queries, for tests and the checkpoint ---------------------------------------------------
+
+    def book(self, str name=""):
+        """One instrument's book, as the Python core's `OrderBook` (a copy)."""
+        cdef int32_t inst = self.table.index(name)
+        return OrderBook.from_orders(self.orders_of(inst))
+
+    def heap_sizes(self, str name=""):
+        """The lengths of an instrument's two heaps (stale entries included): (bids, asks)."""
+        cdef int32_t inst = self.table.index(name)
+        if inst >= self.book_cap:
+            return (0, 0)
+        return (self.books[inst].sides[0].n, self.books[inst].sides[1].n)
+
+    def last_quote(self, str name=""):
+        """The last quote written for an instrument: (bid, ask, bid size, ask size), or None."""
+        cdef int32_t inst = self.table.index(name)
+        if inst >= self.book_cap or not self.books[inst].has_last:
+            return None
+        b = &self.books[inst]
+        return (b.last_bid, b.last_ask, b.last_bid_size, b.last_ask_size)
+
+    cdef list orders_of(self, int32_t inst):
+        cdef Py_ssize_t i
+        cdef Order* o
+        out = []
+        for i in range(self.order_cap):
+            o = &self.orders[i]
+            if o.hash > 1 and o.inst == inst:
+                out.append((o.side, text_of(order_key(o), o.key_size), o.price, o.qty))
+        out.sort(key=lambda order: order[0])
+        return out
+
+    def snapshot(self):
+        """Every book, last quote and counter as plain data."""
+        cdef Py_ssize_t i
+        cdef Order* o
+        by_inst = {}
+        for i in range(self.order_cap):
+            o = &self.orders[i]
+            if o.hash > 1:
+                by_inst.setdefault(o.inst, []).append(
+                    (o.side, text_of(order_key(o), o.key_size), o.price, o.qty)
+                )
+        states = []
+        for i in range(self.book_cap):
+            b = &self.books[i]
+            if b.decided and b.kept:
+                last = (b.last_bid, b.last_ask, b.last_bid_size, b.last_ask_size) if b.has_last else None
+                states.append(InstrumentState(self.table.names[i], by_inst.get(i, []), last))
+        return InstrumentsState(
+            instruments=states, anomalies=self.anomalies, applied=self.applied,
+            skipped=self.skipped, crossed=self.crossed, locked=self.locked,
+            last_seq=self.last_seq,
+        )
+
+    def restore(self, state):
+        """Load a `snapshot`."""
+        cdef int32_t inst
+        cdef Book* b
+        cdef Order* o
+        cdef Level* l
+        cdef int64_t sign
+        for instrument in state.instruments:
+            inst = self.table.index(instrument.name)
+            b = self.book_at(inst)
+            if instrument.last is not None:
+                b.has_last = 1
+                b.last_bid, b.last_ask, b.last_bid_size, b.last_ask_size = instrument.last
+            for side, order_id, price, qty in instrument.orders:
+                oid = order_id.encode()
+                h = order_hash(inst, side, oid, len(oid))
+                o = self.new_order(inst, side, oid, len(oid), h)
+                o.price, o.qty = price, qty
+                b.orders += 1
+                l = self.find_level(inst, side, price)
+                if l == NULL:
+                    l = self.new_level(inst, side, price)
+                    b.sides[side].levels += 1
+                    sign = -1 if side == 0 else 1
+                    self.heap_push(&b.sides[side], price * sign)
+                l.qty += qty
+        for kind, count in state.anomalies.items():
+            self.anomaly_counts[_ANOMALIES.index(kind)] = count
+        self.applied = state.applied
+        self.skipped = state.skipped
+        self.crossed = state.crossed
+        self.locked = state.locked
+        self.last_seq = state.last_seq
+
+
+# -- L1 text (SPEC §2) -----------------------------------------------------------------------------
+
+cdef struct PriceText:
+    int64_t price
+    uint8_t used
+    uint8_t size
+    char text[30]
+
+
+cdef inline int civil(int64_t days, int* year, int* month, int* day) noexcept nogil:
+    # Howard Hinnant's days-to-civil: days since 1970-01-01 to a proleptic Gregorian date.
+    cdef int64_t z = days + 719468
+    cdef int64_t era = (z if z >= 0 else z - 146096) // 146097
+    cdef int64_t doe = z - era * 146097
+    cdef int64_t yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    cdef int64_t y = yoe + era * 400
+    cdef int64_t doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    cdef int64_t mp = (5 * doy + 2) // 153
+    day[0] = <int>(doy - (153 * mp + 2) // 5 + 1)
+    month[0] = <int>(mp + 3 if mp < 10 else mp - 9)
+    year[0] = <int>(y + (1 if month[0] <= 2 else 0))
+    return 0
+
+
+cdef inline void put2(char* out, int value) noexcept nogil:
+    out[0] = <char>(48 + value // 10)
+    out[1] = <char>(48 + value % 10)
+
+
+cdef class L1Formatter:
+    """Formats quotes to CSV lines, remembering each price's text."""
+
+    cdef PriceText* prices
+    cdef Py_ssize_t price_cap
+    cdef char* out
+    cdef Py_ssize_t out_cap
+    cdef public bint with_instrument
+    cdef int64_t second  # the second whose "YYYY-MM-DD HH:MM:SS" is in `stamp`
+    cdef char stamp[19]
+
+    def __cinit__(self):
+        self.price_cap = 1 << 14
+        self.prices = <PriceText*>calloc(self.price_cap, sizeof(PriceText))
+        if self.prices == NULL:
+            raise MemoryError()
+        self.second = -1
+
+    def __init__(self, *, with_instrument=False):
+        self.with_instrument = with_instrument
+
+    def __dealloc__(self):
+        free(self.prices)
+        free(self.out)
+
+    cdef PriceText* price_text(self, int64_t price) except NULL:
+        cdef Py_ssize_t mask = self.price_cap - 1
+        cdef Py_ssize_t i = <Py_ssize_t>(mix(<uint64_t>price) & mask), probes = 0
+        cdef PriceText* t
+        while True:
+            t = &self.prices[i]
+            if not t.used or probes > 16:
+                break
+            if t.price == price:
+                return t
+            i = (i + 1) & mask
+            probes += 1
+        text = format_price(price).encode()  # the reference's formatting, once per price
+        t.used = 1
+        t.price = price
+        t.size = <uint8_t>len(text)
+        memcpy(t.text, <const char*>text, t.size)
+        return t
+
+    def format(self, QuoteBatch quotes):
+        """The CSV lines of ``quotes``, each ending in LF."""
+        cdef Py_ssize_t i, n = 0, need
+        cdef Qt* q
+        cdef PriceText* t
+        cdef char* w
+        cdef bytes name
+        cdef list fields = quotes.table.fields
+        cdef int64_t second, fraction
+        cdef int year, month, day, k
+        cdef Py_ssize_t size
+        for i in range(quotes.n):
+            q = &quotes.q[i]
+            name = fields[q.inst] if self.with_instrument else b""
+            need = n + 200 + PyBytes_GET_SIZE(name)
+            if need > self.out_cap:
+                self.out_cap = need * 2 + 65536
+                self.out = <char*>grow(self.out, self.out_cap)
+            w = self.out + n
+            if q.time_ns >= 0:
+                second = q.time_ns // 1000000000
+                fraction = q.time_ns % 1000000000
+                if second != self.second:
+                    self.second = second
+                    civil(second // 86400, &year, &month, &day)
+                    k = <int>(second % 86400)
+                    put2(self.stamp, year // 100)
+                    put2(self.stamp + 2, year % 100)
+                    self.stamp[4] = 45
+                    put2(self.stamp + 5, month)
+                    self.stamp[7] = 45
+                    put2(self.stamp + 8, day)
+                    self.stamp[10] = 32
+                    put2(self.stamp + 11, k // 3600)
+                    self.stamp[13] = 58
+                    put2(self.stamp + 14, k // 60 % 60)
+                    self.stamp[16] = 58
+                    put2(self.stamp + 17, k % 60)
+                memcpy(w, self.stamp, 19)
+                w[19] = 46
+                for k in range(9):
+                    w[28 - k] = <char>(48 + fraction % 10)
+                    fraction //= 10
+                memcpy(w + 29, b" UTC", 4)
+                w += 33
+            elif q.time_size == 30:
+                memcpy(w, q.time, 30)
+                w += 30
+            else:
+                memcpy(w, q.time, 19)
+                w[19] = 46
+                size = q.time_size - 24 if q.time_size > 23 else 0  # fraction digits
+                memcpy(w + 20, q.time + 20, size)
+                memset(w + 20 + size, 48, 6 - size)
+                memcpy(w + 26, b" UTC", 4)
+                w += 30
+            w[0] = 44
+            w += 1
+            if self.with_instrument:
+                memcpy(w, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name))
+                w += PyBytes_GET_SIZE(name)
+                w[0] = 44
+                w += 1
+            t = self.price_text(q.bid)
+            memcpy(w, t.text, t.size)
+            w += t.size
+            w[0] = 44
+            w += 1
+            t = self.price_text(q.ask)
+            memcpy(w, t.text, t.size)
+            w += t.size
+            w[0] = 44
+            w += 1
+            w += write_u64(w, <uint64_t>q.bid_size)
+            w[0] = 44
+            w += 1
+            w += write_u64(w, <uint64_t>q.ask_size)
+            w[0] = 44
+            w += 1
+            w += write_u64(w, q.seq)
+            w[0] = 10
+            w += 1
+            n = w - self.out
+        return PyUnicode_DecodeUTF8(self.out, n, NULL)
+
+
+# -- the core, as the pipeline sees it -------------------------------------------------------------
+
+class Core:
+    """The compiled core's classes, sharing one table of instrument names."""
+
+    name = "compiled"
+
+    def __init__(self):
+        self.table = InstrumentTable()
+
+    def csv_parser(self, header, *, instrument_column=None, max_line=None):
+        return CsvParser(header, instrument_column=instrument_column, max_line=max_line,
+                         table=self.table)
+
+    def mbo_parser(self, metadata, namer):
+        return MboParser(metadata, namer, table=self.table)
+
+    def feed(self, **kwargs):
+        return Feed(table=self.table, **kwargs)
+
+    def instruments(self, keep=None, *, kept=None):
+        return Instruments(keep, kept=kept, table=self.table)
+
+    def formatter(self, *, with_instrument=False):
+        return L1Formatter(with_instrument=with_instrument)
+
+    def events(self, events=()):
+        batch = EventBatch(self.table)
+        batch.extend(events)
+        return batch
+
+    def quotes(self):
+        return QuoteBatch(self.table)
