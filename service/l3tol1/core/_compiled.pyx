@@ -829,18 +829,141 @@ cdef class MboParser:
 
 # -- the feed (SPEC §5) ----------------------------------------------------------------------------
 
-cdef struct Waiting:
-    uint64_t seq  # the key; `used` tells an empty slot
-    Ev ev
-    char* strings  # the event's strings, copied when it began to wait
-    uint8_t used  # 0 empty, 1 in use, 2 removed
+# A waiting event is a compact record: the usual CSV time ("YYYY-MM-DD HH:MM:SS.ffffff UTC") and
+# a decimal order id are packed into integers and written out again, byte for byte, when the
+# event is released; any other text is kept as it is. About 100 bytes per waiting event with
+# its index, heap and arrival, where a Python event costs about 580.
+
+cdef enum:
+    TIME_NS = 0  # `time` is Databento's nanoseconds
+    TIME_PACKED = 1  # `time` holds the fields of a 30-byte CSV time
+    TIME_TEXT = 2  # the time text is in `strings`
+    OID_PACKED = 4  # `oid` is the value of a decimal order id without leading zeros
+    REC_IN_USE = 8
+
+
+cdef struct Rec:
+    uint64_t seq
+    int64_t price
+    int64_t qty
+    int64_t line  # when free: the next free record
+    uint64_t time
+    uint64_t oid
+    char* strings  # the order id (unless packed), then the time (if text)
+    int32_t inst
+    int32_t oid_size
+    int32_t time_size
+    uint8_t action
+    uint8_t side
+    uint8_t last
+    uint8_t flags
+
+
+cdef inline int64_t digits_at(const char* t, int at, int n) noexcept:
+    """The value of the ``n`` decimal digits at ``t + at``, or -1 if one is not a digit."""
+    cdef int64_t value = 0
+    cdef int i
+    for i in range(at, at + n):
+        if t[i] < 48 or t[i] > 57:
+            return -1
+        value = value * 10 + (t[i] - 48)
+    return value
+
+
+cdef inline bint pack_time(const char* t, Py_ssize_t size, uint64_t* out) noexcept:
+    """The fields of a canonical CSV time, when ``t`` is one that `render_time` writes back."""
+    cdef int64_t year, month, day, hour, minute, second, micros
+    if size != 30 or memcmp(t + 26, b" UTC", 4) != 0:
+        return False
+    if t[4] != 45 or t[7] != 45 or t[10] != 32 or t[13] != 58 or t[16] != 58 or t[19] != 46:
+        return False
+    year = digits_at(t, 0, 4)
+    month = digits_at(t, 5, 2)
+    day = digits_at(t, 8, 2)
+    hour = digits_at(t, 11, 2)
+    minute = digits_at(t, 14, 2)
+    second = digits_at(t, 17, 2)
+    micros = digits_at(t, 20, 6)
+    if year < 0 or micros < 0 or not (0 <= month <= 15 and 0 <= day <= 31 and 0 <= hour <= 31):
+        return False
+    if not (0 <= minute <= 63 and 0 <= second <= 63):
+        return False
+    out[0] = ((((((<uint64_t>year << 4 | <uint64_t>month) << 5 | <uint64_t>day) << 5
+                | <uint64_t>hour) << 6 | <uint64_t>minute) << 6 | <uint64_t>second) << 20
+              | <uint64_t>micros)
+    return True
+
+
+cdef inline void put_digits(char* out, uint64_t value, int width) noexcept:
+    cdef int i
+    for i in range(width - 1, -1, -1):
+        out[i] = <char>(48 + value % 10)
+        value //= 10
+
+
+cdef inline void render_time(uint64_t packed, char* out) noexcept:
+    """The 30 bytes that `pack_time` packed."""
+    put_digits(out + 20, packed & 0xFFFFF, 6)
+    packed >>= 20
+    put_digits(out + 17, packed & 63, 2)
+    packed >>= 6
+    put_digits(out + 14, packed & 63, 2)
+    packed >>= 6
+    put_digits(out + 11, packed & 31, 2)
+    packed >>= 5
+    put_digits(out + 8, packed & 31, 2)
+    packed >>= 5
+    put_digits(out + 5, packed & 15, 2)
+    packed >>= 4
+    put_digits(out, packed, 4)
+    out[4] = out[7] = 45
+    out[10] = 32
+    out[13] = out[16] = 58
+    out[19] = 46
+    memcpy(out + 26, b" UTC", 4)
+
+
+cdef inline bint pack_oid(const char* text, Py_ssize_t size, uint64_t* out) noexcept:
+    """The value of a decimal order id that `render_oid` writes back (no sign, no leading 0)."""
+    cdef Py_ssize_t i
+    cdef uint64_t value = 0
+    if size < 1 or size > 19 or (size > 1 and text[0] == 48):
+        return False
+    for i in range(size):
+        if text[i] < 48 or text[i] > 57:
+            return False
+        value = value * 10 + <uint64_t>(text[i] - 48)
+    out[0] = value
+    return True
+
+
+cdef inline int render_oid(uint64_t value, char* out) noexcept:
+    """The digits of ``value`` into ``out`` (20 bytes at least); their count."""
+    cdef char digits[20]
+    cdef int n = 0
+    while True:
+        digits[19 - n] = <char>(48 + value % 10)
+        value //= 10
+        n += 1
+        if value == 0:
+            break
+    memcpy(out, digits + 20 - n, n)
+    return n
 
 
 cdef class Feed:
-    """Reorders events by seq with bounded memory: the rules of feed.py, over whole batches."""
+    """Reorders events by seq with bounded memory: the rules of feed.py, over whole batches.
 
-    cdef Waiting* slots
-    cdef Py_ssize_t capacity, used, removed
+    Waiting events are `Rec` records in a pool (with a free list), found by seq through an
+    open-addressing index of record numbers (linear probing, deletion by backward shift, so
+    that no tombstone ever lengthens a search), and ordered by a heap of their seqs.
+    """
+
+    cdef Rec* pool
+    cdef Py_ssize_t pool_cap, pool_end
+    cdef int64_t free_head
+    cdef uint32_t* index  # record number + 1; 0 is an empty slot
+    cdef Py_ssize_t capacity, used
     cdef uint64_t* heap
     cdef Py_ssize_t heap_n, heap_cap
     cdef double* arrival_time
@@ -861,9 +984,10 @@ cdef class Feed:
 
     def __cinit__(self):
         self.capacity = 1024
-        self.slots = <Waiting*>calloc(self.capacity, sizeof(Waiting))
-        if self.slots == NULL:
+        self.index = <uint32_t*>calloc(self.capacity, sizeof(uint32_t))
+        if self.index == NULL:
             raise MemoryError()
+        self.free_head = -1
 
     def __init__(self, *, start_seq=None, max_pending=100_000, gap_timeout=None,
                  InstrumentTable table=None):
@@ -882,11 +1006,12 @@ cdef class Feed:
 
     def __dealloc__(self):
         cdef Py_ssize_t i
-        if self.slots != NULL:
-            for i in range(self.capacity):
-                if self.slots[i].used == 1:
-                    free(self.slots[i].strings)
-            free(self.slots)
+        if self.pool != NULL:
+            for i in range(self.pool_end):
+                if self.pool[i].flags & REC_IN_USE:
+                    free(self.pool[i].strings)
+            free(self.pool)
+        free(self.index)
         free(self.heap)
         free(self.arrival_time)
         free(self.arrival_seq)
@@ -909,76 +1034,183 @@ cdef class Feed:
     def first_seq(self):
         return self.first if self.has_first else None
 
-    # The table of waiting events: open addressing on the seq.
+    # The index of waiting events: open addressing on the seq, record numbers in the slots.
 
-    cdef Py_ssize_t find(self, uint64_t seq) noexcept:
+    cdef inline Py_ssize_t slot_of(self, uint64_t seq) noexcept:
+        """The index slot that holds ``seq``'s record, or -1."""
         cdef Py_ssize_t mask = self.capacity - 1
         cdef Py_ssize_t i = <Py_ssize_t>(mix(seq) & mask)
-        while self.slots[i].used:
-            if self.slots[i].used == 1 and self.slots[i].seq == seq:
+        cdef uint32_t k
+        while True:
+            k = self.index[i]
+            if k == 0:
+                return -1
+            if self.pool[k - 1].seq == seq:
                 return i
             i = (i + 1) & mask
-        return -1
+
+    cdef bint waiting(self, uint64_t seq) noexcept:
+        return self.used != 0 and self.slot_of(seq) >= 0
+
+    cdef void index_add(self, uint64_t seq, uint32_t record) noexcept:
+        cdef Py_ssize_t mask = self.capacity - 1
+        cdef Py_ssize_t i = <Py_ssize_t>(mix(seq) & mask)
+        while self.index[i]:
+            i = (i + 1) & mask
+        self.index[i] = record + 1
+
+    cdef void index_remove(self, Py_ssize_t i) noexcept:
+        """Empty slot ``i``, moving back the entries after it that it would hide."""
+        cdef Py_ssize_t mask = self.capacity - 1, j = i, home
+        while True:
+            j = (j + 1) & mask
+            if self.index[j] == 0:
+                break
+            home = <Py_ssize_t>(mix(self.pool[self.index[j] - 1].seq) & mask)
+            # Move the entry at j back to i unless its home lies cyclically in (i, j].
+            if (i <= j and (home <= i or home > j)) or (i > j and home <= i and home > j):
+                self.index[i] = self.index[j]
+                i = j
+        self.index[i] = 0
+
+    cdef void resize(self, Py_ssize_t capacity) except *:
+        cdef uint32_t* old = self.index
+        cdef Py_ssize_t old_capacity = self.capacity, i
+        self.index = <uint32_t*>calloc(capacity, sizeof(uint32_t))
+        if self.index == NULL:
+            self.index = old
+            raise MemoryError()
+        self.capacity = capacity
+        for i in range(old_capacity):
+            if old[i]:
+                self.index_add(self.pool[old[i] - 1].seq, old[i] - 1)
+        free(old)
+
+    # The records.
 
     cdef void put(self, Ev* e) except *:
-        cdef Py_ssize_t mask, i
-        cdef char* strings
-        cdef Waiting* slot
-        cdef size_t size = e.oid_size + (e.time_size if e.time_ns < 0 else 0)
-        if (self.used + self.removed + 1) * 2 > self.capacity:
-            self.rehash()
-        mask = self.capacity - 1
-        i = <Py_ssize_t>(mix(e.seq) & mask)
-        while self.slots[i].used == 1:
-            i = (i + 1) & mask
-        slot = &self.slots[i]
-        if slot.used == 2:
-            self.removed -= 1
-        strings = <char*>malloc(size + 1)
-        if strings == NULL:
-            raise MemoryError()
-        memcpy(strings, e.oid, e.oid_size)
-        slot.ev = e[0]
-        slot.ev.oid = strings
-        if e.time_ns < 0:
-            memcpy(strings + e.oid_size, e.time, e.time_size)
-            slot.ev.time = strings + e.oid_size
-        slot.ev.raw = ""  # a waiting event is only ever released, never rejected
-        slot.ev.raw_size = 0
-        slot.strings = strings
-        slot.seq = e.seq
-        slot.used = 1
+        """Make event ``e`` wait (its strings are copied or packed)."""
+        cdef Py_ssize_t r
+        cdef Rec* rec
+        cdef size_t size = 0
+        if (self.used + 1) * 2 > self.capacity:
+            self.resize(self.capacity * 2)
+        if self.free_head >= 0:
+            r = self.free_head
+            self.free_head = self.pool[r].line
+        else:
+            if self.pool_end == self.pool_cap:
+                self.pool_cap = self.pool_cap * 2 + 1024
+                self.pool = <Rec*>grow(self.pool, self.pool_cap * sizeof(Rec))
+            r = self.pool_end
+            self.pool_end += 1
+        rec = &self.pool[r]
+        rec.seq = e.seq
+        rec.price = e.price
+        rec.qty = e.qty
+        rec.line = e.line
+        rec.inst = e.inst
+        rec.action = e.action
+        rec.side = e.side
+        rec.last = e.last
+        rec.flags = REC_IN_USE
+        rec.strings = NULL
+        rec.oid_size = rec.time_size = 0
+        if pack_oid(e.oid, e.oid_size, &rec.oid):
+            rec.flags |= OID_PACKED
+        else:
+            rec.oid_size = e.oid_size
+            size += e.oid_size
+        if e.time_ns >= 0:
+            rec.time = <uint64_t>e.time_ns
+        elif pack_time(e.time, e.time_size, &rec.time):
+            rec.flags |= TIME_PACKED
+        else:
+            rec.flags |= TIME_TEXT
+            rec.time_size = e.time_size
+            size += e.time_size
+        if size:
+            rec.strings = <char*>malloc(size)
+            if rec.strings == NULL:
+                raise MemoryError()
+            memcpy(rec.strings, e.oid, rec.oid_size)
+            memcpy(rec.strings + rec.oid_size, e.time, rec.time_size)
+        self.index_add(e.seq, <uint32_t>r)
         self.used += 1
         self.heap_push(e.seq)
 
-    cdef void rehash(self) except *:
-        cdef Waiting* old = self.slots
-        cdef Py_ssize_t old_capacity = self.capacity, i, j, mask
-        while (self.used + 1) * 4 > self.capacity:
-            self.capacity *= 2
-        self.slots = <Waiting*>calloc(self.capacity, sizeof(Waiting))
-        if self.slots == NULL:
-            raise MemoryError()
-        mask = self.capacity - 1
-        for i in range(old_capacity):
-            if old[i].used == 1:
-                j = <Py_ssize_t>(mix(old[i].seq) & mask)
-                while self.slots[j].used:
-                    j = (j + 1) & mask
-                self.slots[j] = old[i]
-        self.removed = 0
-        free(old)
-
-    cdef void release(self, Py_ssize_t i, EventBatch ready) except *:
-        """Move waiting event ``i`` to ``ready`` (its strings copied into ready's arena)."""
+    cdef void release(self, Py_ssize_t slot, EventBatch ready) except *:
+        """Move the waiting event in index slot ``slot`` to ``ready`` (its strings written
+        into ready's arena)."""
+        cdef Py_ssize_t r = self.index[slot] - 1
+        cdef Rec* rec = &self.pool[r]
         cdef Ev* e = ready.add()
-        e[0] = self.slots[i].ev
-        ready.own(e)
-        free(self.slots[i].strings)
-        self.slots[i].strings = NULL
-        self.slots[i].used = 2
+        cdef char buffer[32]
+        cdef int n
+        e.seq = rec.seq
+        e.price = rec.price
+        e.qty = rec.qty
+        e.line = rec.line
+        e.inst = rec.inst
+        e.action = rec.action
+        e.side = rec.side
+        e.last = rec.last
+        e.raw = ""  # a waiting event is only ever released, never rejected
+        e.raw_size = 0
+        if rec.flags & OID_PACKED:
+            n = render_oid(rec.oid, buffer)
+            e.oid = arena_put(&ready.arena, buffer, n)
+            e.oid_size = n
+        else:
+            e.oid = arena_put(&ready.arena, rec.strings, rec.oid_size)
+            e.oid_size = rec.oid_size
+        if rec.flags & TIME_PACKED:
+            render_time(rec.time, buffer)
+            e.time = arena_put(&ready.arena, buffer, 30)
+            e.time_size = 30
+            e.time_ns = -1
+        elif rec.flags & TIME_TEXT:
+            e.time = arena_put(&ready.arena, rec.strings + rec.oid_size, rec.time_size)
+            e.time_size = rec.time_size
+            e.time_ns = -1
+        else:
+            e.time = NULL
+            e.time_size = 0
+            e.time_ns = <int64_t>rec.time
+        free(rec.strings)
+        rec.strings = NULL
+        rec.flags = 0
+        rec.line = self.free_head
+        self.free_head = r
+        self.index_remove(slot)
         self.used -= 1
-        self.removed += 1
+        if self.used == 0:  # every record is free: the pool starts again from its start
+            self.free_head = -1
+            self.pool_end = 0
+            if self.pool_cap > 4096:  # and a start-up window's memory goes back
+                free(self.pool)
+                self.pool = NULL
+                self.pool_cap = 0
+            if self.capacity > 1024:
+                self.resize(1024)
+
+    cdef object event_of_record(self, Rec* rec):
+        cdef char buffer[32]
+        cdef int n
+        if rec.flags & OID_PACKED:
+            n = render_oid(rec.oid, buffer)
+            oid = text_of(buffer, n)
+        else:
+            oid = text_of(rec.strings, rec.oid_size)
+        if rec.flags & TIME_PACKED:
+            render_time(rec.time, buffer)
+            time = text_of(buffer, 30)
+        elif rec.flags & TIME_TEXT:
+            time = text_of(rec.strings + rec.oid_size, rec.time_size)
+        else:
+            time = <int64_t>rec.time
+        return Event(rec.seq, rec.action, self.table.names[rec.inst], oid, rec.side, rec.price,
+                     rec.qty, time, rec.line, "", rec.last != 0)
 
     # The heap of waiting seqs.
 
@@ -1046,7 +1278,7 @@ cdef class Feed:
             return
         for i in range(self.arr_n):
             k = (self.arr_head + i) % self.arr_cap
-            if self.find(self.arrival_seq[k]) >= 0:
+            if self.waiting(self.arrival_seq[k]):
                 self.arrival_time[(self.arr_head + kept) % self.arr_cap] = self.arrival_time[k]
                 self.arrival_seq[(self.arr_head + kept) % self.arr_cap] = self.arrival_seq[k]
                 kept += 1
@@ -1077,7 +1309,7 @@ cdef class Feed:
                 else:
                     self.duplicate += 1
                     rejects.append(Reject(e.line, Reason.DUPLICATE, text_of(e.raw, e.raw_size)))
-            elif self.find(seq) >= 0:
+            elif self.waiting(seq):
                 self.duplicate += 1
                 rejects.append(Reject(e.line, Reason.DUPLICATE, text_of(e.raw, e.raw_size)))
             else:
@@ -1094,7 +1326,7 @@ cdef class Feed:
         cdef Py_ssize_t k
         while self.heap_n and self.heap[0] == self.next:
             self.heap_pop()
-            k = self.find(self.next)
+            k = self.slot_of(self.next)
             self.release(k, ready)
             self.next += 1
 
@@ -1113,7 +1345,7 @@ cdef class Feed:
             return None
         while True:
             k = self.arr_head
-            if self.find(self.arrival_seq[k]) >= 0:
+            if self.waiting(self.arrival_seq[k]):
                 return self.arrival_time[k] + self.timeout
             self.arr_head = (self.arr_head + 1) % self.arr_cap
             self.arr_n -= 1
@@ -1156,9 +1388,9 @@ cdef class Feed:
         """The feed as plain data, waiting events included (in seq order, without raw lines)."""
         cdef Py_ssize_t i
         waiting = []
-        for i in range(self.capacity):
-            if self.slots[i].used == 1:
-                waiting.append(event_of(&self.slots[i].ev, self.table))
+        for i in range(self.pool_end):
+            if self.pool[i].flags & REC_IN_USE:
+                waiting.append(self.event_of_record(&self.pool[i]))
         waiting.sort(key=lambda e: e.seq)
         return FeedState(
             next_seq=self.next_seq, first_seq=self.first_seq,

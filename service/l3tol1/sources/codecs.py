@@ -7,9 +7,6 @@ most the size asked for, so a small file that expands enormously never lands in 
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 from typing import BinaryIO, Protocol
 
 __all__ = ["MAGIC_BYTES", "ByteReader", "codec_of", "decompressing"]
@@ -42,11 +39,18 @@ def codec_of(head: bytes) -> str | None:
 
 def decompressing(raw: BinaryIO, codec: str) -> ByteReader:
     """A binary reader of ``raw``'s decompressed bytes (blocking: call it from a thread)."""
+    # Each codec's module is imported by the runs that read it only (start-up time).
     if codec == "gzip":
+        import gzip
+
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if codec == "bzip2":
+        import bz2
+
         return bz2.BZ2File(raw, mode="rb")
     if codec == "xz":
+        import lzma
+
         return lzma.LZMAFile(raw, mode="rb")
     if codec == "zstd":
         return _Zstd(raw)
