@@ -37,7 +37,7 @@ from l3tol1.sources.lines import HeaderTooLong, Lines, LineSplitter, take_header
 
 __all__ = ["CHUNK_SIZE", "FileSource"]
 
-CHUNK_SIZE = 1 << 18
+CHUNK_SIZE = 1 << 19
 
 
 class FileSource:
