@@ -2,7 +2,26 @@
 # /data/state/l3tol1.ckpt after any stop. Build: `docker build -t l3tol1 .`; run: see README.md
 # ("Running in Docker / compose") or docker-compose.yml. Options are L3TOL1_* variables (below,
 # overridable with -e) or flags after the image name (`docker run l3tol1 --log-level debug`).
-FROM python:3.11-slim
+#
+# Two stages: the compiled core (Cython, C) is built into wheels where a compiler is, and the
+# runtime image installs those wheels without one. Both stages use the same Debian release, since
+# the wheel links against its glibc.
+ARG PYTHON=3.11
+ARG DEBIAN=bookworm
+
+FROM python:${PYTHON}-${DEBIAN} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    L3TOL1_REQUIRE_COMPILED=1
+WORKDIR /src
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
+COPY service/ service/
+# L3TOL1_REQUIRE_COMPILED: a core that fails to compile fails the build (never a silent
+# fallback to the Python core in an image). The wheels of the dependencies are built here too.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+    && python -m zipfile -l /wheels/l3tol1-*.whl | grep -q 'l3tol1/core/_compiled\..*\.so'
+
+FROM python:${PYTHON}-slim-${DEBIAN}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -14,12 +33,11 @@ RUN groupadd --gid 10001 l3tol1 \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin l3tol1
 
-# The package, installed from the project (not mounted): the same files `pip install .` uses.
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY service/ service/
-RUN pip install --no-cache-dir . \
-    && rm -rf /src
+# The wheels of the build stage only (no compiler here); then the compiled core must load.
+COPY --from=build /wheels /tmp/wheels
+RUN pip install --no-cache-dir --no-index --find-links=/tmp/wheels l3tol1 \
+    && rm -rf /tmp/wheels \
+    && python -c "import l3tol1.core._compiled"
 
 # /data/in is read (mount the feed there, read-only is fine); /data/out and /data/state are
 # written by the service, so they belong to its user.

@@ -451,9 +451,17 @@ class Bench:
         _, nai_out = self.naive(case, src, total)
         with open(nai_out, "rb") as fh:
             expected_rows = sum(1 for _ in fh) - 1
-        with open(src, "rb") as fh:
-            header = fh.readline()
-            lines = fh.readlines()
+        # One bytes object and an array of line offsets, not a list of lines: large single
+        # allocations go back to the system when freed, so the children forked by later cases
+        # do not start with (and report in their peak RSS) this case's memory.
+        data_all = src.read_bytes()
+        ends = array("q", [0])
+        cut = data_all.find(b"\n") + 1
+        ends[0] = cut
+        header = data_all[:cut]
+        while cut < len(data_all):
+            cut = data_all.index(b"\n", cut) + 1
+            ends.append(cut)
         inp = self.out / "follow.l3.csv"
         out = self.out / "follow.l1.csv"
         for stale in (inp, out, out.with_name(out.name + ".rejects.jsonl")):
@@ -461,7 +469,8 @@ class Bench:
         inp.write_bytes(header)
 
         appended = array("d", bytes(8 * total))  # monotonic time each row was appended
-        seen: list[tuple[int, float]] = []  # (row index, monotonic time its L1 row appeared)
+        seen_row = array("q")  # the row index of each L1 row seen,
+        seen_at = array("d")  # and the monotonic time it appeared in the output
         stop_tail = threading.Event()
 
         def tail() -> None:
@@ -482,7 +491,8 @@ class Bench:
                         *complete, buf = buf.split(b"\n")
                         for row in complete:
                             if row and not row.startswith(b"time,"):
-                                seen.append((int(row.rsplit(b",", 1)[1]) - generate.SEQ_BASE, now))
+                                seen_row.append(int(row.rsplit(b",", 1)[1]) - generate.SEQ_BASE)
+                                seen_at.append(now)
                         continue
                 if stop_tail.is_set():
                     return
@@ -513,10 +523,11 @@ class Bench:
         try:
             start = time.monotonic()
             sent = 0
+            data = memoryview(b"")
             while sent < total and proc.poll() is None:
                 due = min(total, int((time.monotonic() - start) * ev_rate) + 1)
                 if due > sent:
-                    data = memoryview(b"".join(lines[sent:due]))
+                    data = memoryview(data_all)[ends[sent] : ends[due]]
                     while data:
                         data = data[os.write(fd, data) :]
                     now = time.monotonic()
@@ -529,7 +540,7 @@ class Bench:
 
         # Wait for the last L1 row, then stop the service the way an operator would.
         deadline = time.monotonic() + 15
-        while len(seen) < expected_rows and time.monotonic() < deadline and proc.poll() is None:
+        while len(seen_row) < expected_rows and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         t_term = time.monotonic()
@@ -539,6 +550,8 @@ class Bench:
         tailer.join(5)
 
         r = self.report
+        del data_all, data  # see above
+        seen = list(zip(seen_row, seen_at, strict=True))
         lat = sorted(t - appended[i] for i, t in seen if 0 <= i < total and appended[i])
         r.add(case, "appended", f"{sent:,} rows in {append_time:.1f} s ({rate(sent, append_time)})")
         r.add(case, "L1 rows seen", f"{len(seen):,} of {expected_rows:,}")

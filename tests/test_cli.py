@@ -140,6 +140,29 @@ class TestFollow:
         assert proc.returncode == 0
         assert (tmp_path / "l1.csv.rejects.jsonl").read_text() == ""
 
+    def test_rows_are_written_once_the_input_is_caught_up(self, tmp_path: Path) -> None:
+        """With a flush interval of ten minutes and batches of 100,000 rows, a row appended to
+        a followed file is still written at once: the reader has caught up with the file, so
+        nothing more is coming to batch it with (the latency of a quiet feed)."""
+        src = write_l3(
+            tmp_path / "l3.csv", [add(1, "a", "BUY", "10", "1"), add(2, "b", "SELL", "11", "1")]
+        )
+        out = tmp_path / "l1.csv"
+        proc = start_cli(
+            "-i", src, "-o", out, "--start-seq", "1", "-t", "600", "-b", "100000"
+        )  # fmt: skip
+        try:
+            wait_for(lambda: line_count(out) == 2, 60, "the first row, long before 600 s")
+            with src.open("a") as f:
+                f.write(add(3, "c", "BUY", "10.5", "1") + "\n")
+            wait_for(lambda: line_count(out) == 3, 60, "the appended row, long before 600 s")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=5)
+        finally:
+            proc.kill()
+            proc.communicate()
+        assert proc.returncode == 0
+
     def test_sigterm_under_full_load_exits_within_5s(self, tmp_path: Path) -> None:
         """SIGTERM while a large input is being converted: exit 0 in < 5 s, output whole rows."""
         src = tmp_path / "big.csv"

@@ -41,8 +41,9 @@ METRICS_PORT = "L3TOL1_METRICS_PORT"
 # --- a small Dockerfile reader ----------------------------------------------------------------
 
 
-def dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) in order: continuation lines joined, comments dropped."""
+def dockerfile_all() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of every stage in order: continuation lines joined, comments
+    dropped."""
     instructions: list[tuple[str, str]] = []
     pending = ""
     for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
@@ -60,8 +61,38 @@ def dockerfile() -> list[tuple[str, str]]:
     return instructions
 
 
-def arguments(name: str) -> list[str]:
-    return [args for word, args in dockerfile() if word == name]
+def build_args() -> dict[str, str]:
+    """The ARG defaults declared before the first FROM."""
+    found: dict[str, str] = {}
+    for word, args in dockerfile_all():
+        if word == "FROM":
+            break
+        if word == "ARG":
+            name, _, default = args.partition("=")
+            found[name] = default
+    return found
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each stage (from its FROM on), ARGs substituted in FROM."""
+    out: list[list[tuple[str, str]]] = []
+    for word, args in dockerfile_all():
+        if word == "FROM":
+            for name, value in build_args().items():
+                args = args.replace("${" + name + "}", value)
+            out.append([])
+        if out:
+            out[-1].append((word, args))
+    return out
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """The final stage's instructions: the image that runs."""
+    return stages()[-1]
+
+
+def arguments(name: str, stage: list[tuple[str, str]] | None = None) -> list[str]:
+    return [args for word, args in (stage or dockerfile()) if word == name]
 
 
 def exec_form(args: str) -> list[str]:
@@ -131,16 +162,23 @@ def settings_from(environ: dict[str, str]):
 
 class TestDockerfile:
     def test_image_shape(self) -> None:
+        build, _ = stages()
         (base,) = arguments("FROM")
-        assert base == "python:3.11-slim"
+        assert base == "python:3.11-slim-bookworm"
+        # The wheel links against the build stage's glibc: both stages on one Debian release.
+        assert arguments("FROM", build) == ["python:3.11-bookworm AS build"]
         (user,) = arguments("USER")
         assert user.split(":")[0] not in ("root", "0"), "the service must not run as root"
         assert arguments("STOPSIGNAL") == ["SIGTERM"]
         assert image_command()[0] == "l3tol1"
-        copied = " ".join(arguments("COPY"))
-        for needed in ("pyproject.toml", "README.md", "service/"):
+        copied = " ".join(arguments("COPY", build))
+        for needed in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "service/"):
             assert needed in copied
-        assert any("pip install --no-cache-dir ." in run for run in arguments("RUN"))
+        assert "L3TOL1_REQUIRE_COMPILED=1" in " ".join(arguments("ENV", build))
+        assert any("pip wheel" in r for r in arguments("RUN", build))
+        # The runtime installs the built wheels only (no index: no compiler, no second build).
+        assert any("--no-index --find-links=/tmp/wheels l3tol1" in r for r in arguments("RUN"))
+        assert any('import l3tol1.core._compiled"' in r for r in arguments("RUN"))
         volumes = [v for args in arguments("VOLUME") for v in exec_form(args)]
         assert "/data" in volumes
 

@@ -67,7 +67,8 @@ class Batch:
 
     ``end_of_input`` is set on the last batch when no row can still arrive (the input was read
     to its end); a stream that simply closes means "stopped". ``position`` is where the source
-    stood after the batch; ``cut``, when set, is a checkpoint taken after this batch.
+    stood after the batch; ``cut``, when set, is a checkpoint taken after this batch;
+    ``caught_up``: the followed input has no more for now (flush at once, SPEC §7 latency).
     """
 
     events: list[Event] = field(default_factory=list)
@@ -78,6 +79,7 @@ class Batch:
     cut: Cut | None = None
     layout: tuple[bool, bool] | None = None  # (instrument column, ns times) of a new file
     ordered: bool = False  # the events come in the order to apply them (Databento MBO)
+    caught_up: bool = False
 
 
 class Health:
@@ -165,6 +167,7 @@ class ParseStage:
                     rejects=chunk.rejects,
                     position=chunk.position,
                     end_of_input=chunk.end_of_input,
+                    caught_up=chunk.caught_up,
                 )
                 if chunk.header is not None:
                     self.use(chunk.header)
@@ -303,6 +306,7 @@ class FeedStage:
                         end_of_input=batch.end_of_input,
                         layout=batch.layout,
                         ordered=batch.ordered,
+                        caught_up=batch.caught_up,
                     )
                     if batch.ordered:  # Databento's records: applied in file order (SPEC §12)
                         ready = batch.events
@@ -321,7 +325,14 @@ class FeedStage:
                 ):
                     out.cut = self.cut()
                     changed = False
-                if ready or out.rejects or out.end_of_input or out.cut or out.layout:
+                if (
+                    ready
+                    or out.rejects
+                    or out.end_of_input
+                    or out.cut
+                    or out.layout
+                    or out.caught_up
+                ):
                     await send.send(out)
 
     def _log_gaps(self) -> None:
@@ -402,6 +413,8 @@ class WriteStage:
                     if batch is not None and batch.cut is not None and self.checkpointer:
                         await self.checkpointer.save(batch.cut, now)
                     else:
+                        if batch is not None and batch.caught_up and writer.holds_rows:
+                            await writer.flush(now, sync=True)  # nothing more to wait for
                         await writer.flush_if_due(now)
                         if writer.cut_wanted and self.checkpointer is not None:
                             self.checkpointer.request()

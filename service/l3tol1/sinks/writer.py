@@ -2,7 +2,9 @@
 
 `Writer` holds the L1 sink and the reject sink. Rows and rejects are flushed when
 ``batch_size`` quotes are buffered, when the oldest unflushed item is ``max_flush_interval``
-seconds old, and at shutdown. Every flush writes to the OS at once (readers see the rows); an
+seconds old, when a followed input has nothing more for now (no reason to wait for rows that
+are not coming: this keeps append-to-durable latency to a few milliseconds), and at shutdown.
+Every flush writes to the OS at once (readers see the rows); an
 fsync follows when the flush was due to age, at shutdown, before a checkpoint, and otherwise at
 most once per ``max_flush_interval``, so a row is durable within about one interval of being
 written and a fast batch run does not pay one fsync per batch.
@@ -58,6 +60,11 @@ class Writer:
             self.rejects.add(rejects)
         if self._oldest is None and (quotes or rejects):
             self._oldest = now
+
+    @property
+    def holds_rows(self) -> bool:
+        """Whether rows or rejects wait to be flushed."""
+        return self._oldest is not None
 
     def deadline(self) -> float | None:
         """When something buffered becomes due by age, or None if nothing waits."""

@@ -88,7 +88,8 @@ class Chunk:
     it (a CSV header line, or a DBN file's metadata; a DBN chunk holds whole records, numbered
     like lines). ``rejects`` are lines the source itself refused (too long to hold).
     ``position`` is where reading stands after the chunk; ``end_of_input`` says no line can
-    follow.
+    follow; ``caught_up`` that the chunk ends where the followed file ends for now (what the
+    writer holds can be made durable at once: nothing more is coming to batch it with).
     """
 
     data: bytes
@@ -97,6 +98,7 @@ class Chunk:
     header: str | MboMetadata | None = None
     rejects: list[Reject] = field(default_factory=list)
     end_of_input: bool = False
+    caught_up: bool = False
 
 
 class Source(Protocol):

@@ -157,6 +157,8 @@ class FileSource:
             data = await self._read(file)
             if data:
                 chunk = self._chunk(self._lines.feed(data))
+                # A short read of a regular file: its end, for now.
+                chunk.caught_up = self.follow and len(data) < self.chunk_size
                 if chunk.data or chunk.rejects or chunk.header or chunk.position != last:
                     last = chunk.position
                     yield chunk
