@@ -148,23 +148,60 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def wait_usage(proc: subprocess.Popen[bytes], timeout: float | None = None) -> tuple[int, int]:
-    """Reap proc with wait4; return (exit code, peak RSS in KiB). SIGKILL it after timeout."""
-    if proc.returncode is not None:
-        return proc.returncode, 0  # already reaped by poll(): its rusage is gone
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        # wait4 gives this child's own rusage; ru_maxrss is its peak RSS in KiB on Linux.
-        pid, status, usage = os.wait4(proc.pid, 0 if deadline is None else os.WNOHANG)
-        if pid:
-            break
-        if deadline is not None and time.monotonic() > deadline:
-            proc.kill()
-            deadline = None  # now wait for the kill to land
-        time.sleep(0.01)
-    code = os.waitstatus_to_exitcode(status)
-    proc.returncode = code  # reaped by wait4; stop Popen from waiting again
-    return code, usage.ru_maxrss
+# Every measured child runs under this launcher, a small interpreter that forks and execs it
+# and reports its rusage. Forked (or vforked) from this large process instead, a child's
+# ru_maxrss would start at this process's own peak (Linux carries it over exec), which grows
+# with the cases run before. The launcher also times the child itself, without its own start.
+LAUNCHER = """
+import os, signal, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, lambda signum, frame: os.kill(pid, signum))
+while True:
+    try:
+        _, status, usage = os.wait4(pid, 0)
+        break
+    except InterruptedError:
+        continue
+wall = time.perf_counter() - start
+with open(sys.argv[1], "w") as report:
+    report.write(f"{usage.ru_maxrss} {wall}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def spawn(cmd: list[str], report: Path, **popen: object) -> subprocess.Popen[bytes]:
+    """Start cmd under the launcher; `wait_usage` reads its report."""
+    report.unlink(missing_ok=True)
+    exe = shutil.which(cmd[0]) or cmd[0]
+    return subprocess.Popen(
+        [sys.executable, "-S", "-c", LAUNCHER, str(report), exe, *cmd[1:]],
+        env=child_env(),
+        **popen,  # type: ignore[arg-type]
+    )
+
+
+def wait_usage(
+    proc: subprocess.Popen[bytes], report: Path, timeout: float | None = None
+) -> tuple[int, int, float]:
+    """Wait for proc (started by `spawn`); return (exit code, the child's peak RSS in KiB,
+    the child's wall time). SIGKILL the launcher and its child after timeout."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError, ValueError):
+            child = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
+            os.kill(child, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
+    try:
+        rss, wall = report.read_text().split()
+    except (OSError, ValueError):
+        return proc.returncode, 0, 0.0
+    return proc.returncode, int(rss), float(wall)
 
 
 def run_child(cmd: list[str], log_stem: Path) -> Proc:
@@ -172,13 +209,10 @@ def run_child(cmd: list[str], log_stem: Path) -> Proc:
     # Appended, not with_suffix: "x.service" and "x.naive" must not both become "x.stderr".
     out_log = log_stem.with_name(log_stem.name + ".stdout")
     err_log = log_stem.with_name(log_stem.name + ".stderr")
+    report = log_stem.with_name(log_stem.name + ".usage")
     with open(out_log, "wb") as out, open(err_log, "wb") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=child_env()
-        )
-        code, rss_kib = wait_usage(proc)
-        wall = time.perf_counter() - start
+        proc = spawn(cmd, report, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        code, rss_kib, wall = wait_usage(proc, report)
     return Proc(wall, rss_kib, code, err_log)
 
 
@@ -506,10 +540,9 @@ class Bench:
             "--start-seq", str(generate.SEQ_BASE),
         )  # fmt: skip
         err_log = self.out / "follow.stderr"
+        report = self.out / "follow.usage"
         with open(err_log, "wb") as err:
-            proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=child_env()
-            )
+            proc = spawn(cmd, report, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         tailer = threading.Thread(target=tail, daemon=True)
         tailer.start()
         # Let the service start (it creates the output when ready) so start-up is not counted.
@@ -544,7 +577,7 @@ class Bench:
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         t_term = time.monotonic()
-        code, rss_kib = wait_usage(proc, timeout=15)
+        code, rss_kib, _ = wait_usage(proc, report, timeout=15)
         term_s = time.monotonic() - t_term
         stop_tail.set()
         tailer.join(5)
@@ -594,14 +627,15 @@ class Bench:
         runs = {}
         for label in ("first run", "resume"):
             err_log = self.out / f"checkpoint.{label.replace(' ', '_')}.stderr"
+            report = err_log.with_suffix(".usage")
             with open(err_log, "wb") as err:
                 started = time.monotonic()
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=err, env=child_env())
+                proc = spawn(cmd, report, stdin=subprocess.DEVNULL, stderr=err)
             while b"end_of_input_reached" not in err_log.read_bytes() and proc.poll() is None:
                 time.sleep(0.01)
             ready = time.monotonic() - started
             proc.send_signal(signal.SIGTERM)
-            code, rss_kib = wait_usage(proc, timeout=60)
+            code, rss_kib, _ = wait_usage(proc, report, timeout=60)
             info = summary_of(err_log)
             runs[label] = rss_kib / 1024
             if code != 0:
