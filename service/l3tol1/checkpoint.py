@@ -143,27 +143,34 @@ def encode(checkpoint: Checkpoint) -> bytes:
             "pending": _columns(feed.pending, _EVENT_COLUMNS),
             "counters": {name: getattr(feed, name) for name in _FEED_COUNTERS},
         },
-        "instruments": {
-            "books": [
-                {
-                    "name": i.name,
-                    "last": i.last,
-                    "orders": _columns(i.orders, _ORDER_COLUMNS),
-                }
-                for i in checkpoint.instruments.instruments
-            ],
-            "anomalies": checkpoint.instruments.anomalies,
-            "counters": {
-                name: getattr(checkpoint.instruments, name) for name in _INSTRUMENT_COUNTERS
-            },
-            "last_seq": checkpoint.instruments.last_seq,
-        },
+        "instruments": instruments_json(checkpoint.instruments),
         "output": _output(checkpoint.output),
         "rejects": asdict(checkpoint.rejects),
         "names": asdict(checkpoint.names),
     }
     text = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
     return zstandard.ZstdCompressor(level=3).compress(text.encode())
+
+
+def instruments_json(state: InstrumentsState) -> dict[str, Any]:
+    """The books' piece as JSON-ready data (also a worker's state on JetStream, SPEC §13)."""
+    return {
+        "books": [
+            {"name": i.name, "last": i.last, "orders": _columns(i.orders, _ORDER_COLUMNS)}
+            for i in state.instruments
+        ],
+        "anomalies": state.anomalies,
+        "counters": {name: getattr(state, name) for name in _INSTRUMENT_COUNTERS},
+        "last_seq": state.last_seq,
+    }
+
+
+def instruments_from_json(data: Any, where: str) -> InstrumentsState:
+    """The books' piece from `instruments_json`'s data, checked whole.
+
+    :raises CheckpointError: damage, naming ``where`` it was read from.
+    """
+    return _Checker(Path(where)).instruments({"instruments": data})
 
 
 def _output(state: CsvState | ParquetState) -> dict[str, Any]:

@@ -132,6 +132,10 @@ def parse_settings(
     return Settings(**values, interactive=stderr_is_tty, warnings=tuple(warnings))
 
 
+# The roles of SPEC §13, given as the first word: `l3tol1 publish ...`.
+ROLES = ("publish", "work", "collect")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run l3tol1; return the exit status."""
     stops = StopSignals()
@@ -139,15 +143,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from l3tol1.errors import ConfigError
     from l3tol1.log import SafeStream
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    role = args.pop(0) if args and args[0] in ROLES else None
     stderr = SafeStream(sys.stderr)  # a reader that goes away must never cost data
     try:
-        settings = parse_settings(argv, stderr_is_tty=sys.stderr.isatty())
+        settings = parse_settings(args, stderr_is_tty=sys.stderr.isatty())
         from l3tol1.log import configure_logging
-        from l3tol1.pipeline import Pipeline
 
         configure_logging(settings.log_format, settings.log_level, stderr)
+        if role in ("work", "collect"):
+            return _run_role(role, settings, stderr)
+        if role == "publish":
+            from l3tol1.jetstream.publish import PublishPipeline
 
-        pipeline = Pipeline(settings, stops=stops, stderr=stderr)
+            pipeline: Pipeline = PublishPipeline(settings, stops=stops, stderr=stderr)
+        else:
+            from l3tol1.pipeline import Pipeline
+
+            pipeline = Pipeline(settings, stops=stops, stderr=stderr)
     except ConfigError as exc:
         stderr.line(f"l3tol1: error: {exc}")
         return exc.exit_code
@@ -188,6 +201,40 @@ def _run(pipeline: Pipeline, stderr: SafeStream) -> int:
         stderr.line(f"l3tol1: error: {message}")
         return status
     pipeline.log_summary()
+    return 0
+
+
+def _run_role(role: str, settings: Settings, stderr: SafeStream) -> int:
+    """Run `l3tol1 work` or `l3tol1 collect` (SPEC §13) to its end or a stop signal."""
+    import anyio
+
+    from l3tol1.errors import L3Error
+    from l3tol1.log import get_logger
+
+    runner: Any
+    if role == "work":
+        from l3tol1.jetstream.work import Worker
+
+        runner = Worker(settings)
+    else:
+        from l3tol1.jetstream.collect import Collector
+
+        runner = Collector(settings)
+    log = get_logger()
+    try:
+        anyio.run(runner.run, **_backend())
+    except BaseException as exc:
+        error = _root_error(exc)
+        if isinstance(error, SystemExit):
+            return int(error.code or 0)
+        if isinstance(error, L3Error):
+            log.error("failed", error=str(error))
+            stderr.line(f"l3tol1: error: {error}")
+            return error.exit_code
+        log.error("crashed", error=repr(error), exc_info=error)
+        stderr.line(f"l3tol1: error: unexpected failure: {error!r}")
+        return 1
+    log.info("summary", role=role, **runner.summary())
     return 0
 
 

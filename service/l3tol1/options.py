@@ -199,6 +199,30 @@ def host(text: str) -> str:
     return text
 
 
+@_rule("list of nats:// URLs")
+def nats_urls(text: str) -> str:
+    urls = [u.strip() for u in text.split(",")]
+    if not all(u.startswith(("nats://", "tls://")) and len(u) > 7 for u in urls):
+        raise ValueError(text)
+    return ",".join(urls)
+
+
+@_rule("name (letters, digits, _ and -)")
+def subject_token(text: str) -> str:
+    if (
+        not text
+        or len(text) > 64
+        or not all(c.isascii() and (c.isalnum() or c in "_-") for c in text)
+    ):
+        raise ValueError(text)
+    return text
+
+
+@_rule("partition count (1 to 1024)")
+def partitions(text: str) -> int:
+    return _integer(text, 1, 1024)
+
+
 # -- the table -----------------------------------------------------------------------------------
 
 OPTIONS: tuple[Option, ...] = (
@@ -257,6 +281,15 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--stall-timeout",), positive_seconds, 30.0,
            "/healthz turns 503 when a stage holds one batch this long", "SECS", "30",
            extra=True),
+    Option(("--nats-url",), nats_urls, "nats://127.0.0.1:4222",
+           "publish, work, collect: the NATS servers, comma-separated", "URL[,URL...]",
+           extra=True),
+    Option(("--feed",), subject_token, "default",
+           "publish, work, collect: the feed's name in subjects and streams", "NAME", extra=True),
+    Option(("--subject-prefix",), subject_token, "l3tol1",
+           "publish, work, collect: the first token of every subject", "PREFIX", extra=True),
+    Option(("--partitions",), partitions, 16,
+           "publish: partitions of the feed (fixed for its life)", "P", extra=True),
 )  # fmt: skip
 
 # Variables that are not options but that l3tol1 reads (so they are never "misspelt").

@@ -288,9 +288,13 @@ class Pipeline:
             stages.start_soon(self._read, chunks_out)
             stages.start_soon(parse.run, chunks_in, parsed_out, health)
             stages.start_soon(feed_stage.run, parsed_in, ordered_out, health)
-            apply = ApplyStage(self.instruments, self.namer, core=self.core)
-            stages.start_soon(apply.run, ordered_in, quotes_out, health)
+            stages.start_soon(self._apply_stage().run, ordered_in, quotes_out, health)
             stages.start_soon(write_stage.run, quotes_in, health)
+
+    def _apply_stage(self) -> Any:
+        """The stage between the feed and the writer: the books (`l3tol1 publish` puts
+        JetStream there instead, SPEC §13)."""
+        return ApplyStage(self.instruments, self.namer, core=self.core)
 
     def _checkpoint_interval(self) -> float:
         """Seconds between checkpoints while data flows. A Parquet part is durable only whole:

@@ -43,6 +43,10 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     stall_timeout: float = 30.0
+    nats_url: str = "nats://127.0.0.1:4222"  # publish, work, collect (SPEC §13)
+    feed: str = "default"
+    subject_prefix: str = "l3tol1"
+    partitions: int = 16
     interactive: bool = False  # stderr is a terminal: progress bar (--no-follow), summary table
     warnings: tuple[str, ...] = field(default=(), compare=False)  # for the start of the log
 

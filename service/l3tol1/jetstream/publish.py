@@ -1,0 +1,163 @@
+"""`l3tol1 publish` (SPEC §13): the file job's front half, publishing ordered events.
+
+The input is read, parsed, rejected and resequenced exactly as by the file job (`Pipeline`);
+where the file job applies events to the books, the publisher sends them to the partition of
+their instrument, in seq order, a batch of consecutive events per message.
+
+Exactly once, from the stream itself: at start the publisher reads the last message of every
+partition (its ``L3tol1-Last-Seq`` header: the last event it holds) and skips every event at
+or below it, so a publisher that restarts anywhere, even from the start of its input, publishes
+nothing twice. Each message is published with ``Nats-Expected-Last-Subject-Sequence`` (a second
+publisher of the same feed is refused, never interleaved) and a ``Nats-Msg-Id`` (a retry after
+a lost acknowledgement is stored once).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from l3tol1.core.records import Event
+from l3tol1.errors import ConfigError, InputError, L3Error
+from l3tol1.jetstream.client import FENCE_FAILED, BatchRejected, JetStream, connect
+from l3tol1.jetstream.wire import (
+    END,
+    LAST_SEQ,
+    LAYOUT,
+    Names,
+    encode_events,
+    encode_layout,
+    partition_of,
+    split_body,
+)
+from l3tol1.pipeline import Pipeline
+from l3tol1.settings import Settings
+from l3tol1.stages import Batch, Health
+
+__all__ = ["PublishPipeline"]
+
+
+class PublishPipeline(Pipeline):
+    """The file job up to the resequencer, then JetStream."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        if settings.checkpoint is not None:
+            raise ConfigError(
+                "publish resumes from what the feed's stream holds, not from a checkpoint file:"
+                " leave --checkpoint out"
+            )
+        # No L1 file: the rows are the workers'. Rejects stay local: --reject-file, else
+        # publish-<feed>.rejects.jsonl in the working directory.
+        reject = settings.reject_file or Path(f"publish-{settings.feed}.rejects.jsonl")
+        settings = replace(settings, output_file=Path(os.devnull), reject_file=reject)
+        super().__init__(settings, **kwargs)
+        self.publish = PublishStage(settings)
+
+    def _apply_stage(self) -> PublishStage:
+        return self.publish
+
+    def counters(self) -> dict[str, Any]:
+        counters = super().counters()
+        counters["events_published"] = self.publish.events_published
+        counters["messages_published"] = self.publish.messages_published
+        counters["events_already_published"] = self.publish.events_already_published
+        return counters
+
+
+class PublishStage:
+    """Ordered events to their partitions' subjects; rejects passed on to the writer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.names = Names(settings.subject_prefix, settings.feed)
+        self.partitions = settings.partitions
+        self.js: JetStream | None = None
+        self.fence = [0] * self.partitions  # the stream seq of each subject's last message
+        self.last_seq = [-1] * self.partitions  # the last event seq each partition holds
+        self.ended = [False] * self.partitions
+        self.layout = "0,0"
+        self.events_published = 0
+        self.messages_published = 0
+        self.events_already_published = 0
+
+    async def start(self) -> JetStream:
+        """Connect, create the stream (or check its partition count), learn what it holds."""
+        nc = await connect(self.settings.nats_url, f"l3tol1-publish-{self.names.feed}")
+        js = JetStream(nc, self.names)
+        await js.ensure_l3_stream(self.partitions)
+        for p in range(self.partitions):
+            last = await js.get_last(self.names.l3_stream, self.names.l3(p))
+            if last is not None:
+                self.fence[p] = last.seq
+                self.last_seq[p] = int(last.headers.get(LAST_SEQ, "-1"))
+                self.ended[p] = END in last.headers
+        self.js = js
+        return js
+
+    async def run(
+        self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch], health: Health
+    ) -> None:
+        js = await self.start()
+        try:
+            async with receive, send:
+                async for batch in receive:
+                    health.take("apply")
+                    if batch.ordered:
+                        raise InputError(
+                            "publish reads L3 CSV input; Databento MBO is not supported by"
+                            " publish yet: convert it with the file job"
+                        )
+                    if batch.layout is not None:
+                        self.layout = encode_layout(batch.layout)
+                    if batch.events:
+                        await self._publish(js, list(batch.events))
+                    if batch.end_of_input:
+                        await self._end(js)
+                    batch.events = []
+                    await send.send(batch)  # the rejects, for the writer
+                    health.done("apply")
+        finally:
+            await js.nc.close()
+
+    async def _publish(self, js: JetStream, events: list[Event]) -> None:
+        by_partition: dict[int, list[Event]] = {}
+        for event in events:
+            p = partition_of(event.instrument, self.partitions)
+            if event.seq <= self.last_seq[p]:
+                self.events_already_published += 1
+                continue
+            by_partition.setdefault(p, []).append(event)
+        for p, part in by_partition.items():
+            for body, chunk in split_body(part, encode_events):
+                headers = {LAST_SEQ: str(chunk[-1].seq), LAYOUT: self.layout}
+                await self._send(js, p, body, headers, f"{chunk[0].seq}")
+                self.last_seq[p] = chunk[-1].seq
+                self.events_published += len(chunk)
+
+    async def _end(self, js: JetStream) -> None:
+        for p in range(self.partitions):
+            if not self.ended[p]:
+                headers = {END: str(self.partitions), LAST_SEQ: str(self.last_seq[p])}
+                await self._send(js, p, b"", {**headers, LAYOUT: self.layout}, "end")
+                self.ended[p] = True
+
+    async def _send(
+        self, js: JetStream, p: int, body: bytes, headers: dict[str, str], key: str
+    ) -> None:
+        subject = self.names.l3(p)
+        try:
+            self.fence[p] = await js.publish_fenced(
+                subject, body, headers, after=self.fence[p], msg_id=f"{p}:{key}"
+            )
+        except BatchRejected as exc:
+            if exc.code in FENCE_FAILED:
+                raise L3Error(
+                    f"another publisher wrote {subject} meanwhile: feed {self.names.feed!r}"
+                    " has one publisher at a time"
+                ) from exc
+            raise
+        self.messages_published += 1

@@ -1,0 +1,278 @@
+"""`l3tol1 work` (SPEC §13): the books of the partitions this worker owns, rows out.
+
+Every worker of a feed pulls every partition's consumer as a member of one priority group with
+policy ``pinned_client``: JetStream gives each partition to one worker at a time, and moves it
+to another when its owner stops pulling for `PIN_TIMEOUT` (dead, stopped, cut off).
+
+A new owner reads the partition's state (the last message of its state subject: the books and
+the stream sequence of the last L3 message they include), makes the consumer deliver again from
+the message after it, and carries on. After each pull it publishes, as one atomic batch, the new
+state (first, fenced with ``Nats-Expected-Last-Subject-Sequence`` on the state subject) and the
+L1 rows the pull made: both are stored, or neither. A stale owner (paused past its pin, say)
+fails the fence, so it can never publish, and drops the partition. The L3 messages are acked
+after the commit; a message applied but not acked is skipped by the next owner (its sequence is
+in the state).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from nats.errors import Error as NatsError
+
+from l3tol1.checkpoint import instruments_from_json, instruments_json
+from l3tol1.core import load
+from l3tol1.errors import CheckpointError, ConfigError
+from l3tol1.jetstream.client import (
+    FENCE_FAILED,
+    PULL_EXPIRES,
+    BatchRejected,
+    JetStream,
+    PinnedPuller,
+    connect,
+    stream_seq,
+)
+from l3tol1.jetstream.wire import (
+    END,
+    LAYOUT,
+    MAX_BODY,
+    STATE_PART,
+    Names,
+    decode_events,
+    encode_quotes,
+    split_body,
+)
+from l3tol1.log import get_logger
+from l3tol1.settings import Settings
+
+__all__ = ["Worker"]
+
+PULL_BATCH = 64  # L3 messages per pull, and so per commit
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@dataclass(slots=True)
+class Owned:
+    """A partition this worker owns: its books, where they stand, and the fence."""
+
+    instruments: Any
+    applied: int = 0  # stream seq of the last L3 message the books include
+    fence: int = 0  # stream seq of the state subject's last message (0: none yet)
+    layout: str = "0,0"
+    ended: bool = False
+    anomalies: list[Any] = field(default_factory=list)
+
+
+class Worker:
+    """One `l3tol1 work` process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.names = Names(settings.subject_prefix, settings.feed)
+        try:
+            self.core = load(settings.core)
+        except ImportError as exc:
+            raise ConfigError("--core compiled: the compiled core was not built") from exc
+        self.log = get_logger()
+        self.stopping = False
+        self.owned: dict[int, Owned] = {}
+        self.counts = {
+            "messages_applied": 0,
+            "events_applied": 0,
+            "rows_published": 0,
+            "commits": 0,
+            "takeovers": 0,
+            "fenced": 0,
+            "quarantined": 0,
+            "redelivered": 0,
+        }
+
+    async def run(self) -> None:
+        nc = await connect(self.settings.nats_url, f"l3tol1-work-{self.names.feed}")
+        js = JetStream(nc, self.names)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_signals, tg)
+                partitions = await self._wait_for_feed(js)
+                await js.ensure_l1_stream()
+                self.log.info("start", role="work", feed=self.names.feed, partitions=partitions,
+                              core=self.core.name)  # fmt: skip
+                for p in range(partitions):
+                    await js.ensure_pinned_consumer(p)
+                async with anyio.create_task_group() as owners:
+                    for p in range(partitions):
+                        owners.start_soon(self._serve, js, p)
+                tg.cancel_scope.cancel()
+        finally:
+            await nc.close()
+
+    async def _wait_for_feed(self, js: JetStream) -> int:
+        said = False
+        while not self.stopping:
+            partitions = await js.partitions()
+            if partitions is not None:
+                return partitions
+            if not said:
+                self.log.info("waiting_for_feed", feed=self.names.feed)
+                said = True
+            await anyio.sleep(0.2)
+        return 0
+
+    async def _watch_signals(self, tg: Any) -> None:
+        with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+            async for signum in signals:
+                if self.stopping:
+                    raise SystemExit(128 + signum)
+                self.log.info("stopping", signal=signal.Signals(signum).name)
+                self.stopping = True
+
+    async def _serve(self, js: JetStream, p: int) -> None:
+        """Pull partition ``p`` while this worker runs: wait for the pin, then own it."""
+        puller = PinnedPuller(js, p)
+        await puller.start()
+        try:
+            while not self.stopping:
+                try:
+                    await self._step(js, p, puller)
+                except (TimeoutError, NatsError, BatchRejected) as exc:
+                    # An answer that never came (a paused process, a server failing over): the
+                    # outcome of a commit is unknown, so start again from the committed state.
+                    if self.owned.pop(p, None) is not None:
+                        self.log.warning("partition_reset", partition=p, error=repr(exc)[:200])
+                    await anyio.sleep(PULL_EXPIRES)
+        finally:
+            await puller.stop()
+
+    async def _step(self, js: JetStream, p: int, puller: PinnedPuller) -> None:
+        """One pull of partition ``p``: nothing (not its owner), a takeover, or work."""
+        msgs = await puller.pull(PULL_BATCH if p in self.owned else 1)
+        if puller.lost_pin:
+            puller.lost_pin = False
+            if self.owned.pop(p, None) is not None:
+                self.log.warning("partition_lost", partition=p)
+        if not msgs:
+            return
+        if p not in self.owned:
+            # Pinned just now: resume from the committed state, not from the messages the
+            # server happened to deliver first (the old owner's unacked ones).
+            owned = await self._take(js, p)
+            await js.reset_consumer(p, owned.applied + 1)
+            puller.queue = type(puller.queue)()  # what came before the reset
+            self.owned[p] = owned
+            return
+        await self._apply(js, p, self.owned[p], msgs)
+
+    async def _take(self, js: JetStream, p: int) -> Owned:
+        """The state of partition ``p`` as its last owner committed it."""
+        self.counts["takeovers"] += 1
+        names = self.names
+        owned = Owned(self.core.instruments())
+        last = await js.get_last(names.l1_stream, names.state(p))
+        if last is not None:
+            index = int(last.headers[STATE_PART].split("/")[0])
+            parts = [last.data]
+            for seq in range(last.seq - index + 1, last.seq):
+                parts.insert(-1, (await js.get(names.l1_stream, seq)).data)
+            state = _decode_state(b"".join(parts), names.state(p))
+            owned.instruments.restore(instruments_from_json(state["books"], names.state(p)))
+            owned.applied = state["applied"]
+            owned.layout = state["layout"]
+            owned.ended = state["ended"]
+            owned.fence = last.seq
+        self.log.info("partition_taken", partition=p, resumes_after=owned.applied)
+        return owned
+
+    async def _apply(self, js: JetStream, p: int, owned: Owned, msgs: list[Any]) -> None:
+        """Apply the pulled messages; commit state and rows at once; ack."""
+        quotes: list[Any] = []
+        applied = owned.applied
+        ended = owned.ended
+        for msg in msgs:
+            seq = stream_seq(msg)
+            if seq <= applied:
+                self.counts["redelivered"] += 1
+                continue
+            applied = seq
+            headers = msg.headers or {}
+            owned.layout = headers.get(LAYOUT, owned.layout)
+            if END in headers:
+                ended = True
+                continue
+            try:
+                events = decode_events(msg.data)
+            except (ValueError, TypeError) as exc:
+                self.counts["quarantined"] += 1
+                self.log.error("message_quarantined", partition=p, stream_seq=seq,
+                               reason=str(exc)[:200], size=len(msg.data))  # fmt: skip
+                continue
+            batch = self.core.quotes()
+            owned.instruments.apply(self.core.events(events), batch, owned.anomalies)
+            owned.anomalies.clear()
+            quotes.extend(batch)
+            self.counts["messages_applied"] += 1
+            self.counts["events_applied"] += len(events)
+        if applied != owned.applied:
+            state = _encode_state(owned, applied, ended)
+            parts = [state[i : i + MAX_BODY] for i in range(0, len(state), MAX_BODY)]
+            messages: list[tuple[str, bytes, dict[str, str]]] = []
+            for i, part in enumerate(parts, start=1):
+                headers = {STATE_PART: f"{i}/{len(parts)}"}
+                if i == 1:
+                    headers["Nats-Expected-Last-Subject-Sequence"] = str(owned.fence)
+                messages.append((self.names.state(p), part, headers))
+            for body, _ in split_body(quotes, encode_quotes):
+                messages.append((self.names.l1(p), body, {LAYOUT: owned.layout}))
+            if ended and not owned.ended:
+                messages.append((self.names.l1(p), b"", {END: "1", LAYOUT: owned.layout}))
+            try:
+                last = await js.publish_atomic(messages)
+            except BatchRejected as exc:
+                if exc.code not in FENCE_FAILED:
+                    raise
+                # Another worker owns the partition now: this one's books are stale.
+                self.counts["fenced"] += 1
+                self.owned.pop(p, None)
+                self.log.warning("fenced", partition=p, detail=str(exc))
+                return
+            owned.fence = last - len(messages) + len(parts)
+            owned.applied = applied
+            owned.ended = ended
+            self.counts["commits"] += 1
+            self.counts["rows_published"] += len(quotes)
+        for msg in msgs:
+            await msg.ack()
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.counts, "partitions_owned": sorted(self.owned)}
+
+
+def _encode_state(owned: Owned, applied: int, ended: bool) -> bytes:
+    import zstandard
+
+    state = {
+        "applied": applied,
+        "layout": owned.layout,
+        "ended": ended,
+        "books": instruments_json(owned.instruments.snapshot()),
+    }
+    return zstandard.ZstdCompressor(level=1).compress(json.dumps(state).encode())
+
+
+def _decode_state(data: bytes, where: str) -> dict[str, Any]:
+    import zstandard
+
+    try:
+        state = json.loads(zstandard.ZstdDecompressor().decompress(data))
+        if not (
+            type(state["applied"]) is int
+            and isinstance(state["layout"], str)
+            and type(state["ended"]) is bool
+        ):
+            raise ValueError("bad fields")
+    except (zstandard.ZstdError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"worker state on {where} is damaged: {exc}") from exc
+    return dict(state)
