@@ -74,7 +74,7 @@ STARTUP_RUNS = 15
 
 ALL_CASES = (
     "startup", "1m", "10m", "deep", "follow", "checkpoint", "instruments", "formats", "mbo",
-    "instructions",
+    "instructions", "jetstream",
 )  # fmt: skip
 
 
@@ -772,6 +772,75 @@ class Bench:
             self.report.add(case, f"{core} core: instructions per event", f"{per:,.0f}")
             self.report.add(case, f"{core} core: start-up instructions",
                             f"{(counts[core, small] - per * small) / 1e6:,.0f} M")  # fmt: skip
+
+    def case_jetstream(self) -> None:
+        """Case (j): the NATS JetStream roles (SPEC §13) on one local server: publish alone,
+        then the whole chain (publish -> 2 workers -> collect, all running at once) against the
+        file job on the same input, for one instrument and for 1,000."""
+        case, n = "jetstream", self.size(1_000_000)
+        server_bin = Path(self.python).parent / "nats-server"
+        if not server_bin.exists():
+            self.report.add(case, "skipped", "nats-server not installed (pip install .[test])")
+            return
+        for label, inp in (("1 instrument", self.input(n, 20)),
+                           ("1,000 instruments", self.input(n, 20, instruments=1000))):  # fmt: skip
+            store = self.out / "nats-store"
+            shutil.rmtree(store, ignore_errors=True)
+            with contextlib.closing(__import__("socket").socket()) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            server = subprocess.Popen(
+                [str(server_bin), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                self._jetstream_run(case, label, inp, n, f"nats://127.0.0.1:{port}")
+            finally:
+                server.terminate()
+                server.wait(30)
+                shutil.rmtree(store, ignore_errors=True)
+
+    def _jetstream_run(self, case: str, label: str, inp: Path, n: int, url: str) -> None:
+        import time as _time
+
+        nats = ["--nats-url", url, "--log-format", "json", "--max-pending", "100000"]
+        base = [self.python, "-m", "l3tol1"]
+        file_job, file_out = self.service(case, inp, n, out=self.out / "js.file.csv")
+        rejects = str(self.out / "js.rejects.jsonl")
+        # Publish alone (the stream then holds the whole feed), under --feed a.
+        pub = run_child([*base, "publish", "-i", str(inp), "--no-follow", "--feed", "a",
+                         "--reject-file", rejects, *nats], self.out / "js.publish")  # fmt: skip
+        # The whole chain at once, under --feed b: workers and collector wait for the feed.
+        env = child_env()
+        procs = [
+            subprocess.Popen([*base, "work", "--feed", "b", *nats], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(2)
+        ]  # fmt: skip
+        out = self.out / "js.chain.csv"
+        started = _time.perf_counter()
+        collector = subprocess.Popen(
+            [*base, "collect", "--feed", "b", "-o", str(out), "--no-follow", *nats], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        publish_b = [*base, "publish", "-i", str(inp), "--no-follow", "--feed", "b"]
+        chain_pub = run_child([*publish_b, "--reject-file", rejects, *nats], self.out / "js.pub.b")
+        code = collector.wait(600)
+        chain = _time.perf_counter() - started
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        r = self.report
+        if pub.code != 0 or chain_pub.code != 0 or code != 0:
+            r.fail(case, f"{label}: a role failed", f"publish {pub.code}, collect {code}")
+            return
+        r.add(case, f"{label}: file job", rate(n, file_job.wall))
+        r.add(case, f"{label}: publish alone", rate(n, pub.wall))
+        r.add(case, f"{label}: whole chain (2 workers)", rate(n, chain))
+        share = file_job.wall / chain
+        r.add(case, f"{label}: chain / file job", f"{share:.2f}", ">= 0.50", share >= 0.5)
+        if label.startswith("1 "):
+            self.compare(case, out, file_out, f"{label}: chain output vs file job")
 
     def size(self, n: int) -> int:
         """A case size, divided by 10 under --quick."""

@@ -158,6 +158,32 @@ class TestOneServer:
         )
         assert applied == 34_247  # every event applied once, whichever worker had it
 
+    def test_worker_metrics(self, tmp_path: Path, nats_server: NatsServer) -> None:
+        """A worker's /metrics: what it applied, committed and published, and its lag."""
+        import urllib.request
+
+        worker = role("work", nats_server, "--metrics-port", "0")
+        try:
+            args = ("-i", REFERENCE_INPUT, "--no-follow", "--partitions", "2")
+            extra = ("--metrics-port", "0", "--reject-file", tmp_path / "r.jsonl")
+            code, err = finish(role("publish", nats_server, *args, *extra))
+            assert code == 0, err
+            code, err = finish(
+                role("collect", nats_server, "-o", tmp_path / "l1.csv", "--no-follow")
+            )
+            assert code == 0, err
+            wait_for(lambda: _logged(worker, "metrics_listening"), 30, "the metrics port")
+            (listening,) = events_of(_seen[worker.pid], "metrics_listening")
+            url = f"http://127.0.0.1:{listening['port']}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+        finally:
+            stop(worker)
+        assert "l3tol1_work_events_applied_total 34247.0" in text
+        assert "l3tol1_work_rows_published_total 19290.0" in text
+        assert 'l3tol1_work_lag_messages{partition="0"} 0.0' in text
+        assert "l3tol1_work_fenced_total 0.0" in text
+
     def test_thousand_instruments_equal_the_file_job(
         self, tmp_path: Path, nats_server: NatsServer
     ) -> None:

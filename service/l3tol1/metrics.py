@@ -38,6 +38,12 @@ _COUNTERS = (
     ("crossed_quotes", "L1 rows written with bid above ask"),
     ("locked_quotes", "L1 rows written with bid equal to ask"),
 )
+# `l3tol1 publish` adds these to the file job's counters (SPEC §13).
+_PUBLISH_COUNTERS = (
+    ("events_published", "L3 events published to JetStream"),
+    ("messages_published", "JetStream messages published"),
+    ("events_already_published", "events skipped: the stream held them already (a restart)"),
+)
 
 
 class _PipelineCollector(Collector):
@@ -50,6 +56,9 @@ class _PipelineCollector(Collector):
         values = self._counters()
         for name, doc in _COUNTERS:
             yield CounterMetricFamily(f"l3tol1_{name}", doc, value=values[name])
+        for name, doc in _PUBLISH_COUNTERS:
+            if name in values:
+                yield CounterMetricFamily(f"l3tol1_{name}", doc, value=values[name])
         yield _labelled("l3tol1_rejects", "rows rejected, by reason", "reason", values["rejects"])
         yield _labelled(
             "l3tol1_anomalies", "anomalies applied, by kind", "kind", values["anomalies"]
@@ -79,6 +88,33 @@ class _PipelineCollector(Collector):
         )
 
 
+class RoleCollector(Collector):
+    """The counters of `l3tol1 work` or `collect` (SPEC §13), read at scrape time: every
+    integer counter as ``l3tol1_<role>_<name>_total``, and the lag of each partition (messages
+    not yet delivered to this worker) as a gauge labelled by partition."""
+
+    def __init__(self, role: str, counters: Counters) -> None:
+        self._role = role
+        self._counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        values = self._counters()
+        for name, value in sorted(values.items()):
+            if type(value) is int:
+                yield CounterMetricFamily(f"l3tol1_{self._role}_{name}", name.replace("_", " "),
+                                          value=value)  # fmt: skip
+        lag = values.get("lag")
+        if isinstance(lag, dict):
+            family = GaugeMetricFamily(
+                f"l3tol1_{self._role}_lag_messages",
+                "messages of the partition not yet delivered to this worker",
+                labels=["partition"],
+            )
+            for partition, count in sorted(lag.items()):
+                family.add_metric([str(partition)], count)
+            yield family
+
+
 def _labelled(name: str, doc: str, label: str, counts: dict[str, int]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=[label])
     for key, count in sorted(counts.items()):
@@ -97,9 +133,17 @@ class MetricsServer:
     :raises ConfigError: the port cannot be bound (in use, no permission).
     """
 
-    def __init__(self, counters: Counters, health: Health, *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        counters: Counters,
+        health: Health,
+        *,
+        host: str,
+        port: int,
+        collector: Collector | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_PipelineCollector(counters))
+        self.registry.register(collector or _PipelineCollector(counters))
         self.flush_seconds = Histogram(
             "l3tol1_flush_duration_seconds",
             "time to write (and fsync, when due) one flush of the output",

@@ -238,6 +238,14 @@ class JetStream:
         if error and error.get("err_code") != 10148:  # 10148: exists (with another config)
             raise L3Error(f"cannot create consumer {durable}: {error.get('description')}")
 
+    async def unpin(self, partition: int) -> None:
+        """Give up the pin of a partition at once (a worker that stops)."""
+        names = self.names
+        await self.api(
+            f"$JS.API.CONSUMER.UNPIN.{names.l3_stream}.{names.consumer(partition)}",
+            {"group": PIN_GROUP},
+        )
+
     async def reset_consumer(self, partition: int, seq: int) -> None:
         """Deliver the partition again from stream sequence ``seq`` (a new owner resumes where
         the last committed state ends, not where the old owner's unacked pulls were)."""

@@ -20,6 +20,7 @@ from l3tol1.core import load
 from l3tol1.errors import ConfigError
 from l3tol1.jetstream.client import JetStream, connect
 from l3tol1.jetstream.wire import END, LAYOUT, Names, decode_layout, decode_quotes
+from l3tol1.jetstream.work import start_metrics
 from l3tol1.log import get_logger
 from l3tol1.settings import Settings
 from l3tol1.sinks.base import Sink
@@ -75,12 +76,15 @@ class Collector:
     async def run(self) -> None:
         nc = await connect(self.settings.nats_url, f"l3tol1-collect-{self.names.feed}")
         js = JetStream(nc, self.names)
+        metrics = start_metrics(self.settings, "collect", self.summary)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals)
                 await self._collect(js)
                 tg.cancel_scope.cancel()
         finally:
+            if metrics is not None:
+                metrics.close()
             with anyio.CancelScope(shield=True):
                 await self.writer.finish(time.monotonic())
                 await self.writer.aclose()

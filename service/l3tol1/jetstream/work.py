@@ -64,6 +64,7 @@ class Owned:
     fence: int = 0  # stream seq of the state subject's last message (0: none yet)
     layout: str = "0,0"
     ended: bool = False
+    lag: int = 0  # messages of the partition not yet delivered, at the last pull
     anomalies: list[Any] = field(default_factory=list)
 
 
@@ -94,6 +95,7 @@ class Worker:
     async def run(self) -> None:
         nc = await connect(self.settings.nats_url, f"l3tol1-work-{self.names.feed}")
         js = JetStream(nc, self.names)
+        metrics = start_metrics(self.settings, "work", self.summary)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals, tg)
@@ -108,6 +110,8 @@ class Worker:
                         owners.start_soon(self._serve, js, p)
                 tg.cancel_scope.cancel()
         finally:
+            if metrics is not None:
+                metrics.close()
             await nc.close()
 
     async def _wait_for_feed(self, js: JetStream) -> int:
@@ -144,6 +148,10 @@ class Worker:
                     if self.owned.pop(p, None) is not None:
                         self.log.warning("partition_reset", partition=p, error=repr(exc)[:200])
                     await anyio.sleep(PULL_EXPIRES)
+            if self.owned.pop(p, None) is not None:
+                # Stopping: hand the partition over now rather than after PIN_TIMEOUT.
+                with anyio.move_on_after(2):
+                    await js.unpin(p)
         finally:
             await puller.stop()
 
@@ -241,13 +249,37 @@ class Worker:
             owned.fence = last - len(messages) + len(parts)
             owned.applied = applied
             owned.ended = ended
+            owned.lag = msgs[-1].metadata.num_pending
             self.counts["commits"] += 1
             self.counts["rows_published"] += len(quotes)
         for msg in msgs:
             await msg.ack()
 
     def summary(self) -> dict[str, Any]:
-        return {**self.counts, "partitions_owned": sorted(self.owned)}
+        """The counters, the partitions owned and their lag (summary line, metrics)."""
+        return {
+            **self.counts,
+            "partitions_owned": sorted(self.owned),
+            "lag": {p: owned.lag for p, owned in sorted(self.owned.items())},
+        }
+
+
+def start_metrics(settings: Settings, role: str, counters: Any) -> Any:
+    """The metrics endpoint of a role (``--metrics-port``), serving its counters; or None."""
+    if settings.metrics_port is None:
+        return None
+    from l3tol1.metrics import MetricsServer, RoleCollector
+
+    server = MetricsServer(
+        counters,
+        lambda: (True, "ok"),
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        collector=RoleCollector(role, counters),
+    )
+    server.start()
+    get_logger().info("metrics_listening", host=settings.metrics_host, port=server.port)
+    return server
 
 
 def _encode_state(owned: Owned, applied: int, ended: bool) -> bytes:
