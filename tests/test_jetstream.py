@@ -365,6 +365,42 @@ class TestWorkers:
         stale_summary = events_of(stale_log, "summary")[-1]
         assert stale_summary["partitions_owned"] == []
 
+    def test_partitions_are_shared_between_workers(
+        self, tmp_path: Path, nats_server: NatsServer
+    ) -> None:
+        """A worker alone owns every partition; a second one joins and gets an even share
+        (the first hands over its highest ones); the output stays exact."""
+        full = tmp_path / "full.csv"
+        generate.generate(full, 100_000, seed=9, window=20, instruments=200)
+        expected = by_instrument(file_job(full, tmp_path / "file-job.csv"))
+        src = tmp_path / "l3.csv"
+        feeder = Feeder(full, src)
+        out = tmp_path / "l1.csv"
+        publisher = role("publish", nats_server, "-i", src, "--follow", "--gap-timeout", "3600",
+                         "--start-seq", str(generate.SEQ_BASE), "--partitions", "4",
+                         "--reject-file", tmp_path / "r.jsonl")  # fmt: skip
+        first = role("work", nats_server)
+        collector = role("collect", nats_server, "-o", out)
+        second = None
+        try:
+            feeder.feed(0.3)
+            wait_for(lambda: _logged(first, "partition_taken", count=4), 60, "all four taken")
+            second = role("work", nats_server)
+            wait_for(lambda: _logged(first, "partition_released", count=2), 60, "a handover")
+            feeder.feed(1.0)  # rows for every partition: the second worker gets pinned
+            wait_for(lambda: _logged(second, "partition_taken", count=2), 60, "its share")
+            total = sum(len(rows) for rows in expected.values())
+            wait_for(lambda: rows_in(out) >= total, 120, "every row")
+        finally:
+            stop(publisher)
+            stop(collector)
+            _, first_log = stop(first)
+            _, second_log = stop(second) if second is not None else (0, "")
+        assert by_instrument(out.read_bytes()) == expected
+        released = {e["partition"] for e in events_of(first_log, "partition_released")}
+        taken = {e["partition"] for e in events_of(second_log, "partition_taken")}
+        assert released == {2, 3} and taken == {2, 3}
+
     def test_a_malformed_message_is_quarantined(
         self, tmp_path: Path, nats_server: NatsServer
     ) -> None:

@@ -42,6 +42,7 @@ DUPLICATE_WINDOW = 120.0  # seconds: Nats-Msg-Id deduplication of retried publis
 # it skips what its state already includes).
 ACK_WAIT = 2 * PIN_TIMEOUT
 PARTITIONS_KEY = "l3tol1_partitions"
+WORKER_TTL = 5.0  # seconds: a worker not heard from for this long no longer counts
 
 
 class BatchRejected(L3Error):
@@ -237,6 +238,22 @@ class JetStream:
         error = answer.get("error")
         if error and error.get("err_code") != 10148:  # 10148: exists (with another config)
             raise L3Error(f"cannot create consumer {durable}: {error.get('description')}")
+
+    async def workers_bucket(self) -> Any:
+        """The KV bucket where the feed's live workers keep a key each (expiring after
+        `WORKER_TTL` without a put): how many share the partitions."""
+        from nats.js.api import KeyValueConfig
+
+        config = KeyValueConfig(
+            bucket=f"{self.names.prefix}-{self.names.feed}-workers",
+            ttl=WORKER_TTL,
+            history=1,
+            replicas=self.replicas(),
+        )
+        try:
+            return await self.js.create_key_value(config)
+        except Exception:  # another worker created it first: use it
+            return await self.js.key_value(config.bucket)
 
     async def unpin(self, partition: int) -> None:
         """Give up the pin of a partition at once (a worker that stops)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import signal
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ from l3tol1.settings import Settings
 __all__ = ["Worker"]
 
 PULL_BATCH = 64  # L3 messages per pull, and so per commit
+HEARTBEAT = 1.0  # seconds between a worker's "alive" puts in the workers bucket
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -81,6 +83,9 @@ class Worker:
         self.log = get_logger()
         self.stopping = False
         self.owned: dict[int, Owned] = {}
+        self.id = uuid.uuid4().hex[:16]
+        self.partitions = 0
+        self.live = 1  # workers of the feed alive (their keys in the workers bucket)
         self.counts = {
             "messages_applied": 0,
             "events_applied": 0,
@@ -105,9 +110,14 @@ class Worker:
                               core=self.core.name)  # fmt: skip
                 for p in range(partitions):
                     await js.ensure_pinned_consumer(p)
+                self.partitions = partitions
+                kv = await js.workers_bucket()
+                tg.start_soon(self._heartbeat, kv)
                 async with anyio.create_task_group() as owners:
                     for p in range(partitions):
                         owners.start_soon(self._serve, js, p)
+                with anyio.move_on_after(2):
+                    await kv.delete(self.id)  # the others take this one's share at once
                 tg.cancel_scope.cancel()
         finally:
             if metrics is not None:
@@ -155,8 +165,34 @@ class Worker:
         finally:
             await puller.stop()
 
+    @property
+    def share(self) -> int:
+        """The most partitions this worker keeps: an even share among the live workers."""
+        return -(-self.partitions // max(1, self.live))
+
+    async def _heartbeat(self, kv: Any) -> None:
+        """Say this worker is alive (a key that expires with `WORKER_TTL`); count the others."""
+        from nats.js.errors import NoKeysError
+
+        while True:
+            await kv.put(self.id, b"1")
+            try:
+                self.live = max(1, len(await kv.keys()))
+            except NoKeysError:
+                self.live = 1
+            await anyio.sleep(HEARTBEAT)
+
     async def _step(self, js: JetStream, p: int, puller: PinnedPuller) -> None:
         """One pull of partition ``p``: nothing (not its owner), a takeover, or work."""
+        if p not in self.owned and len(self.owned) >= self.share:
+            await anyio.sleep(PULL_EXPIRES)  # enough partitions: leave this one to others
+            return
+        if p in self.owned and len(self.owned) > self.share and p == max(self.owned):
+            # More workers now: hand over the highest partitions until the share is kept.
+            self.owned.pop(p)
+            await js.unpin(p)
+            self.log.info("partition_released", partition=p, share=self.share, workers=self.live)
+            return
         msgs = await puller.pull(PULL_BATCH if p in self.owned else 1)
         if puller.lost_pin:
             puller.lost_pin = False
