@@ -282,6 +282,48 @@ class TestOneServer:
         assert out.read_bytes() == REFERENCE_OUTPUT.read_bytes()
 
 
+class TestCollect:
+    def test_collector_killed_and_restarted_with_its_checkpoint(
+        self, tmp_path: Path, nats_server: NatsServer
+    ) -> None:
+        """kill -9 of a collector with --checkpoint, twice, mid-stream: each restart cuts the
+        output back to its checkpoint and goes on from the stream sequence it records."""
+        full = tmp_path / "full.csv"
+        generate.generate(full, 100_000, seed=11, window=20, instruments=30)
+        expected = by_instrument(file_job(full, tmp_path / "file-job.csv"))
+        total = sum(len(rows) for rows in expected.values())
+        src = tmp_path / "l3.csv"
+        feeder = Feeder(full, src)
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "collect.ckpt"
+        publisher = role("publish", nats_server, "-i", src, "--follow", "--gap-timeout", "3600",
+                         "--start-seq", str(generate.SEQ_BASE), "--partitions", "3",
+                         "--reject-file", tmp_path / "r.jsonl")  # fmt: skip
+        worker = role("work", nats_server)
+        collector = None
+        try:
+            for fraction in (0.3, 0.6):
+                collector = role("collect", nats_server, "-o", out, "--checkpoint", ckpt)
+                feeder.feed(fraction)
+                before = ckpt.read_bytes() if ckpt.exists() else b""
+                wait_for(lambda b=before: ckpt.exists() and ckpt.read_bytes() != b, 60,
+                         "a new checkpoint")  # fmt: skip
+                collector.kill()
+                collector.communicate()
+            feeder.feed(1.0)
+            collector = role("collect", nats_server, "-o", out, "--checkpoint", ckpt)
+            wait_for(lambda: rows_in(out) >= total, 120, "every row")
+        finally:
+            stop(publisher)
+            stop(worker)
+            log = ""
+            if collector is not None and collector.poll() is None:
+                code, log = stop(collector)
+                assert code == 0, log
+        assert by_instrument(out.read_bytes()) == expected
+        (start,) = events_of(log, "start")
+        assert int(start["resumes_after"]) > 0  # type: ignore[call-overload]
+
+
 class TestWorkers:
     def test_worker_killed_mid_stream_loses_and_doubles_nothing(
         self, tmp_path: Path, nats_server: NatsServer

@@ -173,6 +173,19 @@ def instruments_from_json(data: Any, where: str) -> InstrumentsState:
     return _Checker(Path(where)).instruments({"instruments": data})
 
 
+def output_json(state: CsvState | ParquetState) -> dict[str, Any]:
+    """The output's piece as JSON-ready data (also `l3tol1 collect`'s checkpoint, SPEC §13)."""
+    return _output(state)
+
+
+def output_from_json(data: Any, path: Path) -> CsvState | ParquetState:
+    """The output's piece from `output_json`'s data, checked whole.
+
+    :raises CheckpointError: damage, naming the checkpoint ``path``.
+    """
+    return _Checker(path).output({"output": data})
+
+
 def _output(state: CsvState | ParquetState) -> dict[str, Any]:
     if isinstance(state, ParquetState):
         return {"kind": "parquet", **asdict(state)}

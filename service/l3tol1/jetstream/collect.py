@@ -8,6 +8,7 @@ by size and age. With ``--no-follow`` it stops, exit 0, once every partition's e
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -39,11 +40,6 @@ class Collector:
     """One `l3tol1 collect` process."""
 
     def __init__(self, settings: Settings) -> None:
-        if settings.checkpoint is not None:
-            raise ConfigError(
-                "collect --checkpoint is not available yet: without it, collect writes the"
-                " whole output again from the feed's stream at each start"
-            )
         self.settings = settings
         self.names = Names(settings.subject_prefix, settings.feed)
         self.follow = settings.follow is not False
@@ -60,6 +56,13 @@ class Collector:
         else:
             self.output = CsvSink(settings.output_file, formatter=core.formatter)
         self.output.open()
+        self.store = None if settings.checkpoint is None else CollectCheckpoint(settings.checkpoint)
+        self.resume: tuple[int, Any] | None = None
+        if self.store is not None:
+            self.resume = self.store.load()
+            if self.resume is not None:
+                self.output.check_resume(self.resume[1], self.store.path)
+        self.written_seq = 0 if self.resume is None else self.resume[0]
         rejects = RejectSink(Path(os.devnull))  # the publisher keeps the rejects
         rejects.open()
         self.writer = Writer(
@@ -67,11 +70,13 @@ class Collector:
             rejects,
             batch_size=settings.batch_size,
             max_flush_interval=settings.max_flush_interval,
-            checkpointing=False,
+            checkpointing=self.store is not None,
         )
         self.stopping = False
         self.rows = 0
         self.ended: set[str] = set()
+        self.seen_seq = self.written_seq  # stream seq of the last message taken
+        self.output_started = False
 
     async def run(self) -> None:
         nc = await connect(self.settings.nats_url, f"l3tol1-collect-{self.names.feed}")
@@ -86,6 +91,8 @@ class Collector:
             if metrics is not None:
                 metrics.close()
             with anyio.CancelScope(shield=True):
+                if self.store is not None and self.output_started:
+                    await self._flush(time.monotonic())
                 await self.writer.finish(time.monotonic())
                 await self.writer.aclose()
                 await nc.close()
@@ -96,19 +103,29 @@ class Collector:
 
         partitions = await self._wait_for_feed(js)
         await js.ensure_l1_stream()
-        await self.output.start(None)
-        self.log.info("start", role="collect", feed=self.names.feed, partitions=partitions,
-                      output_file=str(self.settings.output_file))  # fmt: skip
+        await self.output.start(None if self.resume is None else self.resume[1])
+        self.output_started = True
+        self.log.info(
+            "start",
+            role="collect",
+            feed=self.names.feed,
+            partitions=partitions,
+            output_file=str(self.settings.output_file),
+            resumes_after=self.written_seq,  # the L1 stream sequence already written
+        )
         subscription = await js.js.pull_subscribe(
             self.names.l1("*"),
             stream=self.names.l1_stream,
             config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.ALL,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self.written_seq + 1,  # after what the checkpoint has written
                 ack_policy=AckPolicy.NONE,
                 inactive_threshold=60.0,
             ),
         )
-        layout_set = False
+        if self.resume is not None:
+            self.ended = set(self.store.ended if self.store is not None else ())
+        layout_set = self.resume is not None and self.resume[1].instrument is not None
         writer = self.writer
         while not self.stopping:
             if not self.follow and len(self.ended) >= partitions:
@@ -123,15 +140,41 @@ class Collector:
                 if not layout_set and LAYOUT in headers:
                     self.output.set_layout(*decode_layout(headers[LAYOUT]))
                     layout_set = True
+                self.seen_seq = msg.metadata.sequence.stream
                 if END in headers:
                     self.ended.add(msg.subject.rsplit(".", 1)[1])
                     continue
                 quotes = decode_quotes(msg.data)
                 writer.add(quotes, [], now)
                 self.rows += len(quotes)
-            if not msgs and writer.holds_rows:
-                await writer.flush(now, sync=True)  # caught up: nothing more to batch with
-            await writer.flush_if_due(now)
+            if self.store is None:
+                if not msgs and writer.holds_rows:
+                    await writer.flush(now, sync=True)  # caught up: nothing more to batch with
+                await writer.flush_if_due(now)
+                continue
+            if self.settings.parquet:  # a part is durable only whole: save when one closes
+                await writer.flush_if_due(now)
+                if writer.cut_wanted:
+                    await self._flush(now)
+                    writer.cut_wanted = False
+                continue
+            deadline = writer.deadline()
+            if (
+                (not msgs and self.seen_seq != self.written_seq)  # caught up
+                or (deadline is not None and now >= deadline)
+                or self.output.buffered >= self.settings.batch_size
+            ):
+                await self._flush(now)
+
+    async def _flush(self, now: float) -> None:
+        """Rows durable, then the stream sequence they reach recorded (``--checkpoint``);
+        Parquet parts are closed here, so that the checkpoint names only complete parts."""
+        assert self.store is not None
+        await self.writer.flush(now, sync=True)
+        await self.output.close_parts(all_rows=True)
+        self.store.save(self.seen_seq, self.output.state(), self.ended)
+        await self.output.commit()
+        self.written_seq = self.seen_seq
 
     async def _wait_for_feed(self, js: JetStream) -> int:
         while not self.stopping:
@@ -151,3 +194,59 @@ class Collector:
 
     def summary(self) -> dict[str, Any]:
         return {"rows_written": self.rows, "partitions_ended": len(self.ended)}
+
+
+class CollectCheckpoint:
+    """`collect --checkpoint`: the L1 stream sequence written so far and the output's state,
+    saved after the rows are fsynced (temp file, fsync, rename), locked for one collector."""
+
+    VERSION = 1
+
+    def __init__(self, path: Path) -> None:
+        from l3tol1.sinks.files import take_lock
+
+        self.path = path
+        self.ended: list[str] = []
+        try:
+            self._lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot use --checkpoint {path}: {exc.strerror}") from exc
+        take_lock(self._lock, path, "checkpoint")
+
+    def load(self) -> tuple[int, Any] | None:
+        """(stream seq, output state) of the last save, or None before the first."""
+        from l3tol1.checkpoint import output_from_json
+        from l3tol1.errors import CheckpointError
+
+        try:
+            data = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {self.path} is damaged: {exc}") from exc
+        if not isinstance(data, dict) or data.get("version") != self.VERSION:
+            raise CheckpointError(f"checkpoint {self.path} is not a collect checkpoint")
+        seq, ended = data.get("stream_seq"), data.get("ended")
+        if type(seq) is not int or seq < 0 or not isinstance(ended, list):
+            raise CheckpointError(f"checkpoint {self.path} is damaged (stream_seq, ended)")
+        self.ended = [str(p) for p in ended]
+        return seq, output_from_json(data.get("output"), self.path)
+
+    def save(self, seq: int, output: Any, ended: set[str]) -> None:
+        from l3tol1.checkpoint import output_json
+
+        data = json.dumps(
+            {"version": self.VERSION, "stream_seq": seq, "output": output_json(output),
+             "ended": sorted(ended)}
+        ).encode()  # fmt: skip
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
