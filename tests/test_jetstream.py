@@ -355,9 +355,10 @@ class TestWorkers:
             total = sum(len(rows) for rows in expected.values())
             wait_for(lambda: rows_in(out) >= total, 120, "every row")
         finally:
-            stop(publisher)
-            stop(collector)
+            for name, proc in (("publisher", publisher), ("collector", collector)):
+                print(name, stop(proc)[1][-3000:])  # shown when the test fails
             _, log = stop(second) if second is not None else (0, "")
+            print("second worker", log[-5000:])
         assert events_of(log, "partition_taken"), log[-2000:]
         assert by_instrument(out.read_bytes()) == expected
 

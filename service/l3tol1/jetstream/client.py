@@ -24,6 +24,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
@@ -42,6 +43,7 @@ DUPLICATE_WINDOW = 120.0  # seconds: Nats-Msg-Id deduplication of retried publis
 # it skips what its state already includes).
 ACK_WAIT = 2 * PIN_TIMEOUT
 PARTITIONS_KEY = "l3tol1_partitions"
+RETRY_FOR = 60.0  # seconds a publisher retries an unanswered publish (a cluster's election: 4-9 s)
 WORKER_TTL = 5.0  # seconds: a worker not heard from for this long no longer counts
 
 
@@ -175,7 +177,18 @@ class JetStream:
             "Nats-Expected-Last-Subject-Sequence": str(after),
             "Nats-Msg-Id": msg_id,
         }
-        reply = await self.nc.request(subject, body, timeout=5, headers=headers)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + RETRY_FOR
+        while True:
+            try:
+                reply = await self.nc.request(subject, body, timeout=5, headers=headers)
+                break
+            except (TimeoutError, NatsError):
+                # No answer (a leader election, a reconnect): the same message again. If the
+                # first was stored, its Nats-Msg-Id makes this one a duplicate, not a copy.
+                if loop.time() > give_up:
+                    raise
+                await asyncio.sleep(0.5)
         answer = json.loads(reply.data)
         if "error" in answer:
             error = answer["error"]

@@ -98,6 +98,7 @@ class Collector:
                 await nc.close()
 
     async def _collect(self, js: JetStream) -> None:
+        from nats.errors import Error as NatsError
         from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -132,7 +133,11 @@ class Collector:
                 return
             try:
                 msgs = await subscription.fetch(FETCH_BATCH, timeout=0.2)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):  # nothing new (nats-py raises either)
+                msgs = []
+            except NatsError as exc:  # a server going away: the client reconnects
+                self.log.warning("fetch_failed", error=repr(exc)[:200])
+                await anyio.sleep(0.2)
                 msgs = []
             now = time.monotonic()
             for msg in msgs:
