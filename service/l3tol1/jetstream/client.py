@@ -18,18 +18,22 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from l3tol1.errors import ConfigError, L3Error
 from l3tol1.jetstream.wire import Names
+from l3tol1.log import get_logger
+
+T = TypeVar("T")
 
 __all__ = ["BatchRejected", "JetStream", "PinnedPuller"]
 
@@ -85,6 +89,23 @@ async def connect(urls: str, name: str) -> Client:
         )
     except Exception as exc:  # nats-py raises several kinds; all mean "no server answered"
         raise ConfigError(f"cannot connect to NATS at {urls}: {exc or type(exc).__name__}") from exc
+
+
+async def retrying(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()`` again while the servers do not answer (starting, electing a leader: 4-9 s in
+    a cluster), for up to `RETRY_FOR` seconds; then its error."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + RETRY_FOR
+    while True:
+        try:
+            return await call()
+        except (TimeoutError, NatsError) as exc:
+            # An answer that says no (a bad config, a missing stream) is not retried.
+            refused = isinstance(exc, APIError) and not isinstance(exc, ServiceUnavailableError)
+            if refused or loop.time() > give_up:
+                raise
+            get_logger().info("jetstream_retry", what=what, error=repr(exc)[:200])
+            await asyncio.sleep(0.5)
 
 
 class JetStream:

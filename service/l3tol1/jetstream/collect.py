@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import anyio
 
 from l3tol1.core import load
 from l3tol1.errors import ConfigError
-from l3tol1.jetstream.client import JetStream, connect
+from l3tol1.jetstream.client import JetStream, connect, retrying
 from l3tol1.jetstream.wire import END, LAYOUT, Names, decode_layout, decode_quotes
 from l3tol1.jetstream.work import start_metrics
 from l3tol1.log import get_logger
@@ -103,7 +104,7 @@ class Collector:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         partitions = await self._wait_for_feed(js)
-        await js.ensure_l1_stream()
+        await retrying("the L1 stream", js.ensure_l1_stream)
         await self.output.start(None if self.resume is None else self.resume[1])
         self.output_started = True
         self.log.info(
@@ -114,7 +115,8 @@ class Collector:
             output_file=str(self.settings.output_file),
             resumes_after=self.written_seq,  # the L1 stream sequence already written
         )
-        subscription = await js.js.pull_subscribe(
+        subscribe = partial(
+            js.js.pull_subscribe,
             self.names.l1("*"),
             stream=self.names.l1_stream,
             config=ConsumerConfig(
@@ -124,6 +126,7 @@ class Collector:
                 inactive_threshold=60.0,
             ),
         )
+        subscription = await retrying("the L1 consumer", subscribe)
         if self.resume is not None:
             self.ended = set(self.store.ended if self.store is not None else ())
         layout_set = self.resume is not None and self.resume[1].instrument is not None
@@ -183,7 +186,7 @@ class Collector:
 
     async def _wait_for_feed(self, js: JetStream) -> int:
         while not self.stopping:
-            partitions = await js.partitions()
+            partitions = await retrying("the L3 stream", js.partitions)
             if partitions is not None:
                 return partitions
             await anyio.sleep(0.2)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from l3tol1.core.records import Event
 from l3tol1.errors import ConfigError, InputError, L3Error
-from l3tol1.jetstream.client import FENCE_FAILED, BatchRejected, JetStream, connect
+from l3tol1.jetstream.client import FENCE_FAILED, BatchRejected, JetStream, connect, retrying
 from l3tol1.jetstream.wire import (
     END,
     LAST_SEQ,
@@ -88,9 +89,10 @@ class PublishStage:
         """Connect, create the stream (or check its partition count), learn what it holds."""
         nc = await connect(self.settings.nats_url, f"l3tol1-publish-{self.names.feed}")
         js = JetStream(nc, self.names)
-        await js.ensure_l3_stream(self.partitions)
+        await retrying("the L3 stream", partial(js.ensure_l3_stream, self.partitions))
         for p in range(self.partitions):
-            last = await js.get_last(self.names.l3_stream, self.names.l3(p))
+            subject = self.names.l3(p)
+            last = await retrying("a partition", partial(js.get_last, js.names.l3_stream, subject))
             if last is not None:
                 self.fence[p] = last.seq
                 self.last_seq[p] = int(last.headers.get(LAST_SEQ, "-1"))

@@ -20,6 +20,7 @@ import json
 import signal
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
@@ -35,6 +36,7 @@ from l3tol1.jetstream.client import (
     JetStream,
     PinnedPuller,
     connect,
+    retrying,
     stream_seq,
 )
 from l3tol1.jetstream.wire import (
@@ -105,13 +107,13 @@ class Worker:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals, tg)
                 partitions = await self._wait_for_feed(js)
-                await js.ensure_l1_stream()
+                await retrying("the L1 stream", js.ensure_l1_stream)
                 self.log.info("start", role="work", feed=self.names.feed, partitions=partitions,
                               core=self.core.name)  # fmt: skip
                 for p in range(partitions):
-                    await js.ensure_pinned_consumer(p)
+                    await retrying("a consumer", partial(js.ensure_pinned_consumer, p))
                 self.partitions = partitions
-                kv = await js.workers_bucket()
+                kv = await retrying("the workers bucket", js.workers_bucket)
                 tg.start_soon(self._heartbeat, kv)
                 async with anyio.create_task_group() as owners:
                     for p in range(partitions):
@@ -127,7 +129,7 @@ class Worker:
     async def _wait_for_feed(self, js: JetStream) -> int:
         said = False
         while not self.stopping:
-            partitions = await js.partitions()
+            partitions = await retrying("the L3 stream", js.partitions)
             if partitions is not None:
                 return partitions
             if not said:
@@ -175,11 +177,13 @@ class Worker:
         from nats.js.errors import NoKeysError
 
         while True:
-            await kv.put(self.id, b"1")
             try:
+                await kv.put(self.id, b"1")
                 self.live = max(1, len(await kv.keys()))
             except NoKeysError:
                 self.live = 1
+            except (TimeoutError, NatsError) as exc:  # a server failing over: next beat
+                self.log.info("heartbeat_failed", error=repr(exc)[:200])
             await anyio.sleep(HEARTBEAT)
 
     async def _step(self, js: JetStream, p: int, puller: PinnedPuller) -> None:
