@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench import generate
@@ -132,26 +133,33 @@ def file_job(src: Path, out: Path) -> bytes:
     return out.read_bytes()
 
 
+def reference_through_two_workers(server: Any, tmp_path: Path) -> list[tuple[int, str]]:
+    """The reference data through publish -> 2 workers -> collect (all --no-follow but the
+    workers): the output must be the golden file; the workers' exit statuses and logs."""
+    workers = [role("work", server) for _ in range(2)]
+    try:
+        publish = role(
+            "publish", server, "-i", REFERENCE_INPUT, "--no-follow", "--partitions", "4",
+            "--reject-file", tmp_path / "rejects.jsonl",
+        )  # fmt: skip
+        code, err = finish(publish)
+        assert code == 0, err
+        out = tmp_path / "l1.csv"
+        code, err = finish(role("collect", server, "-o", out, "--no-follow"))
+        assert code == 0, err
+        assert out.read_bytes() == REFERENCE_OUTPUT.read_bytes()
+    finally:
+        logs = [stop(w) for w in workers]
+    assert all(code == 0 for code, _ in logs), logs
+    return logs
+
+
 class TestOneServer:
     def test_reference_through_two_workers_is_the_golden_file(
         self, tmp_path: Path, nats_server: NatsServer
     ) -> None:
         """publish -> 2 workers -> collect writes the golden file byte for byte."""
-        workers = [role("work", nats_server) for _ in range(2)]
-        try:
-            publish = role(
-                "publish", nats_server, "-i", REFERENCE_INPUT, "--no-follow", "--partitions", "4",
-                "--reject-file", tmp_path / "rejects.jsonl",
-            )  # fmt: skip
-            code, err = finish(publish)
-            assert code == 0, err
-            out = tmp_path / "l1.csv"
-            code, err = finish(role("collect", nats_server, "-o", out, "--no-follow"))
-            assert code == 0, err
-            assert out.read_bytes() == REFERENCE_OUTPUT.read_bytes()
-        finally:
-            logs = [stop(w) for w in workers]
-        assert all(code == 0 for code, _ in logs), logs
+        logs = reference_through_two_workers(nats_server, tmp_path)
         applied = sum(
             int(events_of(log, "summary")[-1]["events_applied"])  # type: ignore[call-overload]
             for _, log in logs

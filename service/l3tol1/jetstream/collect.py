@@ -8,6 +8,7 @@ by size and age. With ``--no-follow`` it stops, exit 0, once every partition's e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -115,18 +116,22 @@ class Collector:
             output_file=str(self.settings.output_file),
             resumes_after=self.written_seq,  # the L1 stream sequence already written
         )
-        subscribe = partial(
-            js.js.pull_subscribe,
-            self.names.l1("*"),
-            stream=self.names.l1_stream,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=self.written_seq + 1,  # after what the checkpoint has written
-                ack_policy=AckPolicy.NONE,
-                inactive_threshold=60.0,
-            ),
-        )
-        subscription = await retrying("the L1 consumer", subscribe)
+
+        def subscribe(after: int) -> Any:
+            # An ephemeral consumer lives on one server: when that server is lost, a new one
+            # is made, on a live server, from the message after the last one taken.
+            return js.js.pull_subscribe(
+                self.names.l1("*"),
+                stream=self.names.l1_stream,
+                config=ConsumerConfig(
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=after + 1,
+                    ack_policy=AckPolicy.NONE,
+                    inactive_threshold=60.0,
+                ),
+            )
+
+        subscription = await retrying("the L1 consumer", partial(subscribe, self.written_seq))
         if self.resume is not None:
             self.ended = set(self.store.ended if self.store is not None else ())
         layout_set = self.resume is not None and self.resume[1].instrument is not None
@@ -138,9 +143,12 @@ class Collector:
                 msgs = await subscription.fetch(FETCH_BATCH, timeout=0.2)
             except (NatsTimeout, TimeoutError):  # nothing new (nats-py raises either)
                 msgs = []
-            except NatsError as exc:  # a server going away: the client reconnects
+            except NatsError as exc:  # its server is gone: a new consumer, elsewhere
                 self.log.warning("fetch_failed", error=repr(exc)[:200])
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
                 await anyio.sleep(0.2)
+                subscription = await retrying("the L1 consumer", partial(subscribe, self.seen_seq))
                 msgs = []
             now = time.monotonic()
             for msg in msgs:
