@@ -19,7 +19,7 @@ from tests.conftest import cli
 from tests.model import mbo_model_csv
 from tests.test_reliability import kill_after_progress
 
-DBN_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "dbn"
+DBN_SAMPLES = Path(__file__).resolve().parents[1] / "data" / "dbn"  # copies of ../shared/data/dbn
 T0 = 1_703_541_600_000_000_000  # 2023-12-25 22:00:00 UTC, the day the metadata starts
 LAST = 0x80
 
