@@ -155,6 +155,20 @@ class JetStream:
         metadata = info.config.metadata or {}
         return int(metadata[PARTITIONS_KEY])
 
+    async def wait_for_feed(self, stopping: Callable[[], bool]) -> int:
+        """The feed's partition count, once its publisher has created the L3 stream (0 when
+        ``stopping`` says to give up first)."""
+        said = False
+        while not stopping():
+            partitions = await retrying("the L3 stream", self.partitions)
+            if partitions is not None:
+                return partitions
+            if not said:
+                get_logger().info("waiting_for_feed", feed=self.names.feed)
+                said = True
+            await asyncio.sleep(0.2)
+        return 0
+
     async def ensure_l1_stream(self) -> None:
         """Create the feed's L1 stream (rows and worker state; atomic batches allowed)."""
         config = StreamConfig(

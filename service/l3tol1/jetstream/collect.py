@@ -104,7 +104,7 @@ class Collector:
         from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-        partitions = await self._wait_for_feed(js)
+        partitions = await js.wait_for_feed(lambda: self.stopping)
         await retrying("the L1 stream", js.ensure_l1_stream)
         await self.output.start(None if self.resume is None else self.resume[1])
         self.output_started = True
@@ -191,14 +191,6 @@ class Collector:
         self.store.save(self.seen_seq, self.output.state(), self.ended)
         await self.output.commit()
         self.written_seq = self.seen_seq
-
-    async def _wait_for_feed(self, js: JetStream) -> int:
-        while not self.stopping:
-            partitions = await retrying("the L3 stream", js.partitions)
-            if partitions is not None:
-                return partitions
-            await anyio.sleep(0.2)
-        return 0
 
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:

@@ -106,7 +106,7 @@ class Worker:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals, tg)
-                partitions = await self._wait_for_feed(js)
+                partitions = await js.wait_for_feed(lambda: self.stopping)
                 await retrying("the L1 stream", js.ensure_l1_stream)
                 self.log.info("start", role="work", feed=self.names.feed, partitions=partitions,
                               core=self.core.name)  # fmt: skip
@@ -125,18 +125,6 @@ class Worker:
             if metrics is not None:
                 metrics.close()
             await nc.close()
-
-    async def _wait_for_feed(self, js: JetStream) -> int:
-        said = False
-        while not self.stopping:
-            partitions = await retrying("the L3 stream", js.partitions)
-            if partitions is not None:
-                return partitions
-            if not said:
-                self.log.info("waiting_for_feed", feed=self.names.feed)
-                said = True
-            await anyio.sleep(0.2)
-        return 0
 
     async def _watch_signals(self, tg: Any) -> None:
         with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
