@@ -477,8 +477,8 @@ class TestWorkers:
             nc = await nats.connect(nats_server.url)
             js = nc.jetstream()
             # Before the end mark would be better, but after it shows the worker still reads.
-            await js.publish("l3tol1.l3.default.0", b"\x00not json{", headers={"x": "1"})
-            await js.publish("l3tol1.l3.default.0", b'[["not", "an", "event"]]')
+            await js.publish("l3tol1.l3.default.0", b"\x00not events{", headers={"x": "1"})
+            await js.publish("l3tol1.l3.default.0", b"L3E1" + b"\x01" * 30)  # an event cut short
             await nc.close()
 
         asyncio.run(inject())

@@ -230,7 +230,8 @@ def taken(proc: subprocess.Popen[str]) -> set[int]:
 
 def published_seqs(url: str) -> list[int]:
     """The feed seq of every event the L3 stream holds, in stream order."""
-    from l3tol1.jetstream.wire import END, decode_events
+    from l3tol1.core.wire import unpack_events
+    from l3tol1.jetstream.wire import END
 
     async def read() -> list[int]:
         import nats
@@ -248,7 +249,7 @@ def published_seqs(url: str) -> list[int]:
                 msgs = await sub.fetch(1000, timeout=10)
                 for msg in msgs:
                     if END not in (msg.headers or {}):
-                        seqs.extend(event.seq for event in decode_events(msg.data))
+                        seqs.extend(event.seq for event in unpack_events(msg.data))
                 if msgs[-1].metadata.num_pending == 0:
                     return seqs
         finally:

@@ -8,6 +8,7 @@
     book         one instrument's orders and price levels
     instruments  events applied to the books, and the write rule (SPEC §2, §3, §9)
     l1           quotes as L1 CSV text (SPEC §2)
+    wire         batches of events and quotes as message bodies (SPEC §13)
     _compiled    the same classes over whole batches in C (Cython), when it was built
 
 The pipeline gets its classes from a `Core` (`load`): the pure-Python modules, the reference,
@@ -27,6 +28,7 @@ from l3tol1.core.instruments import Instruments
 from l3tol1.core.l1 import L1Formatter
 from l3tol1.core.mbo import MboMetadata, MboNamer, MboParser
 from l3tol1.core.records import Event, Quote
+from l3tol1.core.wire import Packed, pack_events, pack_quotes, unpack_events, unpack_quotes
 
 __all__ = ["CORES", "PythonCore", "available", "load"]
 
@@ -63,6 +65,20 @@ class PythonCore:
 
     def quotes(self) -> list[Quote]:
         return []
+
+    def pack_events(
+        self, events: Iterable[Event], partitions: int, last_seq: list[int], max_body: int
+    ) -> tuple[list[Packed], int]:
+        return pack_events(events, partitions, last_seq, max_body)
+
+    def unpack_events(self, body: bytes) -> list[Event]:
+        return unpack_events(body)
+
+    def pack_quotes(self, quotes: Iterable[Quote], max_body: int) -> list[bytes]:
+        return pack_quotes(quotes, max_body)
+
+    def unpack_quotes(self, body: bytes) -> list[Quote]:
+        return unpack_quotes(body)
 
 
 def available() -> bool:

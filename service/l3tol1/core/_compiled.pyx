@@ -24,7 +24,7 @@ Python parser decides it, its event is copied in), a reject, an anomaly, a check
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memset
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
 import struct
@@ -152,6 +152,31 @@ cdef inline str text_of(const char* text, Py_ssize_t size):
 
 # -- instrument names ------------------------------------------------------------------------------
 
+cdef uint32_t CRC_TABLE[256]
+
+
+cdef void crc_table_init() noexcept:
+    cdef uint32_t c
+    cdef int n, k
+    for n in range(256):
+        c = <uint32_t>n
+        for k in range(8):
+            c = (<uint32_t>0xEDB88320U ^ (c >> 1)) if c & 1 else (c >> 1)
+        CRC_TABLE[n] = c
+
+
+crc_table_init()
+
+
+cdef inline uint32_t crc32(const char* text, Py_ssize_t size) noexcept nogil:
+    """zlib's CRC-32 (the partition hash of `core.wire.partition_of`)."""
+    cdef uint32_t c = <uint32_t>0xFFFFFFFFU
+    cdef Py_ssize_t i
+    for i in range(size):
+        c = CRC_TABLE[(c ^ <uint8_t>text[i]) & 0xFF] ^ (c >> 8)
+    return c ^ <uint32_t>0xFFFFFFFFU
+
+
 cdef struct NameSlot:
     uint64_t hash
     int32_t index
@@ -167,12 +192,21 @@ cdef class InstrumentTable:
     cdef Py_ssize_t capacity
     cdef public list names
     cdef list fields  # each name as a CSV field, bytes
+    # By index: each name's bytes (the slot's), size and CRC-32 (its partition, SPEC §13).
+    cdef const char** text_at
+    cdef int32_t* size_at
+    cdef uint32_t* crc_at
+    cdef Py_ssize_t at_cap
 
     def __cinit__(self):
         self.capacity = 64
         self.slots = <NameSlot*>calloc(self.capacity, sizeof(NameSlot))
         if self.slots == NULL:
             raise MemoryError()
+        self.at_cap = 0
+        self.text_at = NULL
+        self.size_at = NULL
+        self.crc_at = NULL
         self.names = []
         self.fields = []
         self.intern(b"", 0)
@@ -183,6 +217,9 @@ cdef class InstrumentTable:
             for i in range(self.capacity):
                 free(self.slots[i].text)
             free(self.slots)
+        free(self.text_at)
+        free(self.size_at)
+        free(self.crc_at)
 
     cdef int32_t intern(self, const char* text, Py_ssize_t size) except -1:
         cdef uint64_t h = hash_bytes(text, size, 77)
@@ -203,6 +240,14 @@ cdef class InstrumentTable:
             raise MemoryError()
         memcpy(slot.text, text, size)
         slot.index = <int32_t>len(self.names)
+        if slot.index == self.at_cap:
+            self.at_cap = self.at_cap * 2 + 64
+            self.text_at = <const char**>grow(self.text_at, self.at_cap * sizeof(char*))
+            self.size_at = <int32_t*>grow(self.size_at, self.at_cap * sizeof(int32_t))
+            self.crc_at = <uint32_t*>grow(self.crc_at, self.at_cap * sizeof(uint32_t))
+        self.text_at[slot.index] = slot.text
+        self.size_at[slot.index] = <int32_t>size
+        self.crc_at[slot.index] = crc32(text, size)
         name = text_of(text, size)
         self.names.append(name)
         self.fields.append(csv_field(name).encode())
@@ -2143,6 +2188,274 @@ cdef class L1Formatter:
         return PyUnicode_DecodeUTF8(self.out, n, NULL)
 
 
+# -- message bodies (the wire format of core/wire.py, from and into the C arrays) ------------------
+
+cdef packed struct WireEv:
+    uint64_t seq
+    int64_t price
+    int64_t qty
+    int64_t line
+    int64_t time_ns
+    uint8_t action
+    uint8_t side
+    uint8_t last
+    uint8_t pad
+    uint32_t inst_size
+    uint32_t oid_size
+    uint32_t time_size
+
+
+cdef packed struct WireQt:
+    int64_t bid
+    int64_t ask
+    int64_t bid_size
+    int64_t ask_size
+    int64_t time_ns
+    uint64_t seq
+    uint32_t inst_size
+    uint32_t time_size
+
+
+cdef inline Py_ssize_t event_size(Ev* e, InstrumentTable table) noexcept:
+    return (sizeof(WireEv) + table.size_at[e.inst] + e.oid_size
+            + (e.time_size if e.time_ns < 0 else 0))
+
+
+cdef inline char* put_event(char* out, Ev* e, InstrumentTable table) noexcept:
+    cdef WireEv w
+    w.seq = e.seq
+    w.price = e.price
+    w.qty = e.qty
+    w.line = e.line
+    w.time_ns = e.time_ns if e.time_ns >= 0 else -1
+    w.action = e.action
+    w.side = e.side
+    w.last = e.last
+    w.pad = 0
+    w.inst_size = <uint32_t>table.size_at[e.inst]
+    w.oid_size = <uint32_t>e.oid_size
+    w.time_size = <uint32_t>e.time_size if e.time_ns < 0 else 0
+    memcpy(out, &w, sizeof(WireEv))
+    out += sizeof(WireEv)
+    memcpy(out, table.text_at[e.inst], w.inst_size)
+    out += w.inst_size
+    memcpy(out, e.oid, w.oid_size)
+    out += w.oid_size
+    memcpy(out, e.time, w.time_size)
+    return out + w.time_size
+
+
+def pack_events(EventBatch events, int partitions, last_seq, Py_ssize_t max_body):
+    """As `core.wire.pack_events`, from the C array: no Python object per event."""
+    cdef Py_ssize_t n = events.n, i, j, last, size, record, count, c
+    cdef InstrumentTable table = events.table
+    cdef Py_ssize_t* nxt = NULL
+    cdef Py_ssize_t* head = NULL
+    cdef Py_ssize_t* tail = NULL
+    cdef uint64_t* lastv = NULL
+    cdef uint8_t* has = NULL
+    cdef int p
+    cdef Ev* e
+    cdef char* out
+    cdef list packed = []
+    cdef Py_ssize_t skipped = 0
+    if n == 0:
+        return packed, 0
+    try:
+        nxt = <Py_ssize_t*>grow(NULL, n * sizeof(Py_ssize_t))
+        head = <Py_ssize_t*>grow(NULL, partitions * sizeof(Py_ssize_t))
+        tail = <Py_ssize_t*>grow(NULL, partitions * sizeof(Py_ssize_t))
+        lastv = <uint64_t*>grow(NULL, partitions * sizeof(uint64_t))
+        has = <uint8_t*>grow(NULL, partitions)
+        for p in range(partitions):
+            head[p] = tail[p] = -1
+            value = last_seq[p]
+            has[p] = value >= 0
+            lastv[p] = value if value >= 0 else 0
+        for i in range(n):
+            e = &events.ev[i]
+            p = <int>(table.crc_at[e.inst] % <uint32_t>partitions)
+            if has[p] and e.seq <= lastv[p]:
+                skipped += 1
+                continue
+            nxt[i] = -1
+            if tail[p] < 0:
+                head[p] = i
+            else:
+                nxt[tail[p]] = i
+            tail[p] = i
+        for p in range(partitions):
+            i = head[p]
+            while i >= 0:
+                size, count, j, last = 4, 0, i, i
+                while j >= 0:
+                    record = event_size(&events.ev[j], table)
+                    if count > 0 and size + record > max_body:
+                        break
+                    size += record
+                    count += 1
+                    last = j
+                    j = nxt[j]
+                body = PyBytes_FromStringAndSize(NULL, size)
+                out = PyBytes_AS_STRING(body)
+                memcpy(out, b"L3E1", 4)
+                out += 4
+                j = i
+                for c in range(count):
+                    out = put_event(out, &events.ev[j], table)
+                    j = nxt[j]
+                packed.append((p, body, events.ev[i].seq, events.ev[last].seq, count))
+                i = j
+    finally:
+        free(nxt)
+        free(head)
+        free(tail)
+        free(lastv)
+        free(has)
+    return packed, skipped
+
+
+def unpack_events(InstrumentTable table, bytes body):
+    """As `core.wire.unpack_events`, into an `EventBatch` whose strings point into ``body``.
+
+    :raises ValueError: the body is not a batch of events (a malformed message).
+    """
+    cdef EventBatch batch = EventBatch(table)
+    cdef const char* base = PyBytes_AS_STRING(body)
+    cdef Py_ssize_t at = 4, end = PyBytes_GET_SIZE(body)
+    cdef const char* name = NULL
+    cdef uint32_t name_size = 0
+    cdef int32_t inst = 0
+    cdef WireEv w
+    cdef Ev* e
+    if end < 4 or memcmp(base, b"L3E1", 4) != 0:
+        raise ValueError("not an event batch (no L3E1 mark)")
+    batch.keep.append(body)
+    while at < end:
+        if end - at < <Py_ssize_t>sizeof(WireEv):
+            raise ValueError(f"event {batch.n} is cut short")
+        memcpy(&w, base + at, sizeof(WireEv))
+        at += sizeof(WireEv)
+        if <uint64_t>w.inst_size + w.oid_size + w.time_size > <uint64_t>(end - at):
+            raise ValueError(f"event {batch.n} is cut short")
+        if (w.action > 6 or w.side > 1 or w.last > 1 or w.time_ns < -1
+                or (w.time_ns >= 0 and w.time_size != 0)):
+            raise ValueError(f"event {batch.n} has a field out of range")
+        if name == NULL or name_size != w.inst_size or memcmp(name, base + at, name_size) != 0:
+            name = base + at
+            name_size = w.inst_size
+            inst = table.intern(name, name_size)
+        at += w.inst_size
+        e = batch.add()
+        e.seq = w.seq
+        e.price = w.price
+        e.qty = w.qty
+        e.line = w.line
+        e.time_ns = w.time_ns
+        e.action = w.action
+        e.side = w.side
+        e.last = w.last
+        e.inst = inst
+        e.oid = base + at
+        e.oid_size = <int32_t>w.oid_size
+        at += w.oid_size
+        e.time = base + at
+        e.time_size = <int32_t>w.time_size
+        at += w.time_size
+        e.raw = b""
+        e.raw_size = 0
+    return batch
+
+
+cdef inline Py_ssize_t quote_size(Qt* q, InstrumentTable table) noexcept:
+    return sizeof(WireQt) + table.size_at[q.inst] + (q.time_size if q.time_ns < 0 else 0)
+
+
+def pack_quotes(QuoteBatch quotes, Py_ssize_t max_body):
+    """As `core.wire.pack_quotes`, from the C array."""
+    cdef InstrumentTable table = quotes.table
+    cdef Py_ssize_t i = 0, j, size, record
+    cdef list bodies = []
+    cdef Qt* q
+    cdef WireQt w
+    cdef char* out
+    while i < quotes.n:
+        size, j = 4, i
+        while j < quotes.n:
+            record = quote_size(&quotes.q[j], table)
+            if j > i and size + record > max_body:
+                break
+            size += record
+            j += 1
+        body = PyBytes_FromStringAndSize(NULL, size)
+        out = PyBytes_AS_STRING(body)
+        memcpy(out, b"L1Q1", 4)
+        out += 4
+        for i in range(i, j):
+            q = &quotes.q[i]
+            w.bid = q.bid
+            w.ask = q.ask
+            w.bid_size = q.bid_size
+            w.ask_size = q.ask_size
+            w.time_ns = q.time_ns if q.time_ns >= 0 else -1
+            w.seq = q.seq
+            w.inst_size = <uint32_t>table.size_at[q.inst]
+            w.time_size = <uint32_t>q.time_size if q.time_ns < 0 else 0
+            memcpy(out, &w, sizeof(WireQt))
+            out += sizeof(WireQt)
+            memcpy(out, table.text_at[q.inst], w.inst_size)
+            out += w.inst_size
+            memcpy(out, q.time, w.time_size)
+            out += w.time_size
+        bodies.append(body)
+        i = j
+    return bodies
+
+
+def unpack_quotes(InstrumentTable table, bytes body):
+    """As `core.wire.unpack_quotes`, into a `QuoteBatch` whose times point into ``body``.
+
+    :raises ValueError: the body is not a batch of quotes (a malformed message).
+    """
+    cdef QuoteBatch quotes = QuoteBatch(table)
+    cdef const char* base = PyBytes_AS_STRING(body)
+    cdef Py_ssize_t at = 4, end = PyBytes_GET_SIZE(body)
+    cdef const char* name = NULL
+    cdef uint32_t name_size = 0
+    cdef int32_t inst = 0
+    cdef WireQt w
+    cdef Qt* q
+    if end < 4 or memcmp(base, b"L1Q1", 4) != 0:
+        raise ValueError("not a quote batch (no L1Q1 mark)")
+    quotes.keep.append(body)
+    while at < end:
+        if end - at < <Py_ssize_t>sizeof(WireQt):
+            raise ValueError(f"quote {quotes.n} is cut short")
+        memcpy(&w, base + at, sizeof(WireQt))
+        at += sizeof(WireQt)
+        if <uint64_t>w.inst_size + w.time_size > <uint64_t>(end - at):
+            raise ValueError(f"quote {quotes.n} is cut short")
+        if w.time_ns < -1 or (w.time_ns >= 0 and w.time_size != 0):
+            raise ValueError(f"quote {quotes.n} has a field out of range")
+        if name == NULL or name_size != w.inst_size or memcmp(name, base + at, name_size) != 0:
+            name = base + at
+            name_size = w.inst_size
+            inst = table.intern(name, name_size)
+        at += w.inst_size
+        q = quotes.add()
+        q.bid = w.bid
+        q.ask = w.ask
+        q.bid_size = w.bid_size
+        q.ask_size = w.ask_size
+        q.time_ns = w.time_ns
+        q.seq = w.seq
+        q.inst = inst
+        q.time = base + at
+        q.time_size = <int32_t>w.time_size
+        at += w.time_size
+    return quotes
+
+
 # -- the core, as the pipeline sees it -------------------------------------------------------------
 
 class Core:
@@ -2176,3 +2489,15 @@ class Core:
 
     def quotes(self):
         return QuoteBatch(self.table)
+
+    def pack_events(self, events, partitions, last_seq, max_body):
+        return pack_events(events, partitions, last_seq, max_body)
+
+    def unpack_events(self, body):
+        return unpack_events(self.table, body)
+
+    def pack_quotes(self, quotes, max_body):
+        return pack_quotes(quotes, max_body)
+
+    def unpack_quotes(self, body):
+        return unpack_quotes(self.table, body)

@@ -22,19 +22,9 @@ from typing import Any
 
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from l3tol1.core.records import Event
 from l3tol1.errors import ConfigError, InputError, L3Error
 from l3tol1.jetstream.client import FENCE_FAILED, BatchRejected, JetStream, connect, retrying
-from l3tol1.jetstream.wire import (
-    END,
-    LAST_SEQ,
-    LAYOUT,
-    Names,
-    encode_events,
-    encode_layout,
-    partition_of,
-    split_body,
-)
+from l3tol1.jetstream.wire import END, LAST_SEQ, LAYOUT, MAX_BODY, Names, encode_layout
 from l3tol1.pipeline import Pipeline
 from l3tol1.settings import Settings
 from l3tol1.stages import Batch, Health
@@ -56,7 +46,7 @@ class PublishPipeline(Pipeline):
         reject = settings.reject_file or Path(f"publish-{settings.feed}.rejects.jsonl")
         settings = replace(settings, output_file=Path(os.devnull), reject_file=reject)
         super().__init__(settings, **kwargs)
-        self.publish = PublishStage(settings)
+        self.publish = PublishStage(settings, self.core)
 
     def _apply_stage(self) -> PublishStage:
         return self.publish
@@ -72,8 +62,9 @@ class PublishPipeline(Pipeline):
 class PublishStage:
     """Ordered events to their partitions' subjects; rejects passed on to the writer."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, core: Any) -> None:
         self.settings = settings
+        self.core = core  # packs the events, in C when compiled
         self.names = Names(settings.subject_prefix, settings.feed)
         self.partitions = settings.partitions
         self.js: JetStream | None = None
@@ -116,7 +107,7 @@ class PublishStage:
                     if batch.layout is not None:
                         self.layout = encode_layout(batch.layout)
                     if batch.events:
-                        await self._publish(js, list(batch.events))
+                        await self._publish(js, batch.events)
                     if batch.end_of_input:
                         await self._end(js)
                     batch.events = []
@@ -125,20 +116,14 @@ class PublishStage:
         finally:
             await js.nc.close()
 
-    async def _publish(self, js: JetStream, events: list[Event]) -> None:
-        by_partition: dict[int, list[Event]] = {}
-        for event in events:
-            p = partition_of(event.instrument, self.partitions)
-            if event.seq <= self.last_seq[p]:
-                self.events_already_published += 1
-                continue
-            by_partition.setdefault(p, []).append(event)
-        for p, part in by_partition.items():
-            for body, chunk in split_body(part, encode_events):
-                headers = {LAST_SEQ: str(chunk[-1].seq), LAYOUT: self.layout}
-                await self._send(js, p, body, headers, f"{chunk[0].seq}")
-                self.last_seq[p] = chunk[-1].seq
-                self.events_published += len(chunk)
+    async def _publish(self, js: JetStream, events: Any) -> None:
+        packed, skipped = self.core.pack_events(events, self.partitions, self.last_seq, MAX_BODY)
+        self.events_already_published += skipped
+        for p, body, first, last, count in packed:
+            headers = {LAST_SEQ: str(last), LAYOUT: self.layout}
+            await self._send(js, p, body, headers, str(first))
+            self.last_seq[p] = last
+            self.events_published += count
 
     async def _end(self, js: JetStream) -> None:
         for p in range(self.partitions):

@@ -39,16 +39,7 @@ from l3tol1.jetstream.client import (
     retrying,
     stream_seq,
 )
-from l3tol1.jetstream.wire import (
-    END,
-    LAYOUT,
-    MAX_BODY,
-    STATE_PART,
-    Names,
-    decode_events,
-    encode_quotes,
-    split_body,
-)
+from l3tol1.jetstream.wire import END, LAYOUT, MAX_BODY, STATE_PART, Names
 from l3tol1.log import get_logger
 from l3tol1.settings import Settings
 
@@ -224,7 +215,7 @@ class Worker:
 
     async def _apply(self, js: JetStream, p: int, owned: Owned, msgs: list[Any]) -> None:
         """Apply the pulled messages; commit state and rows at once; ack."""
-        quotes: list[Any] = []
+        quotes = self.core.quotes()  # the rows of every message pulled, in one container
         applied = owned.applied
         ended = owned.ended
         for msg in msgs:
@@ -239,16 +230,14 @@ class Worker:
                 ended = True
                 continue
             try:
-                events = decode_events(msg.data)
-            except (ValueError, TypeError) as exc:
+                events = self.core.unpack_events(msg.data)
+            except ValueError as exc:
                 self.counts["quarantined"] += 1
                 self.log.error("message_quarantined", partition=p, stream_seq=seq,
                                reason=str(exc)[:200], size=len(msg.data))  # fmt: skip
                 continue
-            batch = self.core.quotes()
-            owned.instruments.apply(self.core.events(events), batch, owned.anomalies)
+            owned.instruments.apply(events, quotes, owned.anomalies)
             owned.anomalies.clear()
-            quotes.extend(batch)
             self.counts["messages_applied"] += 1
             self.counts["events_applied"] += len(events)
         if applied != owned.applied:
@@ -260,7 +249,7 @@ class Worker:
                 if i == 1:
                     headers["Nats-Expected-Last-Subject-Sequence"] = str(owned.fence)
                 messages.append((self.names.state(p), part, headers))
-            for body, _ in split_body(quotes, encode_quotes):
+            for body in self.core.pack_quotes(quotes, MAX_BODY):
                 messages.append((self.names.l1(p), body, {LAYOUT: owned.layout}))
             if ended and not owned.ended:
                 messages.append((self.names.l1(p), b"", {END: "1", LAYOUT: owned.layout}))

@@ -1,0 +1,155 @@
+"""Message bodies (core/wire.py, SPEC §13): events and quotes packed per partition and back,
+against an obvious model, and the compiled core's bytes against the reference's."""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from l3tol1.core import available, load
+from l3tol1.core.records import Event, Quote
+from l3tol1.core.wire import EVENT, EVENTS_MAGIC, QUOTE, pack_events, pack_quotes, partition_of
+
+CORES = ["python", "compiled"] if available() else ["python"]
+NAMES = st.sampled_from(["", "ESZ6", "NQZ6", "é", '"a,b"', "x" * 70, "SPY@2"])
+TIMES = st.one_of(
+    st.sampled_from(["2024-01-02 09:30:00.000001 UTC", "2024-01-02 09:30:00 UTC"]),
+    st.integers(0, 2**63 - 1),
+)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> list[Event]:
+    """Events in increasing seq order, as the feed hands them on."""
+    seq = draw(st.integers(0, 2**64 - 200))
+    out = []
+    for line in range(draw(st.integers(0, 60))):
+        seq += draw(st.integers(1, 3))
+        out.append(
+            Event(
+                seq,
+                draw(st.integers(0, 6)),
+                draw(NAMES),
+                draw(st.sampled_from(["1", "2", "01", "é", "x" * 40, ""])),
+                draw(st.integers(0, 1)),
+                draw(st.integers(-(2**63), 2**63 - 1)),
+                draw(st.integers(0, 2**32 - 1)),
+                draw(TIMES),
+                line + 1,
+                "",
+                draw(st.booleans()),
+            )
+        )
+    return out
+
+
+@st.composite
+def quotes(draw: st.DrawFn) -> list[Quote]:
+    price = st.integers(-(2**63), 2**63 - 1)
+    size = st.integers(0, 2**40)
+    return [
+        Quote(draw(TIMES), draw(NAMES), draw(price), draw(price), draw(size), draw(size),
+              draw(st.integers(0, 2**64 - 1)))
+        for _ in range(draw(st.integers(0, 40)))
+    ]  # fmt: skip
+
+
+def packed_events(core: Any, items: list[Event], partitions: int, last: list[int], size: int
+                  ) -> Any:  # fmt: skip
+    return load(core).pack_events(load(core).events(items), partitions, last, size)
+
+
+class TestEvents:
+    @settings(max_examples=200, deadline=None)
+    @given(events(), st.integers(1, 5), st.data(), st.integers(60, 3000))
+    def test_packed_per_partition_and_back(
+        self, items: list[Event], partitions: int, data: st.DataObject, max_body: int
+    ) -> None:
+        """Each partition's bodies hold its events above its last seq, in order; a body is at
+        most ``max_body`` unless one event alone is larger; both cores give the same bytes."""
+        seqs = [e.seq for e in items] or [0]
+        last = data.draw(st.lists(st.sampled_from([-1, *seqs]), min_size=partitions,
+                                  max_size=partitions))  # fmt: skip
+        packed, skipped = pack_events(items, partitions, last, max_body)
+        model: dict[int, list[Event]] = {}
+        for e in items:
+            p = zlib.crc32(e.instrument.encode()) % partitions
+            if e.seq > last[p]:
+                model.setdefault(p, []).append(e)
+        assert skipped == len(items) - sum(map(len, model.values()))
+        got: dict[int, list[Event]] = {}
+        for p, body, first, last_seq, count in packed:
+            part = load("python").unpack_events(body)
+            assert len(part) == count and (part[0].seq, part[-1].seq) == (first, last_seq)
+            assert len(body) <= max_body or count == 1
+            assert all(partition_of(e.instrument, partitions) == p for e in part)
+            got.setdefault(p, []).extend(part)
+        assert [p for p, *_ in packed] == sorted(p for p, *_ in packed)
+        assert got == model
+        for core in CORES[1:]:
+            assert packed_events(core, items, partitions, last, max_body) == (packed, skipped)
+            for _, body, *_ in packed:
+                assert list(load(core).unpack_events(body)) == load("python").unpack_events(body)
+
+    @pytest.mark.parametrize("core", CORES)
+    @settings(max_examples=100, deadline=None)
+    @given(items=events(), cut=st.integers(0, 10_000))
+    def test_a_body_cut_short_is_refused(self, core: str, items: list[Event], cut: int) -> None:
+        """A body cut inside an event is a ValueError (quarantined by a worker), never a crash;
+        cut between two events it is the events before the cut."""
+        if not items:
+            return
+        ((_, body, *_),), _ = pack_events(items, 1, [-1], 1 << 20)
+        cut = cut % len(body)
+        bounds, at = [4], 4
+        for e in load("python").unpack_events(body):
+            at += EVENT.size + len((e.instrument + e.order_id).encode())
+            at += 0 if isinstance(e.time, int) else len(e.time.encode())
+            bounds.append(at)
+        if cut in bounds:
+            assert list(load(core).unpack_events(body[:cut])) == items[: bounds.index(cut)]
+        else:
+            with pytest.raises(ValueError, match=r"cut short|no L3E1"):
+                load(core).unpack_events(body[:cut])
+
+    @pytest.mark.parametrize("core", CORES)
+    @given(junk=st.binary(max_size=300))
+    def test_junk_is_refused_never_a_crash(self, core: str, junk: bytes) -> None:
+        for body in (junk, EVENTS_MAGIC + junk):
+            with contextlib.suppress(ValueError):
+                load(core).unpack_events(body)
+
+    @pytest.mark.parametrize("core", CORES)
+    def test_a_field_out_of_range_is_refused(self, core: str) -> None:
+        head = EVENT.pack(1, 0, 1, 1, -1, 7, 0, 1, 0, 0, 0)  # action 7 does not exist
+        with pytest.raises(ValueError, match="out of range"):
+            load(core).unpack_events(EVENTS_MAGIC + head)
+
+
+class TestQuotes:
+    @settings(max_examples=200, deadline=None)
+    @given(quotes(), st.integers(60, 2000))
+    def test_packed_and_back(self, items: list[Quote], max_body: int) -> None:
+        bodies = pack_quotes(items, max_body)
+        assert all(len(b) <= max_body or len(load("python").unpack_quotes(b)) == 1 for b in bodies)
+        assert [q for b in bodies for q in load("python").unpack_quotes(b)] == items
+        for core in CORES[1:]:
+            compiled = load(core)
+            assert [q for b in bodies for q in compiled.unpack_quotes(b)] == items
+            repacked = [compiled.pack_quotes(compiled.unpack_quotes(b), max_body) for b in bodies]
+            assert repacked == [[b] for b in bodies]
+
+    @pytest.mark.parametrize("core", CORES)
+    def test_a_quote_cut_short_is_refused(self, core: str) -> None:
+        body = pack_quotes([Quote(1, "ESZ6", 1, 2, 3, 4, 5)], 1 << 20)[0]
+        assert len(body) == 4 + QUOTE.size + 4
+        for cut in range(5, len(body)):
+            with pytest.raises(ValueError, match="cut short"):
+                load(core).unpack_quotes(body[:cut])
+        with pytest.raises(ValueError, match="no L1Q1"):
+            load(core).unpack_quotes(b"[1,2]")
