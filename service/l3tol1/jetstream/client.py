@@ -346,14 +346,19 @@ class PinnedPuller:
             await self._sub.unsubscribe()
 
     async def pull(self, batch: int) -> list[Msg]:
-        """Up to ``batch`` messages (none when another worker holds the pin, or nothing is
-        there within `PULL_EXPIRES`)."""
+        """Up to ``batch`` messages. The owner first takes what the partition holds now, at
+        once (a ``no_wait`` pull); else, or when there is nothing, the next message is awaited
+        for up to `PULL_EXPIRES` (a pull of one, so that no request outlives the call with room
+        for more: a pull of many would wait for all of them, or for its expiry)."""
+        if self.pin is not None:
+            got = await self._request({"batch": batch, "no_wait": True})
+            if got or self.pin is None:
+                return got
+        return await self._request({"batch": 1, "expires": int(PULL_EXPIRES * 1e9)})
+
+    async def _request(self, request: dict[str, Any]) -> list[Msg]:
         names = self.js.names
-        request: dict[str, Any] = {
-            "batch": batch,
-            "expires": int(PULL_EXPIRES * 1e9),
-            "group": PIN_GROUP,
-        }
+        request["group"] = PIN_GROUP
         if self.pin is not None:
             request["id"] = self.pin
         await self.js.nc.publish(
@@ -364,7 +369,7 @@ class PinnedPuller:
         got: list[Msg] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PULL_EXPIRES + 1.0
-        while len(got) < batch:
+        while len(got) < request["batch"]:
             try:
                 msg = await asyncio.wait_for(self.queue.get(), max(0.01, deadline - loop.time()))
             except TimeoutError:

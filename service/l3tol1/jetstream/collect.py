@@ -164,6 +164,8 @@ class Collector:
                 if END in headers:
                     self.ended.add(msg.subject.rsplit(".", 1)[1])
                     continue
+                if not msg.data:  # a worker saved its books and made no rows
+                    continue
                 try:
                     quotes = self.core.unpack_quotes(msg.data)
                 except ValueError as exc:  # not a worker's: counted and skipped, never written

@@ -4,20 +4,27 @@ Every worker of a feed pulls every partition's consumer as a member of one prior
 policy ``pinned_client``: JetStream gives each partition to one worker at a time, and moves it
 to another when its owner stops pulling for `PIN_TIMEOUT` (dead, stopped, cut off).
 
-A new owner reads the partition's state (the last message of its state subject: the books and
-the stream sequence of the last L3 message they include), makes the consumer deliver again from
-the message after it, and carries on. After each pull it publishes, as one atomic batch, the new
-state (first, fenced with ``Nats-Expected-Last-Subject-Sequence`` on the state subject) and the
-L1 rows the pull made: both are stored, or neither. A stale owner (paused past its pin, say)
-fails the fence, so it can never publish, and drops the partition. The L3 messages are acked
-after the commit; a message applied but not acked is skipped by the next owner (its sequence is
-in the state).
+The checkpoint of a partition has two parts, both in the L1 stream. The rows: after each pull
+the owner publishes the L1 rows it made as one atomic batch, the first message fenced with
+``Nats-Expected-Last-Subject-Sequence`` on the partition's L1 subject, every message saying how
+far in the L3 stream the rows reach (``L3tol1-Covers``): rows and position are stored together,
+or neither. The books: every `STATE_EVERY` seconds (and at the end of the feed) the same batch
+also carries the state (the books and the L3 message they include) on the state subject.
+
+A new owner reads both: it restores the books of the last state, makes the consumer deliver again
+from the message after it, and re-applies what follows; rows of the messages the L1 subject
+already covers are dropped (applying the same events to the same books makes the same rows),
+later ones published. So a commit costs the rows only, not a copy of the books. A stale owner
+(paused past its pin, say) fails the fence, so it can never publish, and drops the partition.
+The L3 messages are acked after the commit; one applied but not acked is skipped (its sequence
+is at or below where the rows reach).
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import time
 import uuid
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,13 +46,14 @@ from l3tol1.jetstream.client import (
     retrying,
     stream_seq,
 )
-from l3tol1.jetstream.wire import END, LAYOUT, MAX_BODY, STATE_PART, Names
+from l3tol1.jetstream.wire import COVERS, END, LAYOUT, MAX_BODY, STATE_PART, Names
 from l3tol1.log import get_logger
 from l3tol1.settings import Settings
 
 __all__ = ["Worker"]
 
-PULL_BATCH = 64  # L3 messages per pull, and so per commit
+PULL_BATCH = 64  # L3 messages per pull at most, and so per commit
+STATE_EVERY = 1.0  # seconds between saves of a partition's books (a takeover replays at most this)
 HEARTBEAT = 1.0  # seconds between a worker's "alive" puts in the workers bucket
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -56,7 +64,9 @@ class Owned:
 
     instruments: Any
     applied: int = 0  # stream seq of the last L3 message the books include
-    fence: int = 0  # stream seq of the state subject's last message (0: none yet)
+    covered: int = 0  # ... the last whose rows are published (the L1 subject's L3tol1-Covers)
+    fence: int = 0  # stream seq of the L1 subject's last message (0: none yet)
+    state_due: float = 0.0  # when the books are next saved (time.monotonic)
     layout: str = "0,0"
     ended: bool = False
     lag: int = 0  # messages of the partition not yet delivered, at the last pull
@@ -84,6 +94,7 @@ class Worker:
             "events_applied": 0,
             "rows_published": 0,
             "commits": 0,
+            "state_saves": 0,
             "takeovers": 0,
             "fenced": 0,
             "quarantined": 0,
@@ -209,15 +220,19 @@ class Worker:
             owned.applied = state["applied"]
             owned.layout = state["layout"]
             owned.ended = state["ended"]
-            owned.fence = last.seq
-        self.log.info("partition_taken", partition=p, resumes_after=owned.applied)
+        rows = await js.get_last(names.l1_stream, names.l1(p))
+        if rows is not None:
+            owned.fence = rows.seq
+            owned.covered = int(rows.headers.get(COVERS, "0"))
+        owned.state_due = time.monotonic() + STATE_EVERY
+        self.log.info("partition_taken", partition=p, resumes_after=owned.applied,
+                      rows_cover=owned.covered)  # fmt: skip
         return owned
 
     async def _apply(self, js: JetStream, p: int, owned: Owned, msgs: list[Any]) -> None:
-        """Apply the pulled messages; commit state and rows at once; ack."""
+        """Apply the pulled messages; commit their rows (and the books when due) at once; ack."""
         quotes = self.core.quotes()  # the rows of every message pulled, in one container
-        applied = owned.applied
-        ended = owned.ended
+        applied, ended, end_mark = owned.applied, owned.ended, False
         for msg in msgs:
             seq = stream_seq(msg)
             if seq <= applied:
@@ -228,6 +243,7 @@ class Worker:
             owned.layout = headers.get(LAYOUT, owned.layout)
             if END in headers:
                 ended = True
+                end_mark = seq > owned.covered
                 continue
             try:
                 events = self.core.unpack_events(msg.data)
@@ -236,23 +252,29 @@ class Worker:
                 self.log.error("message_quarantined", partition=p, stream_seq=seq,
                                reason=str(exc)[:200], size=len(msg.data))  # fmt: skip
                 continue
-            owned.instruments.apply(events, quotes, owned.anomalies)
+            # Rows a previous owner published already (a takeover's replay): the books only.
+            rows = quotes if seq > owned.covered else self.core.quotes()
+            owned.instruments.apply(events, rows, owned.anomalies)
             owned.anomalies.clear()
             self.counts["messages_applied"] += 1
             self.counts["events_applied"] += len(events)
-        if applied != owned.applied:
-            state = _encode_state(owned, applied, ended)
-            parts = [state[i : i + MAX_BODY] for i in range(0, len(state), MAX_BODY)]
-            messages: list[tuple[str, bytes, dict[str, str]]] = []
-            for i, part in enumerate(parts, start=1):
-                headers = {STATE_PART: f"{i}/{len(parts)}"}
-                if i == 1:
-                    headers["Nats-Expected-Last-Subject-Sequence"] = str(owned.fence)
-                messages.append((self.names.state(p), part, headers))
-            for body in self.core.pack_quotes(quotes, MAX_BODY):
-                messages.append((self.names.l1(p), body, {LAYOUT: owned.layout}))
-            if ended and not owned.ended:
-                messages.append((self.names.l1(p), b"", {END: "1", LAYOUT: owned.layout}))
+        now = time.monotonic()
+        save = applied > owned.covered and (ended or now >= owned.state_due or self.stopping)
+        if applied > owned.covered and (len(quotes) or end_mark or save):
+            layout = {LAYOUT: owned.layout, COVERS: str(applied)}
+            messages = [(self.names.l1(p), body, dict(layout))
+                        for body in self.core.pack_quotes(quotes, MAX_BODY)]  # fmt: skip
+            if end_mark:
+                messages.append((self.names.l1(p), b"", {**layout, END: "1"}))
+            if not messages:  # books to save, no rows: an empty message carries the fence
+                messages.append((self.names.l1(p), b"", layout))
+            messages[0][2]["Nats-Expected-Last-Subject-Sequence"] = str(owned.fence)
+            rows_end = len(messages)
+            if save:
+                state = _encode_state(owned, applied, ended)
+                parts = [state[i : i + MAX_BODY] for i in range(0, len(state), MAX_BODY)]
+                for i, part in enumerate(parts, start=1):
+                    messages.append((self.names.state(p), part, {STATE_PART: f"{i}/{len(parts)}"}))
             try:
                 last = await js.publish_atomic(messages)
             except BatchRejected as exc:
@@ -263,12 +285,16 @@ class Worker:
                 self.owned.pop(p, None)
                 self.log.warning("fenced", partition=p, detail=str(exc))
                 return
-            owned.fence = last - len(messages) + len(parts)
-            owned.applied = applied
-            owned.ended = ended
-            owned.lag = msgs[-1].metadata.num_pending
+            owned.fence = last - (len(messages) - rows_end)
+            owned.covered = applied
+            if save:
+                owned.state_due = now + STATE_EVERY
+                self.counts["state_saves"] += 1
             self.counts["commits"] += 1
             self.counts["rows_published"] += len(quotes)
+        owned.applied = applied
+        owned.ended = ended
+        owned.lag = msgs[-1].metadata.num_pending
         for msg in msgs:
             await msg.ack()
 
