@@ -801,46 +801,77 @@ class Bench:
                 shutil.rmtree(store, ignore_errors=True)
 
     def _jetstream_run(self, case: str, label: str, inp: Path, n: int, url: str) -> None:
-        import time as _time
-
         nats = ["--nats-url", url, "--log-format", "json", "--max-pending", "100000"]
         base = [self.python, "-m", "l3tol1"]
-        file_job, file_out = self.service(case, inp, n, out=self.out / "js.file.csv")
-        rejects = str(self.out / "js.rejects.jsonl")
-        # Publish alone (the stream then holds the whole feed), under --feed a.
-        pub = run_child([*base, "publish", "-i", str(inp), "--no-follow", "--feed", "a",
-                         "--reject-file", rejects, *nats], self.out / "js.publish")  # fmt: skip
-        # The whole chain at once, under --feed b: workers and collector wait for the feed.
-        env = child_env()
-        procs = [
-            subprocess.Popen([*base, "work", "--feed", "b", *nats], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(2)
-        ]  # fmt: skip
-        out = self.out / "js.chain.csv"
-        started = _time.perf_counter()
-        collector = subprocess.Popen(
-            [*base, "collect", "--feed", "b", "-o", str(out), "--no-follow", *nats], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        publish_b = [*base, "publish", "-i", str(inp), "--no-follow", "--feed", "b"]
-        chain_pub = run_child([*publish_b, "--reject-file", rejects, *nats], self.out / "js.pub.b")
-        code = collector.wait(600)
-        chain = _time.perf_counter() - started
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
         r = self.report
-        if pub.code != 0 or chain_pub.code != 0 or code != 0:
-            r.fail(case, f"{label}: a role failed", f"publish {pub.code}, collect {code}")
+        file_job, file_out = self.service(case, inp, n, out=self.out / "js.file.csv")
+        rejects = ["--reject-file", str(self.out / "js.rejects.jsonl")]
+        # Each role alone, under --feed a: publish (the stream then holds the whole feed);
+        # 2 workers over the full L3 stream, a collector behind them (timed from the workers'
+        # launch, their start-up included); a second collector over the full L1 stream.
+        pub = run_child([*base, "publish", "-i", str(inp), "--no-follow", "--feed", "a",
+                         *rejects, *nats], self.out / "js.publish")  # fmt: skip
+        collect_a = [*base, "collect", "--feed", "a", "--no-follow", *nats, "-o"]
+        behind = self._role([*collect_a, str(self.out / "js.a.csv")], "js.collect.a")
+        self._wait_logged(behind, '"start"')
+        started = time.perf_counter()
+        workers = [self._role([*base, "work", "--feed", "a", *nats], f"js.work.a{i}")
+                   for i in range(2)]  # fmt: skip
+        code_a = behind[0].wait(600)
+        work = time.perf_counter() - started
+        collect = run_child([*collect_a, str(self.out / "js.a2.csv")], self.out / "js.collect.a2")
+        self._stop(workers)
+        # The whole chain under --feed b: workers and collector started first, as services
+        # are, and waiting for the feed; timed from the publisher's launch to the last row.
+        workers = [self._role([*base, "work", "--feed", "b", *nats], f"js.work.b{i}")
+                   for i in range(2)]  # fmt: skip
+        out = self.out / "js.chain.csv"
+        collector = self._role([*base, "collect", "--feed", "b", "-o", str(out), "--no-follow",
+                                *nats], "js.collect.b")  # fmt: skip
+        for role in (*workers, collector):
+            self._wait_logged(role, "waiting_for_feed")
+        started = time.perf_counter()
+        publish_b = [*base, "publish", "-i", str(inp), "--no-follow", "--feed", "b"]
+        chain_pub = run_child([*publish_b, *rejects, *nats], self.out / "js.pub.b")
+        code = collector[0].wait(600)
+        chain = time.perf_counter() - started
+        self._stop(workers)
+        codes = (pub.code, code_a, collect.code, chain_pub.code, code)
+        if any(codes):
+            r.fail(case, f"{label}: a role failed", f"exit codes {codes}")
             return
         r.add(case, f"{label}: file job", rate(n, file_job.wall))
         r.add(case, f"{label}: publish alone", rate(n, pub.wall))
+        r.add(case, f"{label}: work alone (2 workers, with start-up)", rate(n, work))
+        r.add(case, f"{label}: collect alone (with start-up)", rate(n, collect.wall))
         r.add(case, f"{label}: whole chain (2 workers)", rate(n, chain))
         share = file_job.wall / chain
         r.add(case, f"{label}: chain / file job", f"{share:.2f}", ">= 0.50", share >= 0.5)
         if label.startswith("1 "):
             self.compare(case, out, file_out, f"{label}: chain output vs file job")
+
+    def _role(self, cmd: list[str], name: str) -> tuple[subprocess.Popen[bytes], Path]:
+        """A long-running role, its stderr (JSON log lines) in a file."""
+        log = self.out / f"{name}.stderr"
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=err)
+        return proc, log
+
+    @staticmethod
+    def _wait_logged(role: tuple[subprocess.Popen[bytes], Path], text: str) -> None:
+        proc, log = role
+        deadline = time.monotonic() + 120
+        while text not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{log}: no {text} (exit {proc.returncode})")
+            time.sleep(0.01)
+
+    @staticmethod
+    def _stop(roles: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+        for proc, _ in roles:
+            proc.send_signal(signal.SIGTERM)
+        for proc, _ in roles:
+            proc.wait(30)
 
     def size(self, n: int) -> int:
         """A case size, divided by 10 under --quick."""

@@ -13,12 +13,28 @@ from hypothesis import strategies as st
 
 from l3tol1.core import available, load
 from l3tol1.core.records import Event, Quote
-from l3tol1.core.wire import EVENT, EVENTS_MAGIC, QUOTE, pack_events, pack_quotes, partition_of
+from l3tol1.core.wire import (
+    EVENT,
+    EVENTS_MAGIC,
+    QUOTE,
+    pack_events,
+    pack_quotes,
+    pack_time,
+    partition_of,
+    render_time,
+)
 
 CORES = ["python", "compiled"] if available() else ["python"]
 NAMES = st.sampled_from(["", "ESZ6", "NQZ6", "é", '"a,b"', "x" * 70, "SPY@2"])
+CANONICAL = st.builds(
+    "{:04d}-{:02d}-{:02d} {:02d}:{:02d}:{:02d}.{:06d} UTC".format,
+    *(st.integers(0, top) for top in (9999, 19, 39, 39, 69, 69, 999999)),
+)  # some past what 60 bits hold (month 16...): those travel as text
+NEAR_CANONICAL = st.text(alphabet="0123456789-: .UTCé", min_size=29, max_size=31)
 TIMES = st.one_of(
     st.sampled_from(["2024-01-02 09:30:00.000001 UTC", "2024-01-02 09:30:00 UTC"]),
+    CANONICAL,
+    NEAR_CANONICAL,
     st.integers(0, 2**63 - 1),
 )
 
@@ -106,11 +122,10 @@ class TestEvents:
             return
         ((_, body, *_),), _ = pack_events(items, 1, [-1], 1 << 20)
         cut = cut % len(body)
-        bounds, at = [4], 4
-        for e in load("python").unpack_events(body):
-            at += EVENT.size + len((e.instrument + e.order_id).encode())
-            at += 0 if isinstance(e.time, int) else len(e.time.encode())
-            bounds.append(at)
+        bounds = [4]
+        for e in items:  # where each event ends: its size packed alone
+            ((_, alone, *_),), _ = pack_events([e], 1, [-1], 1 << 20)
+            bounds.append(bounds[-1] + len(alone) - 4)
         if cut in bounds:
             assert list(load(core).unpack_events(body[:cut])) == items[: bounds.index(cut)]
         else:
@@ -129,6 +144,31 @@ class TestEvents:
         head = EVENT.pack(1, 0, 1, 1, -1, 7, 0, 1, 0, 0, 0)  # action 7 does not exist
         with pytest.raises(ValueError, match="out of range"):
             load(core).unpack_events(EVENTS_MAGIC + head)
+
+
+class TestTimes:
+    @given(st.one_of(CANONICAL, NEAR_CANONICAL))
+    def test_a_time_is_packed_only_when_it_renders_back(self, text: str) -> None:
+        packed = pack_time(text)
+        if packed is not None:
+            assert 0 <= packed < 2**60
+            assert render_time(packed) == text
+
+    @pytest.mark.parametrize("core", CORES)
+    @given(packed=st.integers(0, 2**60 - 1))
+    def test_any_packed_time_renders_alike(self, core: str, packed: int) -> None:
+        """Any 60 bits in a body (a canonical time or not) give the reference's text."""
+        body = EVENTS_MAGIC + EVENT.pack(1, 0, 1, 1, -2 - packed, 0, 0, 1, 0, 0, 0)
+        (event,) = load(core).unpack_events(body)
+        assert event.time == render_time(packed)
+        assert len(event.time) == 30
+
+    def test_the_common_time_is_packed(self) -> None:
+        text = "2024-01-02 09:30:00.000001 UTC"
+        ((_, body, *_),), _ = pack_events([Event(1, 0, "", "1", 0, 1, 1, text, 1, "", True)],
+                                          1, [-1], 1 << 20)  # fmt: skip
+        assert len(body) == 4 + EVENT.size + 1  # the order id only: the time is in the record
+        assert load("python").unpack_events(body)[0].time == text
 
 
 class TestQuotes:

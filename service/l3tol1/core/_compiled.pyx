@@ -418,6 +418,7 @@ cdef class QuoteBatch:
     cdef Py_ssize_t n
     cdef Py_ssize_t capacity
     cdef list keep
+    cdef Arena arena  # times rendered from a message body's packed form
     cdef InstrumentTable table
 
     def __cinit__(self, InstrumentTable table):
@@ -425,9 +426,11 @@ cdef class QuoteBatch:
         self.keep = []
         self.q = NULL
         self.n = self.capacity = 0
+        memset(&self.arena, 0, sizeof(Arena))
 
     def __dealloc__(self):
         free(self.q)
+        arena_free(&self.arena)
 
     def __len__(self):
         return self.n
@@ -2216,9 +2219,34 @@ cdef packed struct WireQt:
     uint32_t time_size
 
 
+cdef inline int64_t time_field(int64_t time_ns, const char* time, int32_t size) noexcept:
+    """The wire's time field (core/wire.py): ns, -1 (the text follows), or a packed time."""
+    cdef uint64_t packed
+    if time_ns >= 0:
+        return time_ns
+    if pack_time(time, size, &packed):
+        return -2 - <int64_t>packed
+    return -1
+
+
 cdef inline Py_ssize_t event_size(Ev* e, InstrumentTable table) noexcept:
     return (sizeof(WireEv) + table.size_at[e.inst] + e.oid_size
-            + (e.time_size if e.time_ns < 0 else 0))
+            + (e.time_size if time_field(e.time_ns, e.time, e.time_size) == -1 else 0))
+
+
+cdef inline bint time_ok(int64_t field, uint32_t text_size) noexcept:
+    if text_size:
+        return field == -1
+    return field != -1 and field > -2 - (<int64_t>1 << 60)
+
+
+cdef inline const char* time_text(int64_t field, const char* text, Arena* arena) except NULL:
+    """Where the time text of a wire time field is: after the record, or rendered."""
+    cdef char rendered[30]
+    if field >= -1:
+        return text
+    render_time(<uint64_t>(-2 - field), rendered)
+    return arena_put(arena, rendered, 30)
 
 
 cdef inline char* put_event(char* out, Ev* e, InstrumentTable table) noexcept:
@@ -2227,14 +2255,14 @@ cdef inline char* put_event(char* out, Ev* e, InstrumentTable table) noexcept:
     w.price = e.price
     w.qty = e.qty
     w.line = e.line
-    w.time_ns = e.time_ns if e.time_ns >= 0 else -1
+    w.time_ns = time_field(e.time_ns, e.time, e.time_size)
     w.action = e.action
     w.side = e.side
     w.last = e.last
     w.pad = 0
     w.inst_size = <uint32_t>table.size_at[e.inst]
     w.oid_size = <uint32_t>e.oid_size
-    w.time_size = <uint32_t>e.time_size if e.time_ns < 0 else 0
+    w.time_size = <uint32_t>e.time_size if w.time_ns == -1 else 0
     memcpy(out, &w, sizeof(WireEv))
     out += sizeof(WireEv)
     memcpy(out, table.text_at[e.inst], w.inst_size)
@@ -2338,8 +2366,7 @@ def unpack_events(InstrumentTable table, bytes body):
         at += sizeof(WireEv)
         if <uint64_t>w.inst_size + w.oid_size + w.time_size > <uint64_t>(end - at):
             raise ValueError(f"event {batch.n} is cut short")
-        if (w.action > 6 or w.side > 1 or w.last > 1 or w.time_ns < -1
-                or (w.time_ns >= 0 and w.time_size != 0)):
+        if w.action > 6 or w.side > 1 or w.last > 1 or not time_ok(w.time_ns, w.time_size):
             raise ValueError(f"event {batch.n} has a field out of range")
         if name == NULL or name_size != w.inst_size or memcmp(name, base + at, name_size) != 0:
             name = base + at
@@ -2351,7 +2378,7 @@ def unpack_events(InstrumentTable table, bytes body):
         e.price = w.price
         e.qty = w.qty
         e.line = w.line
-        e.time_ns = w.time_ns
+        e.time_ns = w.time_ns if w.time_ns >= 0 else -1
         e.action = w.action
         e.side = w.side
         e.last = w.last
@@ -2359,8 +2386,8 @@ def unpack_events(InstrumentTable table, bytes body):
         e.oid = base + at
         e.oid_size = <int32_t>w.oid_size
         at += w.oid_size
-        e.time = base + at
-        e.time_size = <int32_t>w.time_size
+        e.time = time_text(w.time_ns, base + at, &batch.arena)
+        e.time_size = <int32_t>w.time_size if w.time_ns >= -1 else 30
         at += w.time_size
         e.raw = b""
         e.raw_size = 0
@@ -2368,7 +2395,8 @@ def unpack_events(InstrumentTable table, bytes body):
 
 
 cdef inline Py_ssize_t quote_size(Qt* q, InstrumentTable table) noexcept:
-    return sizeof(WireQt) + table.size_at[q.inst] + (q.time_size if q.time_ns < 0 else 0)
+    return (sizeof(WireQt) + table.size_at[q.inst]
+            + (q.time_size if time_field(q.time_ns, q.time, q.time_size) == -1 else 0))
 
 
 def pack_quotes(QuoteBatch quotes, Py_ssize_t max_body):
@@ -2397,10 +2425,10 @@ def pack_quotes(QuoteBatch quotes, Py_ssize_t max_body):
             w.ask = q.ask
             w.bid_size = q.bid_size
             w.ask_size = q.ask_size
-            w.time_ns = q.time_ns if q.time_ns >= 0 else -1
+            w.time_ns = time_field(q.time_ns, q.time, q.time_size)
             w.seq = q.seq
             w.inst_size = <uint32_t>table.size_at[q.inst]
-            w.time_size = <uint32_t>q.time_size if q.time_ns < 0 else 0
+            w.time_size = <uint32_t>q.time_size if w.time_ns == -1 else 0
             memcpy(out, &w, sizeof(WireQt))
             out += sizeof(WireQt)
             memcpy(out, table.text_at[q.inst], w.inst_size)
@@ -2435,7 +2463,7 @@ def unpack_quotes(InstrumentTable table, bytes body):
         at += sizeof(WireQt)
         if <uint64_t>w.inst_size + w.time_size > <uint64_t>(end - at):
             raise ValueError(f"quote {quotes.n} is cut short")
-        if w.time_ns < -1 or (w.time_ns >= 0 and w.time_size != 0):
+        if not time_ok(w.time_ns, w.time_size):
             raise ValueError(f"quote {quotes.n} has a field out of range")
         if name == NULL or name_size != w.inst_size or memcmp(name, base + at, name_size) != 0:
             name = base + at
@@ -2447,11 +2475,11 @@ def unpack_quotes(InstrumentTable table, bytes body):
         q.ask = w.ask
         q.bid_size = w.bid_size
         q.ask_size = w.ask_size
-        q.time_ns = w.time_ns
+        q.time_ns = w.time_ns if w.time_ns >= 0 else -1
         q.seq = w.seq
         q.inst = inst
-        q.time = base + at
-        q.time_size = <int32_t>w.time_size
+        q.time = time_text(w.time_ns, base + at, &quotes.arena)
+        q.time_size = <int32_t>w.time_size if w.time_ns >= -1 else 30
         at += w.time_size
     return quotes
 

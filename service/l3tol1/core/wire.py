@@ -3,11 +3,15 @@
 The reference of the wire format; the compiled core packs and unpacks the same bytes from its C
 arrays, with no Python object per record. Little-endian, fixed-size fields then the strings:
 
-    events body  b"L3E1", then per event: seq u64, price i64, qty i64, line i64, time_ns i64
-                 (-1: the time is text), action u8, side u8, last u8, pad u8, then the sizes
-                 (u32) of the instrument, order id and time text, then those bytes
-    quotes body  b"L1Q1", then per quote: bid, ask, bid_size, ask_size, time_ns (i64), seq u64,
+    events body  b"L3E1", then per event: seq u64, price i64, qty i64, line i64, time i64,
+                 action u8, side u8, last u8, pad u8, then the sizes (u32) of the instrument,
+                 order id and time text, then those bytes
+    quotes body  b"L1Q1", then per quote: bid, ask, bid_size, ask_size, time (i64), seq u64,
                  then the sizes (u32) of the instrument and time text, then those bytes
+
+A time field is ns since the epoch when >= 0 (Databento), -1 when the time is the text that
+follows, and ``-2 - fields`` for a canonical CSV time (``YYYY-MM-DD HH:MM:SS.ffffff UTC``) packed
+into 60 bits (`pack_time`): 8 bytes instead of 30, a quarter of an event's size.
 
 The raw line of an event is not sent (a worker never rejects). An event goes to partition
 ``crc32(instrument) % partitions``: stable on every machine and run.
@@ -37,6 +41,11 @@ QUOTES_MAGIC = b"L1Q1"
 EVENT = struct.Struct("<QqqqqBBBxIII")
 QUOTE = struct.Struct("<qqqqqQII")
 MAX_SEQ = 2**64 - 1
+PACKED_TIMES = 1 << 60
+# Each field of a canonical time: its place in the packed form (shift, bits), in the text
+# (offset, width), and the most it may be to be packed.
+_TIME_FIELDS = ((46, 14, 0, 4, 9999), (42, 4, 5, 2, 15), (37, 5, 8, 2, 31), (32, 5, 11, 2, 31),
+                (26, 6, 14, 2, 63), (20, 6, 17, 2, 63), (0, 20, 20, 6, 999999))  # fmt: skip
 
 # One message of a partition: (partition, body, first seq, last seq, events).
 Packed = tuple[int, bytes, int, int, int]
@@ -47,12 +56,50 @@ def partition_of(instrument: str, partitions: int) -> int:
     return zlib.crc32(instrument.encode()) % partitions
 
 
+def pack_time(text: str) -> int | None:
+    """A canonical CSV time's fields in 60 bits, or None when ``text`` is not one that
+    `render_time` writes back exactly (the compiled core's rule, field for field)."""
+    if len(text) != 30 or not text.isascii() or text[26:] != " UTC":
+        return None
+    if text[4] + text[7] + text[10] + text[13] + text[16] + text[19] != "-- ::.":
+        return None
+    packed = 0
+    for shift, _, at, width, limit in _TIME_FIELDS:
+        digits = text[at : at + width]
+        if not (digits.isdigit() and int(digits) <= limit):
+            return None
+        packed |= int(digits) << shift
+    return packed
+
+
+def render_time(packed: int) -> str:
+    """The 30-character text of a `pack_time` value (of any 60 bits: a field too large for its
+    width keeps its last digits, as in the compiled core)."""
+    parts = [
+        f"{((packed >> shift) & ((1 << bits) - 1)) % 10**width:0{width}d}"
+        for shift, bits, _, width, _ in _TIME_FIELDS
+    ]
+    year, month, day, hour, minute, second, micros = parts
+    return f"{year}-{month}-{day} {hour}:{minute}:{second}.{micros} UTC"
+
+
+def _time_field(time: str | int) -> tuple[int, bytes]:
+    """A record's time field and the text that follows it."""
+    if isinstance(time, int):
+        return time, b""
+    packed = pack_time(time)
+    return (-1, time.encode()) if packed is None else (-2 - packed, b"")
+
+
+def _time_of(field: int, text: bytes) -> str | int:
+    if field >= 0:
+        return field
+    return text.decode() if field == -1 else render_time(-2 - field)
+
+
 def _event_record(e: Event) -> bytes:
     inst, oid = e.instrument.encode(), e.order_id.encode()
-    if isinstance(e.time, int):
-        time_ns, time = e.time, b""
-    else:
-        time_ns, time = -1, e.time.encode()
+    time_ns, time = _time_field(e.time)
     head = EVENT.pack(e.seq, e.price, e.qty, e.line, time_ns, e.action, e.side, int(e.last),
                       len(inst), len(oid), len(time))  # fmt: skip
     return head + inst + oid + time
@@ -115,24 +162,26 @@ def unpack_events(body: bytes) -> list[Event]:
         at += EVENT.size
         if at + n_inst + n_oid + n_time > end:
             raise ValueError(f"event {len(events)} is cut short")
-        if action > 6 or side > 1 or last > 1 or time_ns < -1 or (time_ns >= 0 and n_time):
+        if action > 6 or side > 1 or last > 1 or not _time_ok(time_ns, n_time):
             raise ValueError(f"event {len(events)} has a field out of range")
         inst = body[at : at + n_inst].decode()
         at += n_inst
         oid = body[at : at + n_oid].decode()
         at += n_oid
-        time: str | int = time_ns if time_ns >= 0 else body[at : at + n_time].decode()
+        time = _time_of(time_ns, body[at : at + n_time])
         at += n_time
         events.append(Event(seq, action, inst, oid, side, price, qty, time, line, "", last == 1))
     return events
 
 
+def _time_ok(field: int, text_size: int) -> bool:
+    """Whether a time field and the size of its text agree (text only with -1)."""
+    return (field == -1) if text_size else (field != -1 and field > -2 - PACKED_TIMES)
+
+
 def _quote_record(q: Quote) -> bytes:
     inst = q.instrument.encode()
-    if isinstance(q.time, int):
-        time_ns, time = q.time, b""
-    else:
-        time_ns, time = -1, q.time.encode()
+    time_ns, time = _time_field(q.time)
     head = QUOTE.pack(q.bid, q.ask, q.bid_size, q.ask_size, time_ns, q.seq, len(inst), len(time))
     return head + inst + time
 
@@ -162,11 +211,11 @@ def unpack_quotes(body: bytes) -> list[Quote]:
         at += QUOTE.size
         if at + n_inst + n_time > end:
             raise ValueError(f"quote {len(quotes)} is cut short")
-        if time_ns < -1 or (time_ns >= 0 and n_time):
+        if not _time_ok(time_ns, n_time):
             raise ValueError(f"quote {len(quotes)} has a field out of range")
         inst = body[at : at + n_inst].decode()
         at += n_inst
-        time: str | int = time_ns if time_ns >= 0 else body[at : at + n_time].decode()
+        time = _time_of(time_ns, body[at : at + n_time])
         at += n_time
         quotes.append(Quote(time, inst, bid, ask, bid_size, ask_size, seq))
     return quotes

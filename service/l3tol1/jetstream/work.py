@@ -8,8 +8,8 @@ The checkpoint of a partition has two parts, both in the L1 stream. The rows: af
 the owner publishes the L1 rows it made as one atomic batch, the first message fenced with
 ``Nats-Expected-Last-Subject-Sequence`` on the partition's L1 subject, every message saying how
 far in the L3 stream the rows reach (``L3tol1-Covers``): rows and position are stored together,
-or neither. The books: every `STATE_EVERY` seconds (and at the end of the feed) the same batch
-also carries the state (the books and the L3 message they include) on the state subject.
+or neither. The books: every ``--checkpoint-interval`` seconds (and at the end of the feed) the
+batch also carries the state (the books and the L3 message they include) on the state subject.
 
 A new owner reads both: it restores the books of the last state, makes the consumer deliver again
 from the message after it, and re-applies what follows; rows of the messages the L1 subject
@@ -53,7 +53,6 @@ from l3tol1.settings import Settings
 __all__ = ["Worker"]
 
 PULL_BATCH = 64  # L3 messages per pull at most, and so per commit
-STATE_EVERY = 1.0  # seconds between saves of a partition's books (a takeover replays at most this)
 HEARTBEAT = 1.0  # seconds between a worker's "alive" puts in the workers bucket
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -224,7 +223,7 @@ class Worker:
         if rows is not None:
             owned.fence = rows.seq
             owned.covered = int(rows.headers.get(COVERS, "0"))
-        owned.state_due = time.monotonic() + STATE_EVERY
+        owned.state_due = time.monotonic() + self.settings.checkpoint_interval
         self.log.info("partition_taken", partition=p, resumes_after=owned.applied,
                       rows_cover=owned.covered)  # fmt: skip
         return owned
@@ -288,7 +287,7 @@ class Worker:
             owned.fence = last - (len(messages) - rows_end)
             owned.covered = applied
             if save:
-                owned.state_due = now + STATE_EVERY
+                owned.state_due = now + self.settings.checkpoint_interval
                 self.counts["state_saves"] += 1
             self.counts["commits"] += 1
             self.counts["rows_published"] += len(quotes)
