@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,38 @@ class TestOneServer:
         )
         assert applied == 34_247  # every event applied once, whichever worker had it
 
+    def test_databento_mbo_equals_the_file_job(
+        self, tmp_path: Path, nats_server: NatsServer
+    ) -> None:
+        """A generated DBN feed (two publishers, a symbol renamed on the second day, bad
+        records): the file job's rows per instrument, named alike; a second publish run
+        publishes nothing twice (Databento records are placed by their index in the file)."""
+        from bench.generate_mbo import records
+
+        from tests.test_dbn import write_dbn
+
+        recs = list(records(20_000, seed=7, publishers=(1, 2), bad_every=500))
+        src = write_dbn(tmp_path / "feed.dbn.zst", recs, zstd=True)
+        expected = by_instrument(file_job(src, tmp_path / "file-job.csv"))
+        assert {"OLDSYM", "NEWSYM", "ESH4@2"} <= set(expected)
+        workers = [role("work", nats_server) for _ in range(2)]
+        try:
+            args = ("-i", src, "--no-follow", "--partitions", "4", "--reject-file",
+                    tmp_path / "r.jsonl")  # fmt: skip
+            for published in (None, 0):
+                code, err = finish(role("publish", nats_server, *args))
+                assert code == 0, err
+                summary = events_of(err, "summary")[-1]
+                if published is not None:
+                    assert summary["events_published"] == published, summary
+            out = tmp_path / "l1.csv"
+            code, err = finish(role("collect", nats_server, "-o", out, "--no-follow"))
+            assert code == 0, err
+        finally:
+            for worker in workers:
+                stop(worker)
+        assert by_instrument(out.read_bytes()) == expected
+
     def test_worker_metrics(self, tmp_path: Path, nats_server: NatsServer) -> None:
         """A worker's /metrics: what it applied, committed and published, and its lag."""
         import urllib.request
@@ -235,6 +268,16 @@ class TestOneServer:
         assert code == 2, err
         assert "has 4 partitions; --partitions 8" in err.strip().splitlines()[-1]
 
+    def test_publish_refuses_instruments(self, tmp_path: Path, nats_server: NatsServer) -> None:
+        """--instruments would be silently ignored by the roles: refused, one line, exit 2."""
+        code, err = finish(role("publish", nats_server, "-i", REFERENCE_INPUT, "--instruments",
+                                "ESZ6", "--reject-file", tmp_path / "r.jsonl"))  # fmt: skip
+        assert code == 2, err
+        assert err.strip().splitlines() == [
+            "l3tol1: error: --instruments is not supported by publish: every instrument is"
+            " published (leave it out, and select the instruments from the collected rows)"
+        ]
+
     def test_a_second_publish_run_publishes_nothing_twice(
         self, tmp_path: Path, nats_server: NatsServer
     ) -> None:
@@ -288,6 +331,48 @@ class TestOneServer:
             stop(collector)
             stop(worker)
         assert out.read_bytes() == REFERENCE_OUTPUT.read_bytes()
+
+    def test_publisher_with_a_checkpoint_killed_mid_stream_reads_on_from_it(
+        self, tmp_path: Path, nats_server: NatsServer
+    ) -> None:
+        """kill -9 of a following publisher with --checkpoint, three times while the file
+        grows: each restart reads on from its checkpoint, not from the start of the file, and
+        every event is in the stream once; the output is the file job's, per instrument."""
+        full = tmp_path / "full.csv"
+        generate.generate(full, 100_000, seed=13, window=20, instruments=20)
+        expected = by_instrument(file_job(full, tmp_path / "file-job.csv"))
+        src = tmp_path / "l3.csv"
+        feeder = Feeder(full, src)
+        checkpoint = tmp_path / "publish.ckpt"
+        args = ("-i", src, "--follow", "--gap-timeout", "3600", "--start-seq",
+                str(generate.SEQ_BASE), "--partitions", "4", "--reject-file",
+                tmp_path / "r.jsonl", "--checkpoint", checkpoint)  # fmt: skip
+        out = tmp_path / "l1.csv"
+        worker = role("work", nats_server)
+        collector = role("collect", nats_server, "-o", out)
+        resumed: list[dict[str, object]] = []
+        try:
+            for upto in (0.25, 0.5, 0.75):
+                before = checkpoint.read_bytes() if checkpoint.exists() else b""
+                publisher = role("publish", nats_server, *args)
+                feeder.feed(upto)
+                wait_for(partial(_changed, checkpoint, before), 60, "a new checkpoint")
+                publisher.kill()
+                resumed += events_of(publisher.communicate()[1], "resumed")
+            publisher = role("publish", nats_server, *args)
+            feeder.feed(1.0)
+            total = sum(len(rows) for rows in expected.values())
+            wait_for(lambda: rows_in(out) >= total, 120, "every row")
+            code, log = stop(publisher)
+            assert code == 0, log
+            resumed += events_of(log, "resumed")
+        finally:
+            stop(collector)
+            stop(worker)
+        assert len(resumed) == 3 and all(int(str(e["offset"])) > 0 for e in resumed), resumed
+        seqs = published_seqs(nats_server.url)
+        assert len(seqs) == len(set(seqs)) == 100_000
+        assert by_instrument(out.read_bytes()) == expected
 
 
 class TestCollect:
@@ -514,6 +599,40 @@ class Feeder:
         with self.src.open("ab") as f:
             f.write(self.rest[self.done : end])
         self.done = end
+
+
+def published_seqs(url: str) -> list[int]:
+    """The feed seq of every event the default feed's L3 stream holds, in stream order."""
+    from l3tol1.core.wire import unpack_events
+    from l3tol1.jetstream.wire import END
+
+    async def read() -> list[int]:
+        import nats
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        nc = await nats.connect(servers=url.split(","))
+        try:
+            sub = await nc.jetstream(timeout=10).pull_subscribe(
+                "l3tol1.l3.default.*",
+                stream="l3tol1-default-l3",
+                config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
+            )
+            seqs: list[int] = []
+            while True:
+                msgs = await sub.fetch(1000, timeout=10)
+                for msg in msgs:
+                    if END not in (msg.headers or {}):
+                        seqs.extend(event.seq for event in unpack_events(msg.data))
+                if msgs[-1].metadata.num_pending == 0:
+                    return seqs
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def _changed(path: Path, before: bytes) -> bool:
+    return path.exists() and path.read_bytes() != before
 
 
 def rows_in(path: Path) -> int:

@@ -32,6 +32,7 @@ from tests.test_jetstream import (
     events_of,
     file_job,
     free_port,
+    published_seqs,
     reference_through_two_workers,
     role,
     rows_in,
@@ -226,36 +227,6 @@ def taken(proc: subprocess.Popen[str]) -> set[int]:
     _logged(proc, "partition_taken")
     events = events_of(_seen.get(proc.pid, ""), "partition_taken")
     return {int(str(e["partition"])) for e in events}
-
-
-def published_seqs(url: str) -> list[int]:
-    """The feed seq of every event the L3 stream holds, in stream order."""
-    from l3tol1.core.wire import unpack_events
-    from l3tol1.jetstream.wire import END
-
-    async def read() -> list[int]:
-        import nats
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-        nc = await nats.connect(servers=url.split(","))
-        try:
-            sub = await nc.jetstream(timeout=10).pull_subscribe(
-                "l3tol1.l3.default.*",
-                stream=L3_STREAM,
-                config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
-            )
-            seqs: list[int] = []
-            while True:
-                msgs = await sub.fetch(1000, timeout=10)
-                for msg in msgs:
-                    if END not in (msg.headers or {}):
-                        seqs.extend(event.seq for event in unpack_events(msg.data))
-                if msgs[-1].metadata.num_pending == 0:
-                    return seqs
-        finally:
-            await nc.close()
-
-    return asyncio.run(read())
 
 
 class TestCluster:

@@ -70,6 +70,8 @@ class Pipeline:
         a damaged or foreign checkpoint, an output that cannot be opened or is locked.
     """
 
+    writes_rows = True  # `l3tol1 publish` writes no L1 rows (its stage after the feed is NATS)
+
     def __init__(
         self,
         settings: Settings,
@@ -130,7 +132,7 @@ class Pipeline:
         resume: Checkpoint | None = None
         resume_at: tuple[Path, int, int] | None = None
         if settings.checkpoint is not None:
-            _check_checkpointable(settings, kind)
+            _check_checkpointable(settings, kind, rows=self.writes_rows)
             self.store = CheckpointStore(settings.checkpoint)
             self.store.lock()
             resume, removed_temp = self.store.load()
@@ -469,15 +471,16 @@ def _describe(path: Path, kind: str) -> str:
     return f"{path} ({what})"
 
 
-def _check_checkpointable(settings: Settings, kind: str) -> None:
-    """A checkpoint needs an input that can be read again and outputs that can be cut back."""
+def _check_checkpointable(settings: Settings, kind: str, *, rows: bool) -> None:
+    """A checkpoint needs an input that can be read again and outputs that can be cut back
+    (the L1 output only where rows are written: `l3tol1 publish` writes none)."""
     if kind == "stream" and not os.path.isfile(settings.input_file):
         raise ConfigError(
             f"--checkpoint needs an input that can be read again, and"
             f" {_describe(settings.input_file, kind)} cannot"
         )
     outputs = [("--reject-file", settings.reject_path)]
-    if not settings.parquet:  # a dataset directory's parts are checked by the sink
+    if rows and not settings.parquet:  # a dataset directory's parts are checked by the sink
         outputs.insert(0, ("--output-file", settings.output_file))
     for option, path in outputs:
         try:

@@ -28,7 +28,14 @@ from l3tol1.core.instruments import Instruments
 from l3tol1.core.l1 import L1Formatter
 from l3tol1.core.mbo import MboMetadata, MboNamer, MboParser
 from l3tol1.core.records import Event, Quote
-from l3tol1.core.wire import Packed, pack_events, pack_quotes, unpack_events, unpack_quotes
+from l3tol1.core.wire import (
+    Packed,
+    instrument_days,
+    pack_events,
+    pack_quotes,
+    unpack_events,
+    unpack_quotes,
+)
 
 __all__ = ["CORES", "PythonCore", "available", "load"]
 
@@ -67,9 +74,18 @@ class PythonCore:
         return []
 
     def pack_events(
-        self, events: Iterable[Event], partitions: int, last_seq: list[int], max_body: int
+        self,
+        events: Iterable[Event],
+        partitions: int,
+        last_seq: list[int],
+        max_body: int,
+        *,
+        by_line: bool = False,
     ) -> tuple[list[Packed], int]:
-        return pack_events(events, partitions, last_seq, max_body)
+        return pack_events(events, partitions, last_seq, max_body, by_line=by_line)
+
+    def instrument_days(self, events: Iterable[Event]) -> set[tuple[str, int]]:
+        return instrument_days(events)
 
     def unpack_events(self, body: bytes) -> list[Event]:
         return unpack_events(body)

@@ -2273,7 +2273,12 @@ cdef inline char* put_event(char* out, Ev* e, InstrumentTable table) noexcept:
     return out + w.time_size
 
 
-def pack_events(EventBatch events, int partitions, last_seq, Py_ssize_t max_body):
+cdef inline uint64_t place_of(Ev* e, bint by_line) noexcept:
+    return <uint64_t>e.line if by_line else e.seq
+
+
+def pack_events(EventBatch events, int partitions, last_seq, Py_ssize_t max_body, *,
+                bint by_line=False):
     """As `core.wire.pack_events`, from the C array: no Python object per event."""
     cdef Py_ssize_t n = events.n, i, j, last, size, record, count, c
     cdef InstrumentTable table = events.table
@@ -2303,7 +2308,7 @@ def pack_events(EventBatch events, int partitions, last_seq, Py_ssize_t max_body
         for i in range(n):
             e = &events.ev[i]
             p = <int>(table.crc_at[e.inst] % <uint32_t>partitions)
-            if has[p] and e.seq <= lastv[p]:
+            if has[p] and place_of(e, by_line) <= lastv[p]:
                 skipped += 1
                 continue
             nxt[i] = -1
@@ -2332,7 +2337,8 @@ def pack_events(EventBatch events, int partitions, last_seq, Py_ssize_t max_body
                 for c in range(count):
                     out = put_event(out, &events.ev[j], table)
                     j = nxt[j]
-                packed.append((p, body, events.ev[i].seq, events.ev[last].seq, count))
+                packed.append((p, body, place_of(&events.ev[i], by_line),
+                               place_of(&events.ev[last], by_line), count))
                 i = j
     finally:
         free(nxt)
@@ -2341,6 +2347,21 @@ def pack_events(EventBatch events, int partitions, last_seq, Py_ssize_t max_body
         free(lastv)
         free(has)
     return packed, skipped
+
+
+def instrument_days(EventBatch events):
+    """As `core.wire.instrument_days`."""
+    cdef set pairs = set()
+    cdef Py_ssize_t i
+    cdef Ev* e
+    cdef int32_t inst = -1
+    cdef int64_t day = -1
+    for i in range(events.n):
+        e = &events.ev[i]
+        if e.time_ns >= 0 and (e.inst != inst or e.time_ns // NS_PER_DAY != day):
+            inst, day = e.inst, e.time_ns // NS_PER_DAY
+            pairs.add((events.table.names[inst], day))
+    return pairs
 
 
 def unpack_events(InstrumentTable table, bytes body):
@@ -2518,8 +2539,11 @@ class Core:
     def quotes(self):
         return QuoteBatch(self.table)
 
-    def pack_events(self, events, partitions, last_seq, max_body):
-        return pack_events(events, partitions, last_seq, max_body)
+    def pack_events(self, events, partitions, last_seq, max_body, *, by_line=False):
+        return pack_events(events, partitions, last_seq, max_body, by_line=by_line)
+
+    def instrument_days(self, events):
+        return instrument_days(events)
 
     def unpack_events(self, body):
         return unpack_events(self.table, body)

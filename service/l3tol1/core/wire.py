@@ -29,6 +29,7 @@ __all__ = [
     "EVENTS_MAGIC",
     "QUOTES_MAGIC",
     "Packed",
+    "instrument_days",
     "pack_events",
     "pack_quotes",
     "partition_of",
@@ -42,6 +43,7 @@ EVENT = struct.Struct("<QqqqqBBBxIII")
 QUOTE = struct.Struct("<qqqqqQII")
 MAX_SEQ = 2**64 - 1
 PACKED_TIMES = 1 << 60
+NS_PER_DAY = 86_400 * 10**9
 # Each field of a canonical time: its place in the packed form (shift, bits), in the text
 # (offset, width), and the most it may be to be packed.
 _TIME_FIELDS = ((46, 14, 0, 4, 9999), (42, 4, 5, 2, 15), (37, 5, 8, 2, 31), (32, 5, 11, 2, 31),
@@ -121,16 +123,23 @@ def _bodies(records: Sequence[bytes], magic: bytes, max_body: int) -> list[tuple
 
 
 def pack_events(
-    events: Iterable[Event], partitions: int, last_seq: Sequence[int], max_body: int
+    events: Iterable[Event],
+    partitions: int,
+    last_seq: Sequence[int],
+    max_body: int,
+    *,
+    by_line: bool = False,
 ) -> tuple[list[Packed], int]:
-    """Events (in seq order) as message bodies per partition, in partition order, each at most
+    """Events (in order) as message bodies per partition, in partition order, each at most
     ``max_body`` bytes; an event at or below its partition's ``last_seq`` (-1: none) is left
-    out. Returns the messages and how many events were left out."""
+    out. An event's place is its seq, or with ``by_line`` its line (record index: Databento's
+    records, whose sequence numbers are the venue's, not one order). Returns the messages (with
+    the first and last place of each) and how many events were left out."""
     by_partition: dict[int, list[Event]] = {}
     skipped = 0
     for e in events:
         p = partition_of(e.instrument, partitions)
-        if e.seq <= last_seq[p]:
+        if (e.line if by_line else e.seq) <= last_seq[p]:
             skipped += 1
             continue
         by_partition.setdefault(p, []).append(e)
@@ -140,8 +149,18 @@ def pack_events(
         records = [_event_record(e) for e in part]
         for start, end in _bodies(records, EVENTS_MAGIC, max_body):
             body = EVENTS_MAGIC + b"".join(records[start:end])
-            out.append((p, body, part[start].seq, part[end - 1].seq, end - start))
+            first, last = part[start], part[end - 1]
+            if by_line:
+                out.append((p, body, first.line, last.line, end - start))
+            else:
+                out.append((p, body, first.seq, last.seq, end - start))
     return out, skipped
+
+
+def instrument_days(events: Iterable[Event]) -> set[tuple[str, int]]:
+    """The (instrument, day) pairs of events with ns times: what the names of Databento rows
+    depend on (SPEC §12)."""
+    return {(e.instrument, e.time // NS_PER_DAY) for e in events if isinstance(e.time, int)}
 
 
 def unpack_events(body: bytes) -> list[Event]:

@@ -15,6 +15,7 @@ a lost acknowledgement is stored once).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from dataclasses import replace
 from functools import partial
@@ -23,10 +24,19 @@ from typing import Any
 
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from l3tol1.core.wire import Packed
-from l3tol1.errors import ConfigError, InputError, L3Error
+from l3tol1.core.mbo import MboNamer
+from l3tol1.core.wire import NS_PER_DAY, Packed, partition_of
+from l3tol1.errors import ConfigError, L3Error
 from l3tol1.jetstream.client import FENCE_FAILED, BatchRejected, JetStream, connect, retrying
-from l3tol1.jetstream.wire import END, LAST_SEQ, LAYOUT, MAX_BODY, Names, encode_layout
+from l3tol1.jetstream.wire import (
+    END,
+    LAST_SEQ,
+    LAYOUT,
+    MAX_BODY,
+    ROW_NAMES,
+    Names,
+    encode_layout,
+)
 from l3tol1.pipeline import Pipeline
 from l3tol1.settings import Settings
 from l3tol1.stages import Batch, Health
@@ -37,18 +47,20 @@ __all__ = ["PublishPipeline"]
 class PublishPipeline(Pipeline):
     """The file job up to the resequencer, then JetStream."""
 
+    writes_rows = False
+
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        if settings.checkpoint is not None:
-            raise ConfigError(
-                "publish resumes from what the feed's stream holds, not from a checkpoint file:"
-                " leave --checkpoint out"
-            )
         # No L1 file: the rows are the workers'. Rejects stay local: --reject-file, else
         # publish-<feed>.rejects.jsonl in the working directory.
         reject = settings.reject_file or Path(f"publish-{settings.feed}.rejects.jsonl")
         settings = replace(settings, output_file=Path(os.devnull), reject_file=reject)
         super().__init__(settings, **kwargs)
-        self.publish = PublishStage(settings, self.core)
+        if settings.instruments is not None:
+            raise ConfigError(
+                "--instruments is not supported by publish: every instrument is published"
+                " (leave it out, and select the instruments from the collected rows)"
+            )
+        self.publish = PublishStage(settings, self.core, self.instruments.snapshot(), self.namer)
 
     def _apply_stage(self) -> PublishStage:
         return self.publish
@@ -64,14 +76,17 @@ class PublishPipeline(Pipeline):
 class PublishStage:
     """Ordered events to their partitions' subjects; rejects passed on to the writer."""
 
-    def __init__(self, settings: Settings, core: Any) -> None:
+    def __init__(self, settings: Settings, core: Any, no_books: Any, namer: MboNamer) -> None:
         self.settings = settings
         self.core = core  # packs the events, in C when compiled
+        self.no_books = no_books  # the checkpoint's books: the publisher keeps none
+        self.namer = namer  # the names of Databento's rows, by book key and day
         self.names = Names(settings.subject_prefix, settings.feed)
         self.partitions = settings.partitions
         self.js: JetStream | None = None
         self.fence = [0] * self.partitions  # the stream seq of each subject's last message
-        self.last_seq = [-1] * self.partitions  # the last event seq each partition holds
+        # The last event each partition holds: its seq (Databento: its record index).
+        self.last_seq = [-1] * self.partitions
         self.ended = [False] * self.partitions
         self.layout = "0,0"
         self.events_published = 0
@@ -101,36 +116,49 @@ class PublishStage:
             async with receive, send:
                 async for batch in receive:
                     health.take("apply")
-                    if batch.ordered:
-                        raise InputError(
-                            "publish reads L3 CSV input; Databento MBO is not supported by"
-                            " publish yet: convert it with the file job"
-                        )
                     if batch.layout is not None:
                         self.layout = encode_layout(batch.layout)
                     if batch.events:
-                        await self._publish(js, batch.events)
+                        await self._publish(js, batch.events, batch.ordered)
                     if batch.end_of_input:
                         await self._end(js)
+                    if batch.cut is not None:  # its events are in the stream now: a checkpoint
+                        batch.cut.instruments = self.no_books
                     batch.events = []
                     await send.send(batch)  # the rejects, for the writer
                     health.done("apply")
         finally:
             await js.nc.close()
 
-    async def _publish(self, js: JetStream, events: Any) -> None:
-        packed, skipped = self.core.pack_events(events, self.partitions, self.last_seq, MAX_BODY)
+    async def _publish(self, js: JetStream, events: Any, databento: bool) -> None:
+        """Databento's records (``databento``) are placed by their index in the input, not by
+        their (venue) sequence numbers, and their messages say the names of their books' rows
+        (a book is keyed by publisher and instrument id; its rows take the symbol of their day)."""
+        packed, skipped = self.core.pack_events(
+            events, self.partitions, self.last_seq, MAX_BODY, by_line=databento
+        )
         self.events_already_published += skipped
+        names: dict[int, list[tuple[str, int, str]]] = {}
+        if databento:
+            for key, day in sorted(self.core.instrument_days(events)):
+                name = self.namer.name(key, day * NS_PER_DAY)
+                names.setdefault(partition_of(key, self.partitions), []).append((key, day, name))
         by_partition: dict[int, list[Packed]] = {}
         for message in packed:
             by_partition.setdefault(message[0], []).append(message)
         # A partition's messages one after the other (each is fenced on the one before);
         # the partitions at once, so that a batch costs one round trip to the server, not P.
-        await asyncio.gather(*(self._publish_partition(js, part) for part in by_partition.values()))
+        await asyncio.gather(
+            *(self._publish_partition(js, part, names.get(p)) for p, part in by_partition.items())
+        )
 
-    async def _publish_partition(self, js: JetStream, messages: list[Packed]) -> None:
+    async def _publish_partition(
+        self, js: JetStream, messages: list[Packed], names: list[tuple[str, int, str]] | None
+    ) -> None:
         for p, body, first, last, count in messages:
             headers = {LAST_SEQ: str(last), LAYOUT: self.layout}
+            if names is not None:
+                headers[ROW_NAMES] = json.dumps(names, separators=(",", ":"))
             await self._send(js, p, body, headers, str(first))
             self.last_seq[p] = last
             self.events_published += count

@@ -35,6 +35,7 @@ from nats.errors import Error as NatsError
 
 from l3tol1.checkpoint import instruments_from_json, instruments_json
 from l3tol1.core import load
+from l3tol1.core.wire import NS_PER_DAY
 from l3tol1.errors import CheckpointError, ConfigError
 from l3tol1.jetstream.client import (
     FENCE_FAILED,
@@ -46,7 +47,7 @@ from l3tol1.jetstream.client import (
     retrying,
     stream_seq,
 )
-from l3tol1.jetstream.wire import COVERS, END, LAYOUT, MAX_BODY, STATE_PART, Names
+from l3tol1.jetstream.wire import COVERS, END, LAYOUT, MAX_BODY, ROW_NAMES, STATE_PART, Names
 from l3tol1.log import get_logger
 from l3tol1.settings import Settings
 
@@ -232,6 +233,7 @@ class Worker:
         """Apply the pulled messages; commit their rows (and the books when due) at once; ack."""
         quotes = self.core.quotes()  # the rows of every message pulled, in one container
         applied, ended, end_mark = owned.applied, owned.ended, False
+        names: dict[tuple[str, int], str] = {}  # Databento rows: (book key, day) -> name
         for msg in msgs:
             seq = stream_seq(msg)
             if seq <= applied:
@@ -246,7 +248,9 @@ class Worker:
                 continue
             try:
                 events = self.core.unpack_events(msg.data)
-            except ValueError as exc:
+                if ROW_NAMES in headers:
+                    names.update(_row_names(headers[ROW_NAMES]))
+            except (ValueError, TypeError) as exc:
                 self.counts["quarantined"] += 1
                 self.log.error("message_quarantined", partition=p, stream_seq=seq,
                                reason=str(exc)[:200], size=len(msg.data))  # fmt: skip
@@ -257,6 +261,8 @@ class Worker:
             owned.anomalies.clear()
             self.counts["messages_applied"] += 1
             self.counts["events_applied"] += len(events)
+        if names:
+            quotes = _named(quotes, names)
         now = time.monotonic()
         save = applied > owned.covered and (ended or now >= owned.state_due or self.stopping)
         if applied > owned.covered and (len(quotes) or end_mark or save):
@@ -322,6 +328,33 @@ def start_metrics(settings: Settings, role: str, counters: Any) -> Any:
     server.start()
     get_logger().info("metrics_listening", host=settings.metrics_host, port=server.port)
     return server
+
+
+def _row_names(text: str) -> dict[tuple[str, int], str]:
+    """A message's ``L3tol1-Row-Names`` header.
+
+    :raises ValueError: it is not a list of [book key, day, name].
+    """
+    found = {}
+    for entry in json.loads(text):
+        key, day, name = entry
+        if not (type(key) is str and type(day) is int and type(name) is str):
+            raise ValueError(f"not a row name: {entry!r:.100}")
+        found[(key, day)] = name
+    return found
+
+
+def _named(quotes: Any, names: dict[tuple[str, int], str]) -> Any:
+    """Databento's quotes named by their book's symbol on their day (as the file job's
+    `MboNamer.name_quotes`, from the names the publisher sent)."""
+
+    def name(key: str, time: int) -> str:
+        return names.get((key, time // NS_PER_DAY), key)
+
+    if isinstance(quotes, list):
+        return [q._replace(instrument=name(q.instrument, q.time)) for q in quotes]
+    quotes.rename(name)
+    return quotes
 
 
 def _encode_state(owned: Owned, applied: int, ended: bool) -> bytes:
