@@ -44,9 +44,10 @@ def free_port() -> int:
 class NatsServer:
     """One JetStream server on a loopback port, with its store in a test directory."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, config: str = "") -> None:
         self.port = free_port()
         self.store = store
+        self.config = config  # server configuration beyond the flags
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,9 +56,14 @@ class NatsServer:
 
     def start(self) -> None:
         binary = str(SERVER) if SERVER.exists() else str(shutil.which("nats-server"))
+        config: list[str] = []
+        if self.config:
+            self.store.with_suffix(".conf").write_text(self.config)
+            config = ["-c", str(self.store.with_suffix(".conf"))]
+        flags = ["-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
         with open(self.store.with_suffix(".log"), "ab") as log:  # the child keeps its copy
             self.proc = subprocess.Popen(
-                [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+                [binary, *config, *flags],
                 stdout=log,
                 stderr=log,
             )
@@ -372,6 +378,34 @@ class TestOneServer:
         assert len(resumed) == 3 and all(int(str(e["offset"])) > 0 for e in resumed), resumed
         seqs = published_seqs(nats_server.url)
         assert len(seqs) == len(set(seqs)) == 100_000
+        assert by_instrument(out.read_bytes()) == expected
+
+    def test_messages_the_server_drops_are_never_missing_from_the_output(
+        self, tmp_path: Path
+    ) -> None:
+        """The server drops messages to a client that falls behind (a "slow consumer"; here
+        its buffer per client is cut to 3 MB, so that a worker's first pulls overflow it): a
+        worker that finds the message before one missing applies nothing of that pull and
+        starts again from the committed state, a collector takes again from the message after
+        the last it took. The output is still the file job's."""
+        server = NatsServer(tmp_path / "nats-store", config="max_pending: 3MB\n")
+        server.start()
+        try:
+            src = tmp_path / "l3.csv"
+            generate.generate(src, 300_000, seed=17, window=20, instruments=1000)
+            expected = by_instrument(file_job(src, tmp_path / "file-job.csv"))
+            code, err = finish(role("publish", server, "-i", src, "--no-follow",
+                                    "--reject-file", tmp_path / "r.jsonl"))  # fmt: skip
+            assert code == 0, err
+            worker = role("work", server)
+            out = tmp_path / "l1.csv"
+            code, err = finish(role("collect", server, "-o", out, "--no-follow"), timeout=300)
+            _, log = stop(worker)
+            assert code == 0, err
+        finally:
+            server.stop()
+        assert "Slow Consumer" in server.store.with_suffix(".log").read_text()
+        assert "partition_reset" in log or "delivery_gap" in err, log[-3000:]
         assert by_instrument(out.read_bytes()) == expected
 
 

@@ -39,6 +39,10 @@ __all__ = ["BatchRejected", "JetStream", "PinnedPuller"]
 
 PIN_GROUP = "workers"
 PIN_TIMEOUT = 2.0  # seconds without a pull before the server pins another worker
+# At most this many bytes per pull of one partition. A worker may own every partition: what the
+# server sends it at once must stay well under the 64 MiB it buffers for a client, past which
+# it drops messages to it ("slow consumer"): 16 partitions x 2 MiB = 32 MiB.
+PULL_BYTES = 2 * 1024 * 1024
 PULL_EXPIRES = 0.5  # a pinned worker pulls at least this often (well under PIN_TIMEOUT)
 DUPLICATE_WINDOW = 120.0  # seconds: Nats-Msg-Id deduplication of retried publishes
 # Unacked messages go back to the pool after this long. The server pins a new worker only when
@@ -351,7 +355,7 @@ class PinnedPuller:
         for up to `PULL_EXPIRES` (a pull of one, so that no request outlives the call with room
         for more: a pull of many would wait for all of them, or for its expiry)."""
         if self.pin is not None:
-            got = await self._request({"batch": batch, "no_wait": True})
+            got = await self._request({"batch": batch, "max_bytes": PULL_BYTES, "no_wait": True})
             if got or self.pin is None:
                 return got
         return await self._request({"batch": 1, "expires": int(PULL_EXPIRES * 1e9)})

@@ -34,7 +34,7 @@ from l3tol1.sinks.writer import Writer
 
 __all__ = ["Collector"]
 
-FETCH_BATCH = 256
+FETCH_BATCH = 32  # messages of at most 512 KiB: 16 MiB at once, well under a client's 64 MiB
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -80,6 +80,7 @@ class Collector:
         self.stopping = False
         self.rows = 0
         self.quarantined = 0
+        self.delivery_gaps = 0
         self.ended: set[str] = set()
         self.seen_seq = self.written_seq  # stream seq of the last message taken
         self.output_started = False
@@ -136,6 +137,14 @@ class Collector:
             )
 
         subscription = await retrying("the L1 consumer", partial(subscribe, self.written_seq))
+        delivered = 0  # the consumer sequence of the last message taken from `subscription`
+
+        async def resubscribe(old: Any) -> Any:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+            await anyio.sleep(0.2)
+            return await retrying("the L1 consumer", partial(subscribe, self.seen_seq))
+
         if self.resume is not None:
             self.ended = set(self.store.ended if self.store is not None else ())
         layout_set = self.resume is not None and self.resume[1].instrument is not None
@@ -149,13 +158,17 @@ class Collector:
                 msgs = []
             except NatsError as exc:  # its server is gone: a new consumer, elsewhere
                 self.log.warning("fetch_failed", error=repr(exc)[:200])
-                with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
-                await anyio.sleep(0.2)
-                subscription = await retrying("the L1 consumer", partial(subscribe, self.seen_seq))
-                msgs = []
+                subscription, delivered, msgs = await resubscribe(subscription), 0, []
             now = time.monotonic()
             for msg in msgs:
+                if msg.metadata.sequence.consumer != delivered + 1:
+                    # A message never came (the server drops messages to a client that falls
+                    # too far behind): again from the one after the last taken.
+                    self.log.warning("delivery_gap", after_stream_seq=self.seen_seq)
+                    self.delivery_gaps += 1
+                    subscription, delivered = await resubscribe(subscription), 0
+                    break
+                delivered += 1
                 headers = msg.headers or {}
                 if not layout_set and LAYOUT in headers:
                     self.output.set_layout(*decode_layout(headers[LAYOUT]))
@@ -217,6 +230,7 @@ class Collector:
             "rows_written": self.rows,
             "partitions_ended": len(self.ended),
             "quarantined": self.quarantined,
+            "delivery_gaps": self.delivery_gaps,
         }
 
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from l3tol1.core.mbo import MboNamer
-from l3tol1.core.wire import NS_PER_DAY, Packed, partition_of
+from l3tol1.core.wire import EVENTS_MAGIC, NS_PER_DAY, partition_of
 from l3tol1.errors import ConfigError, L3Error
 from l3tol1.jetstream.client import FENCE_FAILED, BatchRejected, JetStream, connect, retrying
 from l3tol1.jetstream.wire import (
@@ -33,6 +34,7 @@ from l3tol1.jetstream.wire import (
     LAST_SEQ,
     LAYOUT,
     MAX_BODY,
+    PREV,
     ROW_NAMES,
     Names,
     encode_layout,
@@ -73,6 +75,32 @@ class PublishPipeline(Pipeline):
         return counters
 
 
+FLUSH_BODY = 256 * 1024  # a partition's message is sent once this full (or when nothing waits)
+
+
+@dataclass(slots=True)
+class Pending:
+    """A partition's next message: packed events not sent yet."""
+
+    first: int  # where its first event is (seq, or Databento's record index)
+    last: int = -1
+    count: int = 0
+    size: int = len(EVENTS_MAGIC)
+    records: list[memoryview] = field(default_factory=list)
+    names: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def add(self, body: bytes, last: int, count: int, names: dict[Any, str] | None) -> None:
+        self.records.append(memoryview(body)[len(EVENTS_MAGIC) :])
+        self.size += len(body) - len(EVENTS_MAGIC)
+        self.last = last
+        self.count += count
+        if names:
+            self.names.update(names)
+
+    def body(self) -> bytes:
+        return EVENTS_MAGIC + b"".join(self.records)
+
+
 class PublishStage:
     """Ordered events to their partitions' subjects; rejects passed on to the writer."""
 
@@ -88,6 +116,8 @@ class PublishStage:
         # The last event each partition holds: its seq (Databento: its record index).
         self.last_seq = [-1] * self.partitions
         self.ended = [False] * self.partitions
+        self.pending: dict[int, Pending] = {}  # each partition's next message
+        self.sealed: dict[int, list[Pending]] = {}  # full ones, not sent yet
         self.layout = "0,0"
         self.events_published = 0
         self.messages_published = 0
@@ -117,9 +147,18 @@ class PublishStage:
                 async for batch in receive:
                     health.take("apply")
                     if batch.layout is not None:
+                        await self._flush(js, everything=True)  # sent with the old layout
                         self.layout = encode_layout(batch.layout)
                     if batch.events:
-                        await self._publish(js, batch.events, batch.ordered)
+                        self._add(batch.events, batch.ordered)
+                    # Small messages wait for more while more batches are queued behind this
+                    # one (the publisher is behind); all go before a checkpoint, at the end,
+                    # and whenever nothing is queued (latency when following).
+                    queued = isinstance(receive, MemoryObjectReceiveStream) and (
+                        receive.statistics().current_buffer_used > 0
+                    )
+                    everything = batch.end_of_input or batch.cut is not None or not queued
+                    await self._flush(js, everything=everything)
                     if batch.end_of_input:
                         await self._end(js)
                     if batch.cut is not None:  # its events are in the stream now: a checkpoint
@@ -127,41 +166,55 @@ class PublishStage:
                     batch.events = []
                     await send.send(batch)  # the rejects, for the writer
                     health.done("apply")
+                await self._flush(js, everything=True)  # stopped: what was read goes out
         finally:
             await js.nc.close()
 
-    async def _publish(self, js: JetStream, events: Any, databento: bool) -> None:
-        """Databento's records (``databento``) are placed by their index in the input, not by
+    def _add(self, events: Any, databento: bool) -> None:
+        """Pack events into their partitions' next messages.
+
+        Databento's records (``databento``) are placed by their index in the input, not by
         their (venue) sequence numbers, and their messages say the names of their books' rows
-        (a book is keyed by publisher and instrument id; its rows take the symbol of their day)."""
+        (a book is keyed by publisher and instrument id; its rows take the symbol of their day).
+        """
         packed, skipped = self.core.pack_events(
             events, self.partitions, self.last_seq, MAX_BODY, by_line=databento
         )
         self.events_already_published += skipped
-        names: dict[int, list[tuple[str, int, str]]] = {}
+        names: dict[int, dict[tuple[str, int], str]] = {}
         if databento:
-            for key, day in sorted(self.core.instrument_days(events)):
+            for key, day in self.core.instrument_days(events):
                 name = self.namer.name(key, day * NS_PER_DAY)
-                names.setdefault(partition_of(key, self.partitions), []).append((key, day, name))
-        by_partition: dict[int, list[Packed]] = {}
-        for message in packed:
-            by_partition.setdefault(message[0], []).append(message)
-        # A partition's messages one after the other (each is fenced on the one before);
-        # the partitions at once, so that a batch costs one round trip to the server, not P.
-        await asyncio.gather(
-            *(self._publish_partition(js, part, names.get(p)) for p, part in by_partition.items())
-        )
+                names.setdefault(partition_of(key, self.partitions), {})[(key, day)] = name
+        for p, body, first, last, count in packed:
+            part = self.pending.get(p)
+            if part is not None and part.size + len(body) - len(EVENTS_MAGIC) > MAX_BODY:
+                self.sealed.setdefault(p, []).append(part)
+                part = None
+            if part is None:
+                part = self.pending[p] = Pending(first)
+            part.add(body, last, count, names.get(p))
 
-    async def _publish_partition(
-        self, js: JetStream, messages: list[Packed], names: list[tuple[str, int, str]] | None
-    ) -> None:
-        for p, body, first, last, count in messages:
-            headers = {LAST_SEQ: str(last), LAYOUT: self.layout}
-            if names is not None:
-                headers[ROW_NAMES] = json.dumps(names, separators=(",", ":"))
-            await self._send(js, p, body, headers, str(first))
-            self.last_seq[p] = last
-            self.events_published += count
+    async def _flush(self, js: JetStream, *, everything: bool) -> None:
+        """Send the messages that are full (or all of them)."""
+        out, self.sealed = self.sealed, {}
+        for p, part in list(self.pending.items()):
+            if everything or part.size >= FLUSH_BODY:
+                out.setdefault(p, []).append(part)
+                del self.pending[p]
+        # A partition's messages one after the other (each is fenced on the one before);
+        # the partitions at once, so that a flush costs one round trip to the server, not P.
+        await asyncio.gather(*(self._send_partition(js, p, parts) for p, parts in out.items()))
+
+    async def _send_partition(self, js: JetStream, p: int, parts: list[Pending]) -> None:
+        for part in parts:
+            headers = {LAST_SEQ: str(part.last), LAYOUT: self.layout}
+            if part.names:
+                rows = [(key, day, name) for (key, day), name in sorted(part.names.items())]
+                headers[ROW_NAMES] = json.dumps(rows, separators=(",", ":"))
+            await self._send(js, p, part.body(), headers, str(part.first))
+            self.last_seq[p] = part.last
+            self.events_published += part.count
 
     async def _end(self, js: JetStream) -> None:
         for p in range(self.partitions):
@@ -174,6 +227,7 @@ class PublishStage:
         self, js: JetStream, p: int, body: bytes, headers: dict[str, str], key: str
     ) -> None:
         subject = self.names.l3(p)
+        headers[PREV] = str(self.fence[p])  # a worker checks that it saw that one
         try:
             self.fence[p] = await js.publish_fenced(
                 subject, body, headers, after=self.fence[p], msg_id=f"{p}:{key}"

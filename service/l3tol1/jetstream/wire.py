@@ -22,6 +22,7 @@ __all__ = ["Names", "decode_layout", "encode_layout"]
 LAST_SEQ = "L3tol1-Last-Seq"  # the feed seq of the last event in an L3 message
 LAYOUT = "L3tol1-Layout"  # "1,0": whether rows have an instrument column, ns times
 END = "L3tol1-End"  # an end-of-feed mark (its value: the partition count)
+PREV = "L3tol1-Prev"  # on L3 messages: the stream seq of the subject's message before this one
 ROW_NAMES = "L3tol1-Row-Names"  # Databento: JSON [[book key, day, name of its rows], ...]
 COVERS = "L3tol1-Covers"  # on L1 messages: the L3 stream seq the partition's rows now reach
 STATE_PART = "L3tol1-State-Part"  # "i/n": one of the n messages of a worker's state

@@ -47,7 +47,16 @@ from l3tol1.jetstream.client import (
     retrying,
     stream_seq,
 )
-from l3tol1.jetstream.wire import COVERS, END, LAYOUT, MAX_BODY, ROW_NAMES, STATE_PART, Names
+from l3tol1.jetstream.wire import (
+    COVERS,
+    END,
+    LAYOUT,
+    MAX_BODY,
+    PREV,
+    ROW_NAMES,
+    STATE_PART,
+    Names,
+)
 from l3tol1.log import get_logger
 from l3tol1.settings import Settings
 
@@ -56,6 +65,10 @@ __all__ = ["Worker"]
 PULL_BATCH = 64  # L3 messages per pull at most, and so per commit
 HEARTBEAT = 1.0  # seconds between a worker's "alive" puts in the workers bucket
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class DeliveryGap(Exception):
+    """A partition's messages came with one missing: the pull must not be applied."""
 
 
 @dataclass(slots=True)
@@ -99,6 +112,7 @@ class Worker:
             "fenced": 0,
             "quarantined": 0,
             "redelivered": 0,
+            "delivery_gaps": 0,
         }
 
     async def run(self) -> None:
@@ -144,7 +158,9 @@ class Worker:
             while not self.stopping:
                 try:
                     await self._step(js, p, puller)
-                except (TimeoutError, NatsError, BatchRejected) as exc:
+                except (TimeoutError, NatsError, BatchRejected, DeliveryGap) as exc:
+                    if isinstance(exc, DeliveryGap):
+                        self.counts["delivery_gaps"] += 1
                     # An answer that never came (a paused process, a server failing over): the
                     # outcome of a commit is unknown, so start again from the committed state.
                     if self.owned.pop(p, None) is not None:
@@ -239,8 +255,12 @@ class Worker:
             if seq <= applied:
                 self.counts["redelivered"] += 1
                 continue
-            applied = seq
             headers = msg.headers or {}
+            if int(headers.get(PREV, "0")) > applied:
+                # The message before this one never came (the server dropped it: a slow
+                # consumer): apply nothing of this pull; start again from the committed state.
+                raise DeliveryGap(f"stream seq {headers[PREV]} was not delivered before {seq}")
+            applied = seq
             owned.layout = headers.get(LAYOUT, owned.layout)
             if END in headers:
                 ended = True
