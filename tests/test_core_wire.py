@@ -17,6 +17,7 @@ from l3tol1.core.wire import (
     EVENT,
     EVENTS_MAGIC,
     QUOTE,
+    QUOTES_MAGIC,
     pack_events,
     pack_quotes,
     pack_time,
@@ -138,6 +139,28 @@ class TestEvents:
         for body in (junk, EVENTS_MAGIC + junk):
             with contextlib.suppress(ValueError):
                 load(core).unpack_events(body)
+
+    @pytest.mark.parametrize("core", CORES)
+    @pytest.mark.parametrize("where", ["instrument", "order id", "time"])
+    def test_a_string_not_utf8_is_refused_every_time(self, core: str, where: str) -> None:
+        """A body from elsewhere whose strings are not UTF-8 is refused as the reference does,
+        however often it comes (a worker replays a partition after a takeover), and the names
+        met after it are unharmed."""
+        strings = {"instrument": b"ES", "order id": b"1", "time": b"t"}
+        strings[where] = b"\xff\xfe"
+        sizes = [len(text) for text in strings.values()]
+        head = EVENT.pack(1, 0, 1, 1, -1, 0, 0, 1, *sizes)
+        bad = EVENTS_MAGIC + head + b"".join(strings.values())
+        cores = load(core)
+        for _ in range(3):
+            with pytest.raises(ValueError):
+                cores.unpack_events(bad)
+        ((_, good, *_),), _ = pack_events([Event(2, 0, "NQ", "7", 0, 1, 1, 5, 1, "", True)],
+                                          1, [-1], 1 << 20)  # fmt: skip
+        assert [e.instrument for e in cores.unpack_events(good)] == ["NQ"]
+        bad_quote = QUOTES_MAGIC + QUOTE.pack(1, 2, 3, 4, -1, 5, 2, 2) + b"ES\xff\xfe"
+        with pytest.raises(ValueError):
+            cores.unpack_quotes(bad_quote)
 
     @pytest.mark.parametrize("core", CORES)
     def test_a_field_out_of_range_is_refused(self, core: str) -> None:

@@ -205,6 +205,22 @@ class TestOneServer:
                 stop(worker)
         assert by_instrument(out.read_bytes()) == expected
 
+    def test_publish_refuses_to_follow_databento_input(
+        self, tmp_path: Path, nats_server: NatsServer
+    ) -> None:
+        """Databento records are placed by their index in the file, which a rotation would
+        start again: following such an input is refused, exit 2."""
+        from bench.generate_mbo import records
+
+        from tests.test_dbn import write_csv_export, write_dbn
+
+        dbn = write_dbn(tmp_path / "f.dbn", list(records(200, seed=1)))
+        export = write_csv_export(tmp_path / "f.csv", dbn, pretty=False, symbols=True)
+        code, err = finish(role("publish", nats_server, "-i", export, "--follow",
+                                "--reject-file", tmp_path / "r.jsonl"))  # fmt: skip
+        assert code == 2, err
+        assert "publish cannot follow Databento MBO input" in err
+
     def test_worker_metrics(self, tmp_path: Path, nats_server: NatsServer) -> None:
         """A worker's /metrics: what it applied, committed and published, and its lag."""
         import urllib.request

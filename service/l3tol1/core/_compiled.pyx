@@ -226,6 +226,8 @@ cdef class InstrumentTable:
         cdef Py_ssize_t mask = self.capacity - 1
         cdef Py_ssize_t i = <Py_ssize_t>(h & mask)
         cdef NameSlot* slot
+        cdef int32_t index
+        cdef char* copy
         while True:
             slot = &self.slots[i]
             if slot.hash == 0:
@@ -233,24 +235,29 @@ cdef class InstrumentTable:
             if slot.hash == h and slot.size == size and memcmp(slot.text, text, size) == 0:
                 return slot.index
             i = (i + 1) & mask
-        slot.hash = h
-        slot.size = <int32_t>size
-        slot.text = <char*>malloc(size + 1)
-        if slot.text == NULL:
-            raise MemoryError()
-        memcpy(slot.text, text, size)
-        slot.index = <int32_t>len(self.names)
-        if slot.index == self.at_cap:
+        # Everything that can fail comes first (a name that is not UTF-8, from a message body;
+        # no memory): the table is changed whole or not at all.
+        name = text_of(text, size)
+        field = csv_field(name).encode()
+        index = <int32_t>len(self.names)
+        if index == self.at_cap:
             self.at_cap = self.at_cap * 2 + 64
             self.text_at = <const char**>grow(self.text_at, self.at_cap * sizeof(char*))
             self.size_at = <int32_t*>grow(self.size_at, self.at_cap * sizeof(int32_t))
             self.crc_at = <uint32_t*>grow(self.crc_at, self.at_cap * sizeof(uint32_t))
-        self.text_at[slot.index] = slot.text
-        self.size_at[slot.index] = <int32_t>size
-        self.crc_at[slot.index] = crc32(text, size)
-        name = text_of(text, size)
+        copy = <char*>malloc(size + 1)
+        if copy == NULL:
+            raise MemoryError()
+        memcpy(copy, text, size)
+        slot.hash = h
+        slot.size = <int32_t>size
+        slot.text = copy
+        slot.index = index
+        self.text_at[index] = copy
+        self.size_at[index] = <int32_t>size
+        self.crc_at[index] = crc32(text, size)
         self.names.append(name)
-        self.fields.append(csv_field(name).encode())
+        self.fields.append(field)
         if len(self.names) * 2 > self.capacity:
             self._grow()
         return <int32_t>(len(self.names) - 1)
@@ -2364,6 +2371,41 @@ def instrument_days(EventBatch events):
     return pairs
 
 
+cdef struct NameCache:
+    const char* name  # the last instrument name met in a body, and its index
+    uint32_t size
+    int32_t inst
+
+
+cdef inline int32_t intern_cached(InstrumentTable table, NameCache* cache, const char* name,
+                                  uint32_t size) except -1:
+    """The index of a name in a body: asked of the table only when it changes (a body's records
+    mostly repeat the one before)."""
+    if cache.name == NULL or cache.size != size or memcmp(cache.name, name, size) != 0:
+        cache.name = name
+        cache.size = size
+        cache.inst = table.intern(name, size)
+    return cache.inst
+
+
+cdef inline void check_text(const char* text, Py_ssize_t size) except *:
+    """Refuse a string of a body that is not UTF-8, as the reference does when it decodes it
+    (ASCII, the common case, is checked here; anything else by Python's decoder).
+
+    :raises UnicodeDecodeError: (a ValueError) it is not.
+    """
+    cdef Py_ssize_t i
+    for i in range(size):
+        if <uint8_t>text[i] >= 128:
+            PyUnicode_DecodeUTF8(text, size, NULL)
+            return
+
+
+cdef inline void check_mark(bytes body, const char* mark, str kind) except *:
+    if PyBytes_GET_SIZE(body) < 4 or memcmp(PyBytes_AS_STRING(body), mark, 4) != 0:
+        raise ValueError(f"not a batch of {kind}s (no {mark.decode()} mark)")
+
+
 def unpack_events(InstrumentTable table, bytes body):
     """As `core.wire.unpack_events`, into an `EventBatch` whose strings point into ``body``.
 
@@ -2372,13 +2414,12 @@ def unpack_events(InstrumentTable table, bytes body):
     cdef EventBatch batch = EventBatch(table)
     cdef const char* base = PyBytes_AS_STRING(body)
     cdef Py_ssize_t at = 4, end = PyBytes_GET_SIZE(body)
-    cdef const char* name = NULL
-    cdef uint32_t name_size = 0
-    cdef int32_t inst = 0
+    cdef NameCache names
+    cdef int32_t inst
     cdef WireEv w
     cdef Ev* e
-    if end < 4 or memcmp(base, b"L3E1", 4) != 0:
-        raise ValueError("not an event batch (no L3E1 mark)")
+    check_mark(body, b"L3E1", "event")
+    names.name, names.size, names.inst = NULL, 0, 0
     batch.keep.append(body)
     while at < end:
         if end - at < <Py_ssize_t>sizeof(WireEv):
@@ -2389,10 +2430,7 @@ def unpack_events(InstrumentTable table, bytes body):
             raise ValueError(f"event {batch.n} is cut short")
         if w.action > 6 or w.side > 1 or w.last > 1 or not time_ok(w.time_ns, w.time_size):
             raise ValueError(f"event {batch.n} has a field out of range")
-        if name == NULL or name_size != w.inst_size or memcmp(name, base + at, name_size) != 0:
-            name = base + at
-            name_size = w.inst_size
-            inst = table.intern(name, name_size)
+        inst = intern_cached(table, &names, base + at, w.inst_size)
         at += w.inst_size
         e = batch.add()
         e.seq = w.seq
@@ -2406,6 +2444,8 @@ def unpack_events(InstrumentTable table, bytes body):
         e.inst = inst
         e.oid = base + at
         e.oid_size = <int32_t>w.oid_size
+        check_text(e.oid, e.oid_size)
+        check_text(base + at + w.oid_size, w.time_size)
         at += w.oid_size
         e.time = time_text(w.time_ns, base + at, &batch.arena)
         e.time_size = <int32_t>w.time_size if w.time_ns >= -1 else 30
@@ -2469,13 +2509,12 @@ def unpack_quotes(InstrumentTable table, bytes body):
     cdef QuoteBatch quotes = QuoteBatch(table)
     cdef const char* base = PyBytes_AS_STRING(body)
     cdef Py_ssize_t at = 4, end = PyBytes_GET_SIZE(body)
-    cdef const char* name = NULL
-    cdef uint32_t name_size = 0
-    cdef int32_t inst = 0
+    cdef NameCache names
+    cdef int32_t inst
     cdef WireQt w
     cdef Qt* q
-    if end < 4 or memcmp(base, b"L1Q1", 4) != 0:
-        raise ValueError("not a quote batch (no L1Q1 mark)")
+    check_mark(body, b"L1Q1", "quote")
+    names.name, names.size, names.inst = NULL, 0, 0
     quotes.keep.append(body)
     while at < end:
         if end - at < <Py_ssize_t>sizeof(WireQt):
@@ -2486,10 +2525,7 @@ def unpack_quotes(InstrumentTable table, bytes body):
             raise ValueError(f"quote {quotes.n} is cut short")
         if not time_ok(w.time_ns, w.time_size):
             raise ValueError(f"quote {quotes.n} has a field out of range")
-        if name == NULL or name_size != w.inst_size or memcmp(name, base + at, name_size) != 0:
-            name = base + at
-            name_size = w.inst_size
-            inst = table.intern(name, name_size)
+        inst = intern_cached(table, &names, base + at, w.inst_size)
         at += w.inst_size
         q = quotes.add()
         q.bid = w.bid
@@ -2499,6 +2535,7 @@ def unpack_quotes(InstrumentTable table, bytes body):
         q.time_ns = w.time_ns if w.time_ns >= 0 else -1
         q.seq = w.seq
         q.inst = inst
+        check_text(base + at, w.time_size)
         q.time = time_text(w.time_ns, base + at, &quotes.arena)
         q.time_size = <int32_t>w.time_size if w.time_ns >= -1 else 30
         at += w.time_size

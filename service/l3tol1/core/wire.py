@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from l3tol1.core.records import Event, Quote
 
@@ -163,33 +163,45 @@ def instrument_days(events: Iterable[Event]) -> set[tuple[str, int]]:
     return {(e.instrument, e.time // NS_PER_DAY) for e in events if isinstance(e.time, int)}
 
 
+def _records(
+    body: bytes, mark: bytes, record: struct.Struct, texts: int, kind: str
+) -> Iterator[tuple[tuple[int, ...], list[bytes]]]:
+    """The records of a body: each one's fixed fields and its ``texts`` strings (whose sizes
+    are its last fields).
+
+    :raises ValueError: no ``mark`` first, or a record cut short.
+    """
+    if body[:4] != mark:
+        raise ValueError(f"not a batch of {kind}s (no {mark.decode()} mark)")
+    at, end, n = 4, len(body), 0
+    while at < end:
+        if end - at < record.size:
+            raise ValueError(f"{kind} {n} is cut short")
+        fields = record.unpack_from(body, at)
+        at += record.size
+        sizes = fields[-texts:]
+        if at + sum(sizes) > end:
+            raise ValueError(f"{kind} {n} is cut short")
+        strings = []
+        for size in sizes:
+            strings.append(body[at : at + size])
+            at += size
+        yield fields, strings
+        n += 1
+
+
 def unpack_events(body: bytes) -> list[Event]:
     """The events of a message body.
 
     :raises ValueError: the body is not a batch of events (a malformed message).
     """
-    if body[:4] != EVENTS_MAGIC:
-        raise ValueError("not an event batch (no L3E1 mark)")
     events: list[Event] = []
-    at, end = 4, len(body)
-    while at < end:
-        if end - at < EVENT.size:
-            raise ValueError(f"event {len(events)} is cut short")
-        seq, price, qty, line, time_ns, action, side, last, n_inst, n_oid, n_time = (
-            EVENT.unpack_from(body, at)
-        )
-        at += EVENT.size
-        if at + n_inst + n_oid + n_time > end:
-            raise ValueError(f"event {len(events)} is cut short")
-        if action > 6 or side > 1 or last > 1 or not _time_ok(time_ns, n_time):
+    for fields, (inst, oid, time) in _records(body, EVENTS_MAGIC, EVENT, 3, "event"):
+        seq, price, qty, line, time_ns, action, side, last, *_ = fields
+        if action > 6 or side > 1 or last > 1 or not _time_ok(time_ns, len(time)):
             raise ValueError(f"event {len(events)} has a field out of range")
-        inst = body[at : at + n_inst].decode()
-        at += n_inst
-        oid = body[at : at + n_oid].decode()
-        at += n_oid
-        time = _time_of(time_ns, body[at : at + n_time])
-        at += n_time
-        events.append(Event(seq, action, inst, oid, side, price, qty, time, line, "", last == 1))
+        events.append(Event(seq, action, inst.decode(), oid.decode(), side, price, qty,
+                            _time_of(time_ns, time), line, "", last == 1))  # fmt: skip
     return events
 
 
@@ -219,22 +231,11 @@ def unpack_quotes(body: bytes) -> list[Quote]:
 
     :raises ValueError: the body is not a batch of quotes (a malformed message).
     """
-    if body[:4] != QUOTES_MAGIC:
-        raise ValueError("not a quote batch (no L1Q1 mark)")
     quotes: list[Quote] = []
-    at, end = 4, len(body)
-    while at < end:
-        if end - at < QUOTE.size:
-            raise ValueError(f"quote {len(quotes)} is cut short")
-        bid, ask, bid_size, ask_size, time_ns, seq, n_inst, n_time = QUOTE.unpack_from(body, at)
-        at += QUOTE.size
-        if at + n_inst + n_time > end:
-            raise ValueError(f"quote {len(quotes)} is cut short")
-        if not _time_ok(time_ns, n_time):
+    for fields, (inst, time) in _records(body, QUOTES_MAGIC, QUOTE, 2, "quote"):
+        bid, ask, bid_size, ask_size, time_ns, seq, *_ = fields
+        if not _time_ok(time_ns, len(time)):
             raise ValueError(f"quote {len(quotes)} has a field out of range")
-        inst = body[at : at + n_inst].decode()
-        at += n_inst
-        time = _time_of(time_ns, body[at : at + n_time])
-        at += n_time
-        quotes.append(Quote(time, inst, bid, ask, bid_size, ask_size, seq))
+        quotes.append(Quote(_time_of(time_ns, time), inst.decode(), bid, ask, bid_size,
+                            ask_size, seq))  # fmt: skip
     return quotes

@@ -63,6 +63,7 @@ class PublishPipeline(Pipeline):
                 " (leave it out, and select the instruments from the collected rows)"
             )
         self.publish = PublishStage(settings, self.core, self.instruments.snapshot(), self.namer)
+        self.publish.follow = self.follow
 
     def _apply_stage(self) -> PublishStage:
         return self.publish
@@ -109,6 +110,7 @@ class PublishStage:
         self.core = core  # packs the events, in C when compiled
         self.no_books = no_books  # the checkpoint's books: the publisher keeps none
         self.namer = namer  # the names of Databento's rows, by book key and day
+        self.follow = False  # the input is followed (tail -F)
         self.names = Names(settings.subject_prefix, settings.feed)
         self.partitions = settings.partitions
         self.js: JetStream | None = None
@@ -149,6 +151,12 @@ class PublishStage:
                     if batch.layout is not None:
                         await self._flush(js, everything=True)  # sent with the old layout
                         self.layout = encode_layout(batch.layout)
+                    if batch.ordered and self.follow:
+                        raise ConfigError(
+                            "publish cannot follow Databento MBO input: its records are placed"
+                            " by their index in the file, which a rotation starts again; use"
+                            " --no-follow"
+                        )
                     if batch.events:
                         self._add(batch.events, batch.ordered)
                     # Small messages wait for more while more batches are queued behind this

@@ -205,9 +205,12 @@ class Worker:
             return
         msgs = await puller.pull(PULL_BATCH if p in self.owned else 1)
         if puller.lost_pin:
+            # Another worker holds the partition now: what this pull got is not ours to apply
+            # (left unacked, it goes to the owner).
             puller.lost_pin = False
             if self.owned.pop(p, None) is not None:
                 self.log.warning("partition_lost", partition=p)
+            return
         if not msgs:
             return
         if p not in self.owned:
