@@ -157,6 +157,8 @@ def reference_through_two_workers(server: Any, tmp_path: Path) -> list[tuple[int
         assert out.read_bytes() == REFERENCE_OUTPUT.read_bytes()
     finally:
         logs = [stop(w) for w in workers]
+        for _, log in logs:
+            print("worker", log[-4000:])  # shown when the test fails
     assert all(code == 0 for code, _ in logs), logs
     return logs
 
