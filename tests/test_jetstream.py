@@ -362,15 +362,9 @@ class TestOneServer:
         """kill -9 of a following publisher with --checkpoint, three times while the file
         grows: each restart reads on from its checkpoint, not from the start of the file, and
         every event is in the stream once; the output is the file job's, per instrument."""
-        full = tmp_path / "full.csv"
-        generate.generate(full, 100_000, seed=13, window=20, instruments=20)
-        expected = by_instrument(file_job(full, tmp_path / "file-job.csv"))
-        src = tmp_path / "l3.csv"
-        feeder = Feeder(full, src)
+        expected, feeder = growing_feed(tmp_path, 100_000, seed=13, instruments=20)
         checkpoint = tmp_path / "publish.ckpt"
-        args = ("-i", src, "--follow", "--gap-timeout", "3600", "--start-seq",
-                str(generate.SEQ_BASE), "--partitions", "4", "--reject-file",
-                tmp_path / "r.jsonl", "--checkpoint", checkpoint)  # fmt: skip
+        args = (*following(feeder, tmp_path, partitions=4), "--checkpoint", checkpoint)
         out = tmp_path / "l1.csv"
         worker = role("work", nats_server)
         collector = role("collect", nats_server, "-o", out)
@@ -433,16 +427,10 @@ class TestCollect:
     ) -> None:
         """kill -9 of a collector with --checkpoint, twice, mid-stream: each restart cuts the
         output back to its checkpoint and goes on from the stream sequence it records."""
-        full = tmp_path / "full.csv"
-        generate.generate(full, 100_000, seed=11, window=20, instruments=30)
-        expected = by_instrument(file_job(full, tmp_path / "file-job.csv"))
+        expected, feeder = growing_feed(tmp_path, 100_000, seed=11, instruments=30)
         total = sum(len(rows) for rows in expected.values())
-        src = tmp_path / "l3.csv"
-        feeder = Feeder(full, src)
         out, ckpt = tmp_path / "l1.csv", tmp_path / "collect.ckpt"
-        publisher = role("publish", nats_server, "-i", src, "--follow", "--gap-timeout", "3600",
-                         "--start-seq", str(generate.SEQ_BASE), "--partitions", "3",
-                         "--reject-file", tmp_path / "r.jsonl")  # fmt: skip
+        publisher = role("publish", nats_server, *following(feeder, tmp_path, partitions=3))
         worker = role("work", nats_server)
         collector = None
         try:
@@ -475,15 +463,9 @@ class TestWorkers:
     ) -> None:
         """kill -9 of the worker that owns the partitions while the feed grows: another takes
         them over and the output is exactly the file job's, per instrument."""
-        full = tmp_path / "full.csv"
-        generate.generate(full, 150_000, seed=3, window=20, instruments=50)
-        expected = by_instrument(file_job(full, tmp_path / "file-job.csv"))
-        src = tmp_path / "l3.csv"
-        feeder = Feeder(full, src)
+        expected, feeder = growing_feed(tmp_path, 150_000, seed=3, instruments=50)
         out = tmp_path / "l1.csv"
-        publisher = role("publish", nats_server, "-i", src, "--follow", "--gap-timeout", "3600",
-                         "--start-seq", str(generate.SEQ_BASE), "--partitions", "4",
-                         "--reject-file", tmp_path / "r.jsonl")  # fmt: skip
+        publisher = role("publish", nats_server, *following(feeder, tmp_path, partitions=4))
         # The first worker never saves its books (only rows): its successor replays the
         # partitions from their start and must drop the rows the first one published.
         first = role("work", nats_server, "--checkpoint-interval", "3600")
@@ -515,15 +497,9 @@ class TestWorkers:
     ) -> None:
         """A worker paused (SIGSTOP) until its partitions moved, then resumed (SIGCONT) while
         the feed goes on: it never publishes again; the output stays exact."""
-        full = tmp_path / "full.csv"
-        generate.generate(full, 150_000, seed=5, window=20, instruments=50)
-        expected = by_instrument(file_job(full, tmp_path / "file-job.csv"))
-        src = tmp_path / "l3.csv"
-        feeder = Feeder(full, src)
+        expected, feeder = growing_feed(tmp_path, 150_000, seed=5, instruments=50)
         out = tmp_path / "l1.csv"
-        publisher = role("publish", nats_server, "-i", src, "--follow", "--gap-timeout", "3600",
-                         "--start-seq", str(generate.SEQ_BASE), "--partitions", "2",
-                         "--reject-file", tmp_path / "r.jsonl")  # fmt: skip
+        publisher = role("publish", nats_server, *following(feeder, tmp_path, partitions=2))
         stale = role("work", nats_server)
         collector = role("collect", nats_server, "-o", out)
         fresh = None
@@ -561,15 +537,9 @@ class TestWorkers:
     ) -> None:
         """A worker alone owns every partition; a second one joins and gets an even share
         (the first hands over its highest ones); the output stays exact."""
-        full = tmp_path / "full.csv"
-        generate.generate(full, 100_000, seed=9, window=20, instruments=200)
-        expected = by_instrument(file_job(full, tmp_path / "file-job.csv"))
-        src = tmp_path / "l3.csv"
-        feeder = Feeder(full, src)
+        expected, feeder = growing_feed(tmp_path, 100_000, seed=9, instruments=200)
         out = tmp_path / "l1.csv"
-        publisher = role("publish", nats_server, "-i", src, "--follow", "--gap-timeout", "3600",
-                         "--start-seq", str(generate.SEQ_BASE), "--partitions", "4",
-                         "--reject-file", tmp_path / "r.jsonl")  # fmt: skip
+        publisher = role("publish", nats_server, *following(feeder, tmp_path, partitions=4))
         first = role("work", nats_server)
         collector = role("collect", nats_server, "-o", out)
         second = None
@@ -681,6 +651,26 @@ def published_seqs(url: str) -> list[int]:
             await nc.close()
 
     return asyncio.run(read())
+
+
+def growing_feed(
+    tmp_path: Path, count: int, *, seed: int, instruments: int
+) -> tuple[dict[str, list[list[str]]], Feeder]:
+    """A generated feed to append to a followed file in parts, and the file job's rows of it
+    per instrument."""
+    full = tmp_path / "full.csv"
+    generate.generate(full, count, seed=seed, window=20, instruments=instruments)
+    expected = by_instrument(file_job(full, tmp_path / "file-job.csv"))
+    return expected, Feeder(full, tmp_path / "l3.csv")
+
+
+def following(feeder: Feeder, tmp_path: Path, *, partitions: int) -> tuple[str | Path, ...]:
+    """The options of a publisher that follows a growing feed. --gap-timeout: a part ends at
+    a line, not at a seq, so rows of its disorder window come with the next part and must not
+    be declared lost (and the start-up window closes at the first seq, not by timeout)."""
+    return ("-i", feeder.src, "--follow", "--gap-timeout", "3600", "--start-seq",
+            str(generate.SEQ_BASE), "--partitions", str(partitions), "--reject-file",
+            tmp_path / "r.jsonl")  # fmt: skip
 
 
 def _changed(path: Path, before: bytes) -> bool:

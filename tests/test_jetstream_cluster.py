@@ -20,18 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench import generate
 
 from tests.conftest import wait_for
 from tests.test_jetstream import (
     SERVER,
-    Feeder,
     _logged,
     _seen,
     by_instrument,
     events_of,
     file_job,
+    following,
     free_port,
+    growing_feed,
     published_seqs,
     reference_through_two_workers,
     role,
@@ -243,16 +243,11 @@ class TestCluster:
         """While the feed grows: kill -9 of a worker, of the publisher (restarted: it publishes
         nothing twice), of the stream leader's server (restarted on its store). The output is
         exactly the file job's, per instrument."""
-        full = tmp_path / "full.csv"
-        generate.generate(full, 150_000, seed=11, window=20, instruments=50)
-        expected = by_instrument(file_job(full, tmp_path / "file-job.csv"))
+        expected, feeder = growing_feed(tmp_path, 150_000, seed=11, instruments=50)
         total = sum(len(rows) for rows in expected.values())
-        src = tmp_path / "l3.csv"
-        feeder = Feeder(full, src)
+        src = feeder.src
         out = tmp_path / "l1.csv"
-        args = ("-i", src, "--follow", "--gap-timeout", "3600",
-                "--start-seq", str(generate.SEQ_BASE), "--partitions", "4",
-                "--reject-file", tmp_path / "r.jsonl", "--progress-interval", "0.2")  # fmt: skip
+        args = (*following(feeder, tmp_path, partitions=4), "--progress-interval", "0.2")
         publisher = role("publish", cluster, *args)
         workers = [role("work", cluster) for _ in range(2)]
         collector = role("collect", cluster, "-o", out)
@@ -326,6 +321,6 @@ class TestCluster:
         assert by_instrument(out.read_bytes()) == expected
         # The L3 stream holds every event of the file once: none lost, none published twice.
         seqs = published_seqs(cluster.url)
-        lines = full.read_text().splitlines()[1:]
+        lines = (tmp_path / "full.csv").read_text().splitlines()[1:]
         assert sorted(seqs) == sorted(int(line.split(",")[1]) for line in lines)
         assert replicated(cluster), cluster.streams()
