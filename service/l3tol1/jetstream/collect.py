@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import time
 from functools import partial
 from pathlib import Path
@@ -23,7 +22,7 @@ from l3tol1.core import load
 from l3tol1.errors import ConfigError
 from l3tol1.jetstream.client import JetStream, connect, retrying
 from l3tol1.jetstream.wire import END, LAYOUT, Names, decode_layout
-from l3tol1.jetstream.work import start_metrics
+from l3tol1.jetstream.work import start_metrics, watch_stop_signals
 from l3tol1.log import get_logger
 from l3tol1.settings import Settings
 from l3tol1.sinks.base import Sink
@@ -35,7 +34,6 @@ from l3tol1.sinks.writer import Writer
 __all__ = ["Collector"]
 
 FETCH_BATCH = 32  # messages of at most 512 KiB: 16 MiB at once, well under a client's 64 MiB
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Collector:
@@ -91,7 +89,7 @@ class Collector:
         metrics = start_metrics(self.settings, "collect", self.summary)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch_signals)
+                tg.start_soon(watch_stop_signals, self)
                 await self._collect(js)
                 tg.cancel_scope.cancel()
         finally:
@@ -216,14 +214,6 @@ class Collector:
         self.store.save(self.seen_seq, self.output.state(), self.ended)
         await self.output.commit()
         self.written_seq = self.seen_seq
-
-    async def _watch_signals(self) -> None:
-        with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
-            async for signum in signals:
-                if self.stopping:
-                    raise SystemExit(128 + signum)
-                self.log.info("stopping", signal=signal.Signals(signum).name)
-                self.stopping = True
 
     def summary(self) -> dict[str, Any]:
         return {

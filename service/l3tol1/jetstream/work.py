@@ -121,7 +121,7 @@ class Worker:
         metrics = start_metrics(self.settings, "work", self.summary)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch_signals, tg)
+                tg.start_soon(watch_stop_signals, self)
                 partitions = await js.wait_for_feed(lambda: self.stopping)
                 await retrying("the L1 stream", js.ensure_l1_stream)
                 self.log.info("start", role="work", feed=self.names.feed, partitions=partitions,
@@ -141,14 +141,6 @@ class Worker:
             if metrics is not None:
                 metrics.close()
             await nc.close()
-
-    async def _watch_signals(self, tg: Any) -> None:
-        with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
-            async for signum in signals:
-                if self.stopping:
-                    raise SystemExit(128 + signum)
-                self.log.info("stopping", signal=signal.Signals(signum).name)
-                self.stopping = True
 
     async def _serve(self, js: JetStream, p: int) -> None:
         """Pull partition ``p`` while this worker runs: wait for the pin, then own it."""
@@ -333,6 +325,17 @@ class Worker:
             "partitions_owned": sorted(self.owned),
             "lag": {p: owned.lag for p, owned in sorted(self.owned.items())},
         }
+
+
+async def watch_stop_signals(role: Any) -> None:
+    """Set ``role.stopping`` at SIGTERM, SIGINT or SIGHUP; exit at once at a second one (the
+    worker's and the collector's stop, as the file job's, SPEC §8)."""
+    with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+        async for signum in signals:
+            if role.stopping:
+                raise SystemExit(128 + signum)
+            role.log.info("stopping", signal=signal.Signals(signum).name)
+            role.stopping = True
 
 
 def start_metrics(settings: Settings, role: str, counters: Any) -> Any:
