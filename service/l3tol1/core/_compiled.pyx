@@ -1040,6 +1040,7 @@ cdef class Feed:
     cdef uint64_t* arrival_seq
     cdef Py_ssize_t arr_head, arr_n, arr_cap
     cdef bint has_next
+    cdef bint spent  # seq 2^64 - 1 was passed: the next seq, 2^64, is beyond every u64
     cdef uint64_t next
     cdef bint has_first
     cdef uint64_t first
@@ -1049,7 +1050,8 @@ cdef class Feed:
     cdef double timeout
     cdef list gap_starts, gap_ends
     cdef public list skipped
-    cdef public int64_t received, late, duplicate, gaps_skipped, seqs_lost
+    cdef public int64_t received, late, duplicate, gaps_skipped
+    cdef public object seqs_lost  # up to 2^64 - 1: more than an int64
     cdef InstrumentTable table
 
     def __cinit__(self):
@@ -1098,7 +1100,9 @@ cdef class Feed:
 
     @property
     def next_seq(self):
-        return self.next if self.has_next else None
+        if not self.has_next:
+            return None
+        return 1 << 64 if self.spent else self.next
 
     @property
     def first_seq(self):
@@ -1367,12 +1371,12 @@ cdef class Feed:
         for i in range(events.n):
             e = &events.ev[i]
             seq = e.seq
-            if self.has_next and seq == self.next:
+            if self.has_next and seq == self.next and not self.spent:
                 out = ready.add()
                 out[0] = e[0]
-                self.next += 1
+                self.step()
                 self.drain(ready)
-            elif self.has_next and seq < self.next:
+            elif self.has_next and (self.spent or seq < self.next):
                 if self.was_skipped(seq):
                     self.late += 1
                     rejects.append(Reject(e.line, Reason.LATE, text_of(e.raw, e.raw_size)))
@@ -1392,13 +1396,21 @@ cdef class Feed:
             self.compact_arrivals()
             self.expire(now, ready)
 
+    cdef inline void step(self) noexcept:
+        """On to the next seq; past 2^64 - 1 every seq is behind (the reference's next_seq is
+        then 2^64: a u64 would wrap to 0 and take seq 0 as the next one)."""
+        if self.next == 0xFFFFFFFFFFFFFFFFULL:
+            self.spent = True
+        else:
+            self.next += 1
+
     cdef void drain(self, EventBatch ready) except *:
         cdef Py_ssize_t k
-        while self.heap_n and self.heap[0] == self.next:
+        while not self.spent and self.heap_n and self.heap[0] == self.next:
             self.heap_pop()
             k = self.slot_of(self.next)
             self.release(k, ready)
-            self.next += 1
+            self.step()
 
     def expire(self, double now, EventBatch ready):
         """Skip every gap (or close the start-up window) whose timeout has passed by ``now``."""
@@ -1475,8 +1487,9 @@ cdef class Feed:
         cdef Py_ssize_t i
         self.has_next = state.next_seq is not None
         self.has_first = state.first_seq is not None
+        self.spent = state.next_seq == 1 << 64
         if self.has_next:
-            self.next = state.next_seq
+            self.next = 0xFFFFFFFFFFFFFFFFULL if self.spent else state.next_seq
         if self.has_first:
             self.first = state.first_seq
         batch.extend(state.pending)
@@ -1515,7 +1528,7 @@ cdef struct Level:
 
 
 cdef struct Side_:
-    int64_t* heap  # level prices times sign, best first; stale entries below the top
+    int64_t* heap  # `heap_key`s of level prices, best first; stale entries below the top
     Py_ssize_t n
     Py_ssize_t capacity
     Py_ssize_t levels
@@ -1532,6 +1545,14 @@ cdef struct Book:
     uint8_t dirty
     uint8_t decided  # whether to keep it was decided
     uint8_t kept
+
+
+cdef inline int64_t heap_key(uint8_t side, int64_t price) noexcept nogil:
+    """A level price as its side's heap holds it: both heaps are min-heaps, best first, so bids
+    are held in reverse order. Bitwise NOT reverses the order of every int64 and is its own
+    inverse (the key of a key is the price); a negation would overflow on -2^63, which a
+    Databento price may be (issue 17)."""
+    return ~price if side == 0 else price
 
 
 cdef inline const char* order_key(Order* o) noexcept:
@@ -1740,7 +1761,7 @@ cdef class Instruments:
         self.level_removed = 0
         free(old)
 
-    # Heaps of level prices (bids negated), with lazy deletion.
+    # Heaps of level prices (as `heap_key`s), with lazy deletion.
 
     cdef void heap_push(self, Side_* s, int64_t key) except *:
         cdef Py_ssize_t i, parent
@@ -1779,19 +1800,18 @@ cdef class Instruments:
     cdef void rebuild_heap(self, Side_* s, int32_t inst, uint8_t side) except *:
         """Keep only the live level prices, once each, as a heap again."""
         cdef Py_ssize_t i
-        cdef int64_t sign = -1 if side == 0 else 1
         cdef int64_t* old = s.heap
         cdef Level* l
         cdef Py_ssize_t n = s.n
         s.heap = NULL
         s.n = s.capacity = 0
         for i in range(n):
-            l = self.find_level(inst, side, old[i] * sign)
+            l = self.find_level(inst, side, heap_key(side, old[i]))
             if l != NULL and l.qty > 0:
                 l.qty = -l.qty  # mark: pushed once
                 self.heap_push(s, old[i])
         for i in range(s.n):
-            l = self.find_level(inst, side, s.heap[i] * sign)
+            l = self.find_level(inst, side, heap_key(side, s.heap[i]))
             l.qty = -l.qty
         free(old)
 
@@ -1823,7 +1843,7 @@ cdef class Instruments:
         cdef Order* o
         cdef Level* l
         cdef uint64_t h
-        cdef int64_t take, put, old_price = 0, old_qty, sign, key, bid, ask, bid_size, ask_size
+        cdef int64_t take, put, old_price = 0, old_qty, key, bid, ask, bid_size, ask_size
         cdef int64_t skipped = 0
         cdef int32_t inst
         cdef uint8_t side, action
@@ -1845,7 +1865,6 @@ cdef class Instruments:
             elif action <= CANCEL:
                 side = e.side
                 s = &b.sides[side]
-                sign = -1 if side == 0 else 1
                 h = order_hash(inst, side, e.oid, e.oid_size)
                 o = self.find_order(inst, side, e.oid, e.oid_size, h)
                 take = put = 0
@@ -1891,7 +1910,7 @@ cdef class Instruments:
                             o.qty = old_qty - e.qty
                             take = e.qty
                 if take:
-                    key = old_price * sign
+                    key = heap_key(side, old_price)
                     l = self.find_level(inst, side, old_price)
                     l.qty -= take
                     if l.qty > 0:
@@ -1905,10 +1924,10 @@ cdef class Instruments:
                         if s.heap[0] == key:
                             b.dirty = 1
                             self.heap_pop(s)
-                            while s.n and self.find_level(inst, side, s.heap[0] * sign) == NULL:
+                            while s.n and self.find_level(inst, side, heap_key(side, s.heap[0])) == NULL:
                                 self.heap_pop(s)
                 if put:
-                    key = e.price * sign
+                    key = heap_key(side, e.price)
                     l = self.find_level(inst, side, e.price)
                     if l == NULL:
                         l = self.new_level(inst, side, e.price)
@@ -1924,7 +1943,7 @@ cdef class Instruments:
             if e.last and b.dirty:
                 b.dirty = 0
                 if b.sides[0].n and b.sides[1].n:
-                    bid = -b.sides[0].heap[0]
+                    bid = heap_key(0, b.sides[0].heap[0])
                     ask = b.sides[1].heap[0]
                     bid_size = self.find_level(inst, 0, bid).qty
                     ask_size = self.find_level(inst, 1, ask).qty
@@ -2010,7 +2029,6 @@ cdef class Instruments:
         cdef Book* b
         cdef Order* o
         cdef Level* l
-        cdef int64_t sign
         for instrument in state.instruments:
             inst = self.table.index(instrument.name)
             b = self.book_at(inst)
@@ -2027,8 +2045,7 @@ cdef class Instruments:
                 if l == NULL:
                     l = self.new_level(inst, side, price)
                     b.sides[side].levels += 1
-                    sign = -1 if side == 0 else 1
-                    self.heap_push(&b.sides[side], price * sign)
+                    self.heap_push(&b.sides[side], heap_key(side, price))
                 l.qty += qty
         for kind, count in state.anomalies.items():
             self.anomaly_counts[_ANOMALIES.index(kind)] = count
@@ -2309,7 +2326,9 @@ def pack_events(EventBatch events, int partitions, last_seq, Py_ssize_t max_body
         has = <uint8_t*>grow(NULL, partitions)
         for p in range(partitions):
             head[p] = tail[p] = -1
-            value = last_seq[p]
+            # A place is a u64: a last place above every u64 leaves out every event, as the
+            # reference's comparison of Python ints does (no overflow on a header's value).
+            value = min(last_seq[p], 0xFFFFFFFFFFFFFFFF)
             has[p] = value >= 0
             lastv[p] = value if value >= 0 else 0
         for i in range(n):
