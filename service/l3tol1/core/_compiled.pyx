@@ -27,15 +27,13 @@ from libc.string cimport memchr, memcmp, memcpy, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
-import struct
-
 from l3tol1.core.book import OrderBook
 from l3tol1.core.csv_parser import CsvParser as PyCsvParser
 from l3tol1.core.csv_parser import too_long_reject
 from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState, InstrumentState
-from l3tol1.core.mbo import MboMetadata
-from l3tol1.core.mbo import _describe as describe_record
+from l3tol1.core.mbo import ERRORS_KEPT, MboMetadata, describe_record, error_text
+from l3tol1.core.mbo import record_type_name, symbol_mapping
 from l3tol1.core.numbers import format_price
 from l3tol1.core.records import Anomaly, Event, Quote, Reason, Reject
 
@@ -65,6 +63,9 @@ _ANOMALIES = (
 )
 cdef int64_t MAX_PRICE = 9223372036854775807
 cdef int64_t UNDEF_PRICE = 9223372036854775807
+cdef int64_t MAX_TS = 9223372036854775807  # the last ts_recv held (core/mbo.py)
+cdef int DAY_BITS = 20
+cdef int64_t DAY_MASK = (1 << 20) - 1
 cdef uint64_t MAX_QTY = 4294967295
 cdef int64_t COMPACT_SLACK = 1024
 cdef int64_t GAP_MEMORY = 100000
@@ -783,8 +784,6 @@ ACTION_OF[ord("N")] = NONE
 SIDE_OF[ord("B")] = 0
 SIDE_OF[ord("A")] = 1
 
-_RECORD = struct.Struct("<BBHIQQqIBBccQiI")
-
 
 cdef inline int write_u64(char* out, uint64_t value) noexcept nogil:
     cdef char digits[24]
@@ -802,14 +801,21 @@ cdef inline int write_u64(char* out, uint64_t value) noexcept nogil:
 
 
 cdef class MboParser:
-    """Databento's DBN MBO records (whole records, as bytes) to events and rejects (SPEC §12)."""
+    """Databento's DBN records (whole records, as bytes) to events and rejects (SPEC §12), by
+    the rules of core/mbo.py's `MboParser`: records walked by their length, MBO records
+    converted here, the rare others (symbol mappings, errors, rejects) by the reference's
+    functions."""
 
     cdef object namer
     cdef public object metadata
+    cdef public list errors  # (record index, text) of the first error records
     cdef InstrumentTable table
-    cdef int size
-    cdef dict keys  # (publisher << 32 | instrument_id) -> instrument index of its book key
+    cdef int size, ts_out
+    # (publisher << 32 | instrument_id) -> the instrument index of its key << DAY_BITS | the
+    # day of its last record (days are below 2^17: ts_recv is below 2^63)
+    cdef dict keys
     cdef int64_t counts[256]
+    cdef int64_t types[256]
 
     def __init__(self, metadata, namer, *, InstrumentTable table=None):
         self.metadata = metadata
@@ -817,34 +823,65 @@ cdef class MboParser:
         namer.symbols = metadata.symbols
         self.table = table if table is not None else InstrumentTable()
         self.size = metadata.record_size
+        self.ts_out = metadata.record_size - 56
         self.keys = {}
+        self.errors = []
         memset(self.counts, 0, sizeof(self.counts))
+        memset(self.types, 0, sizeof(self.types))
 
     @property
     def by_action(self):
         """Records read, by action."""
         return {chr(c): int(self.counts[c]) for c in range(256) if self.counts[c]}
 
+    @property
+    def by_type(self):
+        """Records read, by type, sorted by name."""
+        return dict(sorted((record_type_name(t), int(self.types[t]))
+                           for t in range(256) if self.types[t]))
+
     def parse(self, bytes data, Py_ssize_t first_record):
         """Convert whole records numbered from ``first_record``."""
         cdef EventBatch events = EventBatch(self.table)
         cdef list rejects = []
         cdef const char* base = PyBytes_AS_STRING(data)
-        cdef Py_ssize_t count = PyBytes_GET_SIZE(data) // self.size, i
+        cdef Py_ssize_t end = PyBytes_GET_SIZE(data), at = 0, index = first_record, length
         cdef const char* r
-        cdef uint8_t length, rtype, flags, action_char, side_char
+        cdef uint8_t rtype, flags, action_char, side_char
         cdef uint16_t publisher
         cdef uint32_t instrument_id, size, sequence
-        cdef uint64_t order_id, ts_recv
-        cdef int64_t price
+        cdef uint64_t order_id, ts_recv, key
+        cdef int64_t price, day
         cdef int action, side, reason
         cdef Ev* e
         cdef char digits[24]
         cdef int ndigits
-        for i in range(count):
-            r = base + i * self.size
-            length = <uint8_t>r[0]
+        while at < end:
+            r = base + at
+            length = <Py_ssize_t>(<uint8_t>r[0]) * 4
+            if length < 16 or length > end - at:
+                rejects.append(Reject(index, Reason.RECORD, describe_record(data, at, end - at)))
+                break
             rtype = <uint8_t>r[1]
+            self.types[rtype] += 1
+            if rtype != 160:
+                if rtype == 0x16:
+                    mapping = symbol_mapping(data[at:at + length], self.ts_out)
+                    if mapping is None:
+                        rejects.append(Reject(index, Reason.RECORD,
+                                              describe_record(data, at, length)))
+                    else:
+                        self.namer.learn(*mapping)
+                elif rtype == 0x15 and self.types[rtype] <= ERRORS_KEPT:
+                    self.errors.append((index, error_text(data[at:at + length], self.ts_out)))
+                at += length
+                index += 1
+                continue
+            if length != self.size:
+                rejects.append(Reject(index, Reason.RECORD, describe_record(data, at, length)))
+                at += length
+                index += 1
+                continue
             memcpy(&publisher, r + 2, 2)
             memcpy(&instrument_id, r + 4, 4)
             memcpy(&order_id, r + 16, 8)
@@ -859,8 +896,8 @@ cdef class MboParser:
             action = ACTION_OF[action_char]
             side = SIDE_OF[side_char]
             reason = 0
-            if rtype != 160 or length * 4 != self.size:
-                reason = 1
+            if ts_recv > <uint64_t>MAX_TS:  # 2^64 - 1 is Databento's undefined time
+                reason = 5
             elif action < 0:
                 reason = 2
             elif action <= CANCEL and action != DELETE and action != TRADE:
@@ -869,22 +906,29 @@ cdef class MboParser:
                 elif action <= UPDATE and price == UNDEF_PRICE:
                     reason = 4
             if reason:
-                values = _RECORD.unpack_from(data, i * self.size)
-                rejects.append(Reject(first_record + i, (Reason.RECORD, Reason.ACTION, Reason.SIDE, Reason.PRICE)[reason - 1], describe_record(values)))
+                rejects.append(Reject(index, (Reason.RECORD, Reason.ACTION, Reason.SIDE,
+                                              Reason.PRICE, Reason.TIME)[reason - 1],
+                                      describe_record(data, at, length)))
+                at += length
+                index += 1
                 continue
             e = events.add()
+            # The namer sees a book's first record of each day: that one fixes the day's name.
             key = (<uint64_t>publisher << 32) | instrument_id
-            index = self.keys.get(key)
-            if index is None:
+            day = <int64_t>ts_recv // NS_PER_DAY
+            known = self.keys.get(key)
+            if known is None or (<int64_t>known & DAY_MASK) != day:
                 name = self.namer.key(publisher, instrument_id, ts_recv, "")
-                index = self.keys[key] = self.table.index(name)
-            e.inst = index
+                e.inst = self.table.index(name)
+                self.keys[key] = (<int64_t>e.inst << DAY_BITS) | day
+            else:
+                e.inst = <int32_t>(<int64_t>known >> DAY_BITS)
             e.seq = sequence
             e.action = <uint8_t>action
             e.side = <uint8_t>(side if side >= 0 else 0)
             e.price = price if action <= UPDATE else 0
             e.qty = size
-            e.line = first_record + i
+            e.line = index
             e.last = 1 if flags & 0x80 else 0
             e.time_ns = <int64_t>ts_recv
             e.time = ""
@@ -894,6 +938,8 @@ cdef class MboParser:
             ndigits = write_u64(digits, order_id)
             e.oid = arena_put(&events.arena, digits, ndigits)
             e.oid_size = ndigits
+            at += length
+            index += 1
         return events, rejects
 
 
