@@ -70,8 +70,16 @@ def encoded(record: Mbo) -> bytes:
     )  # fmt: skip
 
 
-def metadata(days: int = 2, symbols: dict[int, str] | None = None) -> bytes:
-    """DBN metadata (encoded by databento_dbn): MBO, symbols mapped to instrument_ids by date."""
+def metadata(
+    days: int = 2,
+    symbols: dict[int, str] | None = None,
+    *,
+    version: int | None = None,
+    ts_out: bool = False,
+) -> bytes:
+    """DBN metadata (encoded by databento_dbn): MBO, symbols mapped to instrument_ids by date
+    (none with ``symbols={}``, as a live session records it); DBN ``version`` (the newest by
+    default), records with ``ts_out`` or not."""
     symbols = SYMBOLS if symbols is None else symbols
     first = START.date()
     end = first + timedelta(days=days)
@@ -97,6 +105,8 @@ def metadata(days: int = 2, symbols: dict[int, str] | None = None) -> bytes:
             partial=[],
             not_found=[],
             mappings=mappings,
+            ts_out=ts_out,
+            **({} if version is None else {"version": version}),
         ).encode()
     )
 

@@ -120,7 +120,10 @@ def mbo_model_csv(records: Iterable, symbols: dict[int, str], renamed: dict[int,
 
     ``symbols``/``renamed``: an instrument's symbol on the first day, and on the second (the
     metadata maps two days, from the first record's; later records are named by their id).
-    Bad records (an unknown action, side N on A/M/C, an add or modify without a price) are
+    Items with a ``symbol`` among the records are in-band symbol mappings: an instrument the
+    metadata does not map is named by the latest one met before its book's first record of a
+    day; other items without an ``action`` are other records, passed over. Bad records (a time
+    beyond 2^63 - 1, an unknown action, side N on A/M/C, an add or modify without a price) are
     skipped, as the service rejects them."""
     from datetime import UTC, datetime
 
@@ -129,6 +132,8 @@ def mbo_model_csv(records: Iterable, symbols: dict[int, str], renamed: dict[int,
     last: dict[tuple[int, int], tuple[int, int, int, int]] = {}
     first_day: int | None = None
     first_publisher: int | None = None
+    inband: dict[int, str] = {}
+    names: dict[tuple[int, int, int], str] = {}  # (publisher, instrument_id, day) -> name
     lines = ["time,instrument,bid_price,ask_price,bid_size,ask_size,seq_num"]
 
     def price_text(p: int) -> str:
@@ -137,6 +142,11 @@ def mbo_model_csv(records: Iterable, symbols: dict[int, str], renamed: dict[int,
         return sign + (f"{whole}.{frac:09d}".rstrip("0") if frac else str(whole))
 
     for r in records:
+        if hasattr(r, "symbol"):
+            inband[r.instrument_id] = r.symbol
+            continue
+        if not hasattr(r, "action") or r.ts_recv >= 2**63:  # other records; a bad time
+            continue
         day = r.ts_recv // (86_400 * 10**9)
         first_day = day if first_day is None else first_day
         if r.action not in "AMCRTFN" or (r.action in "AMC" and r.side not in "BA"):
@@ -145,6 +155,13 @@ def mbo_model_csv(records: Iterable, symbols: dict[int, str], renamed: dict[int,
             continue
         key = (r.publisher_id, r.instrument_id)
         first_publisher = r.publisher_id if first_publisher is None else first_publisher
+        if (*key, day) not in names:  # a book's first record of a day names that day's rows
+            symbol = inband.get(r.instrument_id, str(r.instrument_id))
+            if day - first_day < 2 and r.instrument_id in symbols:  # the metadata's two days
+                symbol = symbols[r.instrument_id]
+                if day > first_day and r.instrument_id in renamed:
+                    symbol = renamed[r.instrument_id]
+            names[(*key, day)] = symbol if key[0] == first_publisher else f"{symbol}@{key[0]}"
         book = books.setdefault(key, {})
         order = (r.order_id, r.side)
         if r.action in "AM":
@@ -171,12 +188,7 @@ def mbo_model_csv(records: Iterable, symbols: dict[int, str], renamed: dict[int,
         if bbo == last.get(key):
             continue
         last[key] = bbo
-        symbol = str(r.instrument_id)  # outside the mapped days: named by its id
-        if day - first_day < 2:  # the metadata maps two days, from the first record's
-            symbol = symbols.get(r.instrument_id, symbol)
-            if day > first_day and r.instrument_id in renamed:
-                symbol = renamed[r.instrument_id]
-        name = symbol if r.publisher_id == first_publisher else f"{symbol}@{r.publisher_id}"
+        name = names[(*key, day)]
         seconds, fraction = divmod(r.ts_recv, 10**9)
         stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 from dataclasses import dataclass, field
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,11 +22,16 @@ from bench.generate_mbo import metadata, pack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from l3tol1.checkpoint import Checkpoint, InputRecord, RunOptions, decode, encode
 from l3tol1.core import PythonCore, available, load
 from l3tol1.core.csv_parser import REQUIRED_COLUMNS
-from l3tol1.core.mbo import MboNamer
+from l3tol1.core.mbo import MboMetadata, MboNamer
 from l3tol1.core.records import Reason
-from l3tol1.sources.dbn import read_metadata
+from l3tol1.errors import InputError
+from l3tol1.sinks.csv import CsvState
+from l3tol1.sinks.files import FileRecord
+from l3tol1.sinks.rejects import RejectsState
+from l3tol1.sources.dbn import RecordSplitter, read_metadata
 from tests.test_core_parser import BAD, GOOD
 from tests.test_dbn import streams as mbo_streams
 
@@ -262,3 +269,352 @@ def convert_mbo(core: Any, records: list[bytes], cuts: list[int], keep: bool) ->
         "snapshot": same_order(instruments.snapshot()),
     }
     return result
+
+
+# -- DBN records at their extremes, and records of every type (issue 17) --------------------------
+
+T0 = 1_703_541_600_000_000_000
+DAY = 86_400 * 10**9
+MBO = struct.Struct("<BBHIQQqIBBccQiI")
+# Each integer field of an MBO record: 0, -1, -2^63, 2^63 - 1, 2^64 - 1 as its type allows, among
+# common values (repeated: drawn more often) so that books fill and rows are written.
+EXTREMES = {
+    "publisher": [0, *[1] * 6, 2, 2**16 - 1],
+    "instrument": [0, *[1001] * 6, 1002, 1003, 1004, 2**32 - 1],
+    "order_id": [0, 1, 2, 3, 4, 5, 2**63 - 1, 2**64 - 1],
+    "price": [0, -1, -(2**63), -(2**63), -(2**63) + 1, 2**63 - 2, 2**63 - 1, 10**9, -(10**9)],
+    "size": [0, *[1] * 4, 2, 5, 2**31, 2**32 - 1],
+    "flags": [0, *[0x80] * 6, 0xFF, 0x7F],
+    "ts_recv": [0, 1, *[T0] * 6, T0 + 5, T0 + DAY, T0 + 3 * DAY, 2**63 - 1, 2**63, 2**64 - 1],
+    "ts_in_delta": [0, -(2**31), 2**31 - 1],
+    "sequence": [0, 1, 2**31, 2**32 - 1],
+}
+SYMBOL_TEXTS = [b"ESH4", b"LIVE", b"", "é".encode(), b"\xff\xfe", b"a,b", b'q"t', b"x" * 80]
+
+
+def u64(draw: st.DrawFn) -> int:
+    return draw(st.sampled_from([0, 1, 2**63 - 1, 2**63, 2**64 - 1]))
+
+
+@st.composite
+def dbn_record(draw: st.DrawFn, ts_out: bool) -> bytes:
+    """One DBN record: mostly MBO with fields at their extremes and any action and side byte;
+    else a symbol mapping (v1 or v2 layout, any symbol bytes), a system or error record, a
+    record of any other rtype and length, an MBO record of the wrong length, or (rarely) a
+    length below the record header (damage)."""
+    tail = u64(draw).to_bytes(8, "little") if ts_out else b""
+    kind = draw(st.sampled_from("M" * 40 + "SSSEEXXLL" + "D" * (draw(st.integers(0, 4)) == 0)))
+
+    def pick(field: str) -> int:
+        return draw(st.sampled_from(EXTREMES[field]))
+
+    def record(rtype: int, body: bytes) -> bytes:
+        whole = body + tail
+        return bytes((len(whole) // 4, rtype)) + whole[2:]
+
+    header = struct.pack("<BBHIQ", 0, 0, pick("publisher"), pick("instrument"), u64(draw))
+    if kind == "M" or kind == "L":
+        action = draw(st.sampled_from([*b"AAAAAAMMCCCRTFN", draw(st.integers(0, 255))]))
+        side = draw(st.sampled_from([*b"BBBAAAN", draw(st.integers(0, 255))]))
+        body = MBO.pack(
+            0, 0, pick("publisher"), pick("instrument"), u64(draw), pick("order_id"),
+            pick("price"), pick("size"), pick("flags"), draw(st.integers(0, 255)),
+            bytes((action,)), bytes((side,)), pick("ts_recv"), pick("ts_in_delta"),
+            pick("sequence"),
+        )  # fmt: skip
+        if kind == "L":  # another length than the metadata's
+            words = draw(st.sampled_from([4, 5, 13, 15, 16, 255]))
+            body = (body + bytes(1024))[: words * 4 - len(tail)]
+        return record(0xA0, body)
+    if kind == "S":
+        symbol = draw(st.sampled_from(SYMBOL_TEXTS))
+        if draw(st.booleans()):  # v1: 22-byte symbols
+            body = header + b"ES.FUT".ljust(22, b"\0") + symbol[:22].ljust(22, b"\0") + bytes(20)
+        else:
+            body = header + b"\x01" + b"ES.FUT".ljust(71, b"\0") + b"\x02"
+            body += symbol[:71].ljust(71, b"\0") + bytes(16)
+        if not draw(st.integers(0, 15)):  # neither layout's size
+            body += bytes(4)
+        return record(0x16, body)
+    if kind == "E":
+        text = draw(st.sampled_from(SYMBOL_TEXTS)) + b" went wrong"
+        size = draw(st.sampled_from([64, 302]))
+        return record(
+            draw(st.sampled_from([0x15, 0x17])),
+            header + text[:size].ljust(size + (size == 302) * 2, b"\0"),
+        )
+    if kind == "X":  # any other rtype, any length
+        words = draw(st.integers(4, 255))
+        filler = draw(st.binary(min_size=words * 4, max_size=words * 4))
+        rtype = draw(st.sampled_from([0x00, 0x12, 0x13, 0x18, 0xA1, 0xFF]))
+        return bytes((words, rtype)) + filler[2:]
+    return bytes((draw(st.integers(0, 3)), 0xA0)) + bytes(14)  # "D": shorter than a header
+
+
+@dataclass
+class DbnCase:
+    ts_out: bool
+    records: list[bytes]
+    cuts: list[int]  # where the byte stream is cut into chunks
+    keep: list[str] | None
+    restart: list[bool]  # per chunk: a restart (on the other core) before it
+
+
+@st.composite
+def dbn_cases(draw: st.DrawFn) -> DbnCase:
+    ts_out = draw(st.booleans())
+    recs = [draw(dbn_record(ts_out)) for _ in range(draw(st.integers(0, 80)))]
+    size = sum(len(r) for r in recs)
+    cuts = sorted(draw(st.lists(st.integers(0, size), max_size=5)))
+    keep = draw(st.sampled_from([None, ["ESH4", "LIVE@2", "0", "1003"]]))
+    restart = draw(st.lists(st.booleans(), min_size=len(cuts) + 1, max_size=len(cuts) + 1))
+    return DbnCase(ts_out, recs, cuts, keep, restart)
+
+
+class DbnRun:
+    """One core's classes as the stages drive them: the splitter, the parser, the books, the
+    namer (`restart` moves them to a core through a real checkpoint's bytes)."""
+
+    def __init__(self, core: Any, case: DbnCase, metadata: Any) -> None:
+        self.core, self.case, self.metadata = core, case, metadata
+        keep = None if case.keep is None else frozenset(case.keep)
+        self.namer = MboNamer(keep)
+        self.parser = core.mbo_parser(metadata, self.namer)
+        self.instruments = core.instruments(keep, kept=self.namer.kept)
+        self.formatter = core.formatter(with_instrument=True)
+
+    def restart(self, core: Any) -> None:
+        saved = Checkpoint(
+            options=RunOptions(None, 100_000, None),
+            input=InputRecord("in.dbn", 1, 2, 0, "", 0, 0),
+            feed=core.feed().snapshot(),
+            instruments=self.instruments.snapshot(),
+            output=CsvState(FileRecord("out.csv", 1, 3, 0), 0, True),
+            rejects=RejectsState(FileRecord("out.csv.rejects.jsonl", 1, 4, 0)),
+            names=self.namer.snapshot(),
+        )
+        loaded = decode(encode(saved), Path("state.ckpt"))  # the codec takes every value
+        assert loaded.names == saved.names
+        self.__init__(core, self.case, self.metadata)  # type: ignore[misc]
+        self.namer.restore(loaded.names)
+        self.instruments.restore(loaded.instruments)
+
+    def batch(self, lines: Any, result: Result) -> None:
+        events, rejects = self.parser.parse(lines.data, lines.first_line)
+        if type(events) is list:
+            events = self.core.events(events)
+        result.events += list(events)
+        result.rejects += rejects
+        result.errors += self.parser.errors
+        self.parser.errors.clear()
+        quotes = self.core.quotes()
+        anomalies: list = []
+        self.instruments.apply(events, quotes, anomalies)
+        result.text += self.formatter.format(self.namer.name_quotes(quotes))
+        result.anomalies += [(kind, event.line) for kind, event in anomalies]
+        if self.namer.changed:
+            result.names.append(self.namer.snapshot())
+            self.namer.changed = False
+
+
+@dataclass
+class DbnResult(Result):
+    events: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    names: list = field(default_factory=list)
+    damage: str = ""
+
+
+def convert_dbn(cores: list[Any], case: DbnCase) -> DbnResult:
+    """The records through ``cores[i]`` for chunk i, cut by the real splitter (a restart
+    wherever the core object changes)."""
+    head = metadata(ts_out=case.ts_out)
+    found = read_metadata(head, "test")
+    assert found is not None
+    meta = found[0]
+    data = b"".join(case.records)
+    splitter = RecordSplitter(meta.record_size, len(head), "in.dbn")
+    result = DbnResult()
+    run = DbnRun(cores[0], case, meta)
+    bounds = [0, *case.cuts, len(data)]
+    try:
+        for i in range(len(bounds) - 1):
+            if cores[i] is not run.core:
+                run.restart(cores[i])
+            run.batch(splitter.feed(data[bounds[i] : bounds[i + 1]]), result)
+        run.batch(splitter.finish(), result)
+    except InputError as exc:
+        result.damage = str(exc)
+    result.counters = {
+        "instruments": (run.instruments.applied, run.instruments.skipped, len(run.instruments)),
+        "quotes": (run.instruments.crossed, run.instruments.locked),
+        "anomalies": dict(run.instruments.anomalies),
+        "snapshot": same_order(run.instruments.snapshot()),
+        "names": run.namer.snapshot(),
+    }
+    if all(core is cores[0] for core in cores):  # a restart starts its parser's counts again
+        result.counters["by_action"] = dict(sorted(run.parser.by_action.items()))
+        result.counters["by_type"] = run.parser.by_type
+    return result
+
+
+class TestCorruptedDbn:
+    @settings(
+        max_examples=EXAMPLES * 2 // 3, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    @given(dbn_cases())
+    def test_both_cores_and_restarts_between_them_agree(self, case: DbnCase) -> None:
+        """Records of every type, MBO fields at their extremes (0, -1, -2^63, 2^63 - 1,
+        2^64 - 1), any action and side byte, any rtype and length, cut anywhere: the same
+        events, rejects, rows, counters, names, damage and books from both cores; and a run
+        that restarts on the other core (through a checkpoint's bytes) at random chunks gives
+        the rows of the run without restarts."""
+        python, compiled = PythonCore(), load("compiled")
+        chunks = len(case.cuts) + 1
+        reference = convert_dbn([python] * chunks, case)
+        assert convert_dbn([compiled] * chunks, case) == reference
+        switched = convert_dbn([compiled if s else python for s in case.restart], case)
+        assert (switched.text, switched.rejects, switched.damage) == (
+            reference.text,
+            reference.rejects,
+            reference.damage,
+        )
+        assert switched.counters["snapshot"] == reference.counters["snapshot"]
+        assert switched.counters["names"] == reference.counters["names"]
+
+    def test_the_cases_reach_every_path(self) -> None:
+        """The generator is rich enough: over a fixed sample, every reject reason of DBN
+        records, damage, in-band names, error texts, prices at -2^63 in a row, and records of
+        other types appear."""
+        seen: dict[str, set] = {"reasons": set(), "types": set()}
+        found = {"damage": 0, "errors": 0, "names": 0, "low": 0}
+
+        @settings(max_examples=200, derandomize=True, database=None, deadline=None)
+        @given(dbn_cases())
+        def collect(case: DbnCase) -> None:
+            result = convert_dbn([PythonCore()] * (len(case.cuts) + 1), case)
+            seen["reasons"] |= {r.reason for r in result.rejects}
+            seen["types"] |= set(result.counters.get("by_type", {}))
+            found["damage"] += bool(result.damage)
+            found["errors"] += len(result.errors)
+            found["names"] += any(n.mappings for n in result.names)
+            found["low"] += "-9223372036.854775808" in result.text
+
+        collect()
+        assert seen["reasons"] == {"bad record", "bad time", "bad action", "bad side", "bad price"}
+        assert {"mbo", "symbol_mapping", "system", "error"} < seen["types"], seen["types"]
+        assert all(found.values()), found
+
+    @settings(max_examples=EXAMPLES, deadline=None)
+    @given(st.binary(max_size=600), st.sampled_from([56, 64]))
+    def test_any_bytes_given_to_the_parsers(self, data: bytes, size: int) -> None:
+        """Bytes that are not whole records (the splitter never hands such): both parsers
+        give the same events and rejects, and never read past the block."""
+        meta = MboMetadata("test", size)
+        out = []
+        for core in (PythonCore(), load("compiled")):
+            events, rejects = core.mbo_parser(meta, MboNamer()).parse(data, 1)
+            out.append((list(events), rejects))
+        assert out[0] == out[1]
+
+
+# -- the other fields at their extremes: seqs at 2^64 - 1, Databento's CSV export (issue 17) ------
+
+
+class TestExtremeSeqs:
+    @pytest.mark.parametrize("start", [None, 2**64 - 3, 0])
+    def test_the_feed_past_the_last_seq(self, start: int | None) -> None:
+        """After seq 2^64 - 1 every seq is behind (late or duplicate), on both cores: the
+        compiled feed's next seq must not wrap to 0, nor its count of lost seqs (up to
+        2^64 - 1) overflow; its state goes through a checkpoint."""
+        from tests.conftest import HEADER, add
+
+        seqs = [2**64 - 3, 2**64 - 1, 2**64 - 2, 0, 5, 2**64 - 1, 1]
+        rows = [add(s, f"o{i}", "BUY" if i % 2 else "SELL", str(100 + i if i % 2 else 200 - i), "1")
+                for i, s in enumerate(seqs)]  # fmt: skip
+        data = "".join(r + "\n" for r in rows).encode()
+        out = []
+        for core in (PythonCore(), load("compiled")):
+            parser, feed = core.csv_parser(HEADER), core.feed(start_seq=start, max_pending=2)
+            events, rejects = parser.parse(data, 2)
+            ready = core.events()
+            feed.push(
+                events if type(events) is not list else core.events(events), 0.0, ready, rejects
+            )
+            feed.finish(ready)
+            state = feed.snapshot()
+            again = core.feed(start_seq=start)
+            again.restore(_through_codec(state), 0.0)
+            released = [e._replace(raw="") for e in ready]  # a waiting event keeps no raw line
+            out.append((released, rejects, state, again.snapshot(), feed.seqs_lost))
+        assert out[0] == out[1]
+        assert out[0][2].next_seq == 2**64 and [r.reason for r in out[0][1]].count("duplicate") >= 1
+
+    @pytest.mark.parametrize(
+        ("column", "value", "reason"),
+        [
+            ("size", "4294967296", "bad qty"), ("size", "18446744073709551616", "bad qty"),
+            ("sequence", "-1", "bad record"), ("sequence", "4294967296", "bad record"),
+            ("publisher_id", "65536", "bad record"), ("instrument_id", "-5", "bad record"),
+            ("order_id", "18446744073709551616", "bad record"), ("flags", "256", "bad record"),
+            ("ts_recv", "18446744073709551615", "bad time"),
+            ("ts_recv", "9223372036854775808", "bad time"),
+            ("ts_recv", "1900-01-01T00:00:00.000000000Z", "bad time"), ("ts_recv", "", "bad time"),
+            ("price", "-9223372036854775808", "bad price"),
+            ("price", "-9223372036.854775807", None), ("sequence", "4294967295", None),
+            ("size", "4294967295", None), ("ts_recv", "9223372036854775807", None),
+        ],
+    )  # fmt: skip
+    def test_the_csv_export_at_its_extremes(
+        self, column: str, value: str, reason: str | None
+    ) -> None:
+        """Databento's CSV export with a field beyond its DBN type: rejected with its reason by
+        both cores (never an overflow in the compiled core's containers); at the type's limit:
+        the same row from both."""
+        from l3tol1.core.mbo import MboCsvParser
+
+        header = (
+            "ts_recv,ts_event,rtype,publisher_id,instrument_id,action,side,price,size,channel_id,"
+            "order_id,flags,ts_in_delta,sequence,symbol"
+        )
+        names = header.split(",")
+        good = {"ts_recv": str(T0), "ts_event": str(T0), "rtype": "160", "publisher_id": "1",
+                "instrument_id": "1001", "side": "B", "price": "100", "size": "1",
+                "channel_id": "0", "order_id": "1", "flags": "128", "ts_in_delta": "0",
+                "sequence": "1", "symbol": "ESH4"}  # fmt: skip
+        rows = [
+            {**good, "action": "A"},
+            {**good, "action": "A", "side": "A", "price": "9223372036854775806", "order_id": "2"},
+        ]
+        rows.append({**good, "action": "A", "order_id": "3", "price": "50", column: value})
+        data = "".join(",".join(r[n] for n in names) + "\n" for r in rows).encode()
+        out = []
+        for core in (PythonCore(), load("compiled")):
+            namer = MboNamer()
+            events, rejects = MboCsvParser(header, namer).parse(data, 2)
+            batch = core.events(events)
+            quotes = core.quotes()
+            instruments = core.instruments()
+            instruments.apply(batch, quotes, [])
+            out.append(
+                (
+                    list(batch),
+                    rejects,
+                    core.formatter(with_instrument=True).format(namer.name_quotes(quotes)),
+                )
+            )
+        assert out[0] == out[1]
+        assert [r.reason for r in out[0][1]] == ([] if reason is None else [reason])
+
+
+def _through_codec(state: Any) -> Any:
+    """A feed's state after a real checkpoint's bytes."""
+    saved = Checkpoint(
+        options=RunOptions(None, 100_000, None),
+        input=InputRecord("in.csv", 1, 2, 0, "", 0, 0),
+        feed=state,
+        instruments=PythonCore().instruments().snapshot(),
+        output=CsvState(FileRecord("out.csv", 1, 3, 0), 0, False),
+        rejects=RejectsState(FileRecord("out.csv.rejects.jsonl", 1, 4, 0)),
+    )
+    return decode(encode(saved), Path("state.ckpt")).feed

@@ -1,27 +1,33 @@
 """Databento MBO input (SPEC §12): DBN files (plain and zstd) and Databento's CSV export, through
-the real CLI, against a naive MBO model; the official sample files; kill -9 with a checkpoint."""
+the real CLI, against a naive MBO model; the official sample files; recordings of the live API
+(symbol-mapping, system and error records among the MBO ones, DBN v1 to v3, made by Databento's
+own encoder); fields at their extremes; kill -9 with a checkpoint."""
 
 from __future__ import annotations
 
 import io
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import databento_dbn as dbn
 import pytest
 import zstandard
 from bench.generate_mbo import RENAMED, SYMBOLS, UNDEF_PRICE, Mbo, metadata, pack, records
+from databento_dbn import v1, v2, v3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import cli
+from tests.conftest import cli, read_checkpoint
 from tests.model import mbo_model_csv
 from tests.test_reliability import kill_after_progress
 
 DBN_SAMPLES = Path(__file__).resolve().parents[1] / "data" / "dbn"  # copies of ../shared/data/dbn
 T0 = 1_703_541_600_000_000_000  # 2023-12-25 22:00:00 UTC, the day the metadata starts
+DAY = 86_400 * 10**9
 LAST = 0x80
+CORES = ("python", "compiled")
 
 
 def write_dbn(path: Path, recs: list[Mbo], *, zstd: bool = False) -> Path:
@@ -281,3 +287,382 @@ class TestWithTheRest:
             rejects = [json.loads(x) for x in Path(f"{out}.rejects.jsonl").read_text().splitlines()]
             assert rejects == whole_rejects
         print(f"dbn: {kills} kill -9 survived")
+
+
+# -- recordings of the live API: records of every type (issue 17) ---------------------------------
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A symbol-mapping record: ``instrument_id`` is ``symbol`` (its stype_out_symbol)."""
+
+    instrument_id: int
+    symbol: str
+    stype_in_symbol: str = "ES.FUT"
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A ``system`` record (subscription acks, heartbeats) or an ``error`` one."""
+
+    kind: str
+    text: str
+
+
+LIBS = {1: v1, 2: v2, 3: v3}  # each DBN version's record layouts
+
+
+def encode_live(items: list, *, version: int = 3, ts_out: bool = False) -> bytes:
+    """Records as Databento's own encoder makes them in DBN ``version`` (``bytes`` items are
+    taken as they are: records no encoder would make)."""
+    lib = LIBS[version]
+    extra = {"ts_out": T0} if ts_out else {}
+    out = []
+    for item in items:
+        if isinstance(item, bytes):
+            out.append(item)
+            continue
+        if isinstance(item, Mbo):
+            record = dbn.MBOMsg(
+                item.publisher_id, item.instrument_id, item.ts_recv - 1000, item.order_id,
+                item.price, item.size, dbn.Action(item.action), dbn.Side(item.side),
+                item.ts_recv, flags=item.flags, channel_id=0, ts_in_delta=1000,
+                sequence=item.sequence, **extra,
+            )  # fmt: skip
+        elif isinstance(item, Mapping) and version == 1:
+            record = lib.SymbolMappingMsg(
+                1, item.instrument_id, T0, item.stype_in_symbol, item.symbol, T0, T0 + 2 * DAY,
+                **extra,
+            )  # fmt: skip
+        elif isinstance(item, Mapping):
+            record = lib.SymbolMappingMsg(
+                1, item.instrument_id, T0, dbn.SType.PARENT, item.stype_in_symbol,
+                dbn.SType.RAW_SYMBOL, item.symbol, T0, T0 + 2 * DAY, **extra,
+            )  # fmt: skip
+        else:
+            kind = lib.SystemMsg if item.kind == "system" else lib.ErrorMsg
+            if version == 1 and ts_out:  # v1's encoder takes no ts_out for these: append it
+                plain = bytes(kind(T0, item.text))
+                out.append(bytes((plain[0] + 2,)) + plain[1:] + T0.to_bytes(8, "little"))
+                continue
+            record = kind(T0, item.text, **extra)
+        out.append(bytes(record))
+    return b"".join(out)
+
+
+def write_live(
+    path: Path,
+    items: list,
+    *,
+    version: int = 3,
+    ts_out: bool = False,
+    symbols: dict[int, str] | None = None,
+    zstd: bool = False,
+) -> Path:
+    """A DBN file as a live session records it: metadata without symbology (unless
+    ``symbols``), then the records."""
+    data = metadata(symbols={} if symbols is None else symbols, version=version, ts_out=ts_out)
+    data += encode_live(items, version=version, ts_out=ts_out)
+    path.write_bytes(zstandard.ZstdCompressor().compress(data) if zstd else data)
+    return path
+
+
+def decoded_types(path: Path) -> list[str]:
+    """The records of a DBN file as Databento's own decoder reads them (as they are)."""
+    decoder = dbn.DBNDecoder(upgrade_policy=dbn.VersionUpgradePolicy.AS_IS)
+    decoder.write(path.read_bytes())
+    return [type(record).__name__ for record in decoder.decode()]
+
+
+def log_events(stderr: str) -> list[dict]:
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def run(tmp_path: Path, src: Path, core: str, *args: str) -> tuple[str, list[dict], list[dict]]:
+    """Convert with ``core``: the rows, the rejects and the JSON log events."""
+    out = tmp_path / f"{src.name}.{core}.l1.csv"
+    result = cli("-i", src, "-o", out, "--no-follow", "--core", core, "--log-format", "json", *args)
+    assert result.returncode == 0, result.stderr
+    rejects = [json.loads(line) for line in Path(f"{out}.rejects.jsonl").read_text().splitlines()]
+    return out.read_text(), rejects, log_events(result.stderr)
+
+
+def live_session(
+    count: int, seed: int, *, days: int = 2, publishers: tuple[int, ...] = (1,)
+) -> list:
+    """What a live session records: a subscription ack and symbol mappings first, then MBO
+    records (``count``, over ``days``) with heartbeats among them, an error now and then, and
+    mappings that arrive late (1004's after its first records) or change (1003's)."""
+    rng = random.Random(seed)
+    mbos = list(records(count, seed=seed, publishers=publishers))
+    spread = days / 2  # `records` spans two days
+    items: list = [
+        Gateway("system", "Subscription request 0 for mbo data succeeded"),
+        Mapping(1001, "ESH4"),
+        Mapping(1002, "NQH4"),
+        Mapping(1003, "OLDSYM"),
+    ]
+    renames = 0
+    for i, r in enumerate(mbos):
+        items.append(r._replace(ts_recv=T0 + int((r.ts_recv - T0) * spread)))
+        if rng.random() < 0.002:
+            items.append(Gateway("system", "Heartbeat"))
+        if i == count // 7:
+            items.append(Mapping(1004, "CLG4"))
+        if rng.random() < 0.0005:
+            renames += 1
+            items.append(Mapping(1003, f"NEWSYM{renames}"))
+        if rng.random() < 0.0002:
+            items.append(Gateway("error", f"Gateway error {i}: subscription limit reached"))
+    return items
+
+
+class TestLiveRecordings:
+    @pytest.mark.parametrize("core", CORES)
+    @pytest.mark.parametrize(
+        ("version", "ts_out"), [(1, False), (2, False), (3, False), (3, True), (1, True)]
+    )
+    def test_mapping_system_and_error_records_among_mbo_records(
+        self, tmp_path: Path, core: str, version: int, ts_out: bool
+    ) -> None:
+        """A live recording (Databento's encoder, DBN v1 to v3, with and without ts_out): the
+        records are walked by their own length; rows are named by the in-band mappings; the
+        other records are passed over, counted by type; the error's text is logged. Databento's
+        own decoder reads the same file."""
+        items = live_session(3_000, seed=4, days=4)
+        items.insert(500, Gateway("error", "Subscription to mbo for ES.FUT is lagging"))
+        src = write_live(tmp_path / "live.dbn", items, version=version, ts_out=ts_out)
+        types = decoded_types(src)
+        assert types.count("MBOMsg") == 3_000 and len(types) == len(items) + 1
+        assert {"SymbolMappingMsg", "SystemMsg", "ErrorMsg"} <= {
+            t.removesuffix("V1") for t in types
+        }
+        text, rejects, events = run(tmp_path, src, core)
+        assert rejects == []
+        assert text == mbo_model_csv(items, {}, {})
+        assert {"ESH4", "NQH4", "OLDSYM", "1004", "CLG4"} <= {
+            r.split(",")[1] for r in text.splitlines()[1:]
+        }
+        summary = events[-1]
+        assert summary["records_by_type"] == {
+            "error": sum(isinstance(i, Gateway) and i.kind == "error" for i in items),
+            "mbo": 3_000,
+            "symbol_mapping": sum(isinstance(i, Mapping) for i in items),
+            "system": sum(isinstance(i, Gateway) and i.kind == "system" for i in items),
+        }
+        errors = [e for e in events if e["event"] == "dbn_error_record"]
+        assert errors[0]["text"] == "Subscription to mbo for ES.FUT is lagging"
+        assert errors[0]["line"] == 501  # its record index: every record counts
+
+    @pytest.mark.parametrize("core", CORES)
+    def test_the_metadata_names_first_then_the_mappings(self, tmp_path: Path, core: str) -> None:
+        """An instrument the metadata maps keeps the metadata's symbol whatever the in-band
+        mappings say; one it does not map takes the in-band one."""
+        recs = [mbo(1, "A", 1, "B", 10, 1), mbo(2, "A", 2, "A", 11, 1),
+                mbo(3, "A", 3, "B", 10, 1, instrument=1002),
+                mbo(4, "A", 4, "A", 11, 1, instrument=1002)]  # fmt: skip
+        items = [Mapping(1001, "LIVE-ES"), Mapping(1002, "LIVE-NQ"), *recs]
+        src = write_live(tmp_path / "m.dbn", items, symbols={1001: "ESH4"})
+        text, _, _ = run(tmp_path, src, core)
+        assert [r.split(",")[1] for r in text.splitlines()[1:]] == ["ESH4", "LIVE-NQ"]
+
+    @pytest.mark.parametrize("core", CORES)
+    def test_a_mapping_names_only_the_days_it_precedes(self, tmp_path: Path, core: str) -> None:
+        """A book's first record of a day fixes its rows' name for that day: a mapping met later
+        names the next days, never rows before it, however the stages' batches fall."""
+        day1 = [mbo(1, "A", 1, "B", 10, 1), mbo(2, "A", 2, "A", 11, 1)]
+        later = [mbo(3, "A", 3, "B", 10.5, 1), mbo(4, "A", 4, "B", 10.75, 1, at=DAY // 1000)]
+        items = [*day1, Mapping(1001, "ESH4"), *later, Mapping(1001, "ESM4")]
+        src = write_live(tmp_path / "late.dbn", items)
+        text, _, _ = run(tmp_path, src, core)
+        assert text == mbo_model_csv(items, {}, {})
+        assert [r.split(",")[1] for r in text.splitlines()[1:]] == ["1001", "1001", "ESH4"]
+
+    @pytest.mark.parametrize("core", CORES)
+    def test_other_record_types_are_passed_over(self, tmp_path: Path, core: str) -> None:
+        """Status and statistics records (any rtype but MBO and symbol mapping) change nothing
+        and are counted by their rtype; an MBO record of another length than the metadata's is a
+        bad record; the records after it are read."""
+        recs = [
+            mbo(1, "A", 1, "B", 10, 1),
+            mbo(2, "A", 2, "A", 11, 1),
+            mbo(3, "A", 3, "A", 10.5, 1),
+        ]
+        status = bytes(dbn.StatusMsg(1, 1001, T0, T0))
+        stat = bytes(dbn.StatMsg(1, 1001, T0, T0, T0, 10**9, 5, dbn.StatType.OPENING_PRICE))
+        longer = bytes((16,)) + pack(recs[0])[1:] + bytes(8)  # 64 bytes where MBO is 56
+        items = [status, recs[0], stat, longer, recs[1], status, recs[2]]
+        src = write_live(tmp_path / "o.dbn", items)
+        text, rejects, events = run(tmp_path, src, core)
+        assert text == mbo_model_csv(recs, {}, {})
+        assert [(r["line"], r["reason"]) for r in rejects] == [(4, "bad record")]
+        assert events[-1]["records_by_type"] == {"mbo": 4, "rtype_0x12": 2, "rtype_0x18": 1}
+
+    @pytest.mark.parametrize("core", CORES)
+    def test_a_record_shorter_than_its_header_is_damage(self, tmp_path: Path, core: str) -> None:
+        """A length below the 16-byte record header cannot be walked past: the input is damaged
+        at that record, said in one line naming it (exit 2)."""
+        recs = [
+            mbo(1, "A", 1, "B", 10, 1),
+            mbo(2, "A", 2, "A", 11, 1),
+            mbo(3, "A", 3, "A", 10.5, 1),
+        ]
+        head = metadata(symbols={})
+        src = write_live(
+            tmp_path / "d.dbn",
+            [Mapping(1001, "ESH4"), recs[0], bytes((2, 0xA0)) + bytes(6), *recs[1:]],
+        )
+        result = cli("-i", src, "-o", tmp_path / "o.csv", "--core", core)
+        assert result.returncode == 2
+        at = len(head) + 176 + 56
+        assert result.stderr.splitlines()[-1] == (
+            f"l3tol1: error: input {src} is damaged at record 3 (byte {at}): its length, 8 bytes,"
+            " is shorter than a record header"
+        )
+
+
+# -- fields at their extremes (issue 17) -----------------------------------------------------------
+
+
+class TestExtremes:
+    @pytest.mark.parametrize("core", CORES)
+    @pytest.mark.parametrize("output", ["csv", "parquet"])
+    def test_receive_times_beyond_2_63_are_bad_times(
+        self, tmp_path: Path, core: str, output: str
+    ) -> None:
+        """ts_recv 2^64 - 1 (Databento's undefined time) and 2^63 are rejected as `bad time`,
+        never a crash, with either core and output, and with a checkpoint a restart finds
+        nothing left to do; 2^63 - 1 (2262-04-11) is still a time."""
+        recs = [mbo(1, "A", 1, "B", 10, 1), mbo(2, "A", 2, "A", 11, 1),
+                mbo(3, "A", 3, "B", 10.5, 1)._replace(ts_recv=2**64 - 1),
+                mbo(4, "C", 1, "B", 10, 1)._replace(ts_recv=2**63),
+                mbo(5, "A", 4, "B", 10.25, 1),
+                mbo(6, "A", 5, "B", 10.75, 1)._replace(ts_recv=2**63 - 1)]  # fmt: skip
+        src = write_dbn(tmp_path / "t.dbn", recs)
+        out, ckpt = tmp_path / f"l1.{output}", tmp_path / "state.ckpt"
+        args = ("-i", src, "-o", out, "--core", core, "--checkpoint", ckpt)
+        for _ in range(2):  # the second run resumes from the end
+            result = cli(*args)
+            assert result.returncode == 0, result.stderr
+        rejects = [json.loads(x) for x in Path(f"{out}.rejects.jsonl").read_text().splitlines()]
+        assert [(r["line"], r["reason"]) for r in rejects] == [(3, "bad time"), (4, "bad time")]
+        expected = mbo_model_csv(recs, SYMBOLS, RENAMED).splitlines()[1:]
+        assert expected[-1].startswith("2262-04-11 23:47:16.854775807 UTC,1001,10.75,")
+        if output == "csv":
+            assert out.read_text().splitlines()[1:] == expected
+        else:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(out)
+            assert table.column("seq_num").to_pylist() == [
+                int(x.rsplit(",", 1)[1]) for x in expected
+            ]
+            assert table.column("time").cast("int64").to_pylist()[-1] == 2**63 - 1
+
+    @pytest.mark.parametrize("pretty", [False, True])
+    def test_the_csv_export_alike(self, tmp_path: Path, pretty: bool) -> None:
+        """Databento's CSV export of the same records (its undefined time is an empty field,
+        or a number; 2^63 a date in 2262): the same rejects, the same rows."""
+        recs = [mbo(1, "A", 1, "B", 10, 1), mbo(2, "A", 2, "A", 11, 1),
+                mbo(3, "A", 3, "B", 10.5, 1)._replace(ts_recv=2**64 - 1),
+                mbo(4, "A", 4, "B", 10.25, 1)._replace(ts_recv=2**63)]  # fmt: skip
+        export = write_csv_export(
+            tmp_path / "e.csv", write_dbn(tmp_path / "e.dbn", recs), pretty=pretty, symbols=True
+        )
+        for core in CORES:
+            text, rejects, _ = run(tmp_path, export, core)
+            assert [(r["line"], r["reason"]) for r in rejects] == [(4, "bad time"), (5, "bad time")]
+            assert text == mbo_model_csv(recs, SYMBOLS, RENAMED)
+
+    @pytest.mark.parametrize("core", CORES)
+    def test_bids_and_asks_at_the_ends_of_int64(self, tmp_path: Path, core: str) -> None:
+        """A bid at -2^63 is the worst bid, not the best one forever; prices at both ends of
+        int64 (2^63 - 1 is the undefined price, so 2^63 - 2 is the highest) on both sides."""
+        low, high = -(2**63), 2**63 - 2
+
+        def at(r: Mbo, price: int) -> Mbo:
+            return r._replace(price=price)
+
+        recs = [
+            at(mbo(1, "A", 1, "B", 0, 1), low), mbo(2, "A", 2, "A", 10, 1),
+            mbo(3, "A", 3, "B", 5, 1), mbo(4, "C", 3, "B", 5, 1),
+            at(mbo(5, "A", 4, "B", 0, 2), low + 1), mbo(6, "C", 4, "B", 0, 2),
+            at(mbo(7, "A", 5, "B", 0, 1), high), at(mbo(8, "C", 5, "B", 0, 1), high),
+            at(mbo(9, "A", 6, "A", 0, 3), low), at(mbo(10, "A", 7, "B", 0, 1), low),
+            at(mbo(11, "M", 6, "A", 0, 3), high), mbo(12, "C", 2, "A", 10, 1),
+            at(mbo(13, "A", 8, "A", 0, 1), high - 1), mbo(14, "C", 1, "B", 0, 1),
+            at(mbo(15, "C", 7, "B", 0, 1), low), mbo(16, "A", 9, "B", 0, 1),
+        ]  # fmt: skip
+        src = write_dbn(tmp_path / "x.dbn", recs)
+        text, rejects, _ = run(tmp_path, src, core)
+        assert rejects == []
+        assert text == mbo_model_csv(recs, SYMBOLS, RENAMED)
+        assert "-9223372036.854775808,10," in text and ",9223372036.854775806," in text
+
+    def test_negative_and_zero_prices_survive_a_checkpoint(self, tmp_path: Path) -> None:
+        """Books holding negative and zero prices (spreads) are saved in the checkpoint and read
+        back: a restart continues, it does not call the checkpoint damaged."""
+        recs = [at for i in range(40) for at in (
+            mbo(2 * i + 1, "A", 2 * i + 1, "B", -1.5 - i % 3, 1),
+            mbo(2 * i + 2, "A", 2 * i + 2, "A", 0 if i % 2 else -0.5, 1),
+        )]  # fmt: skip
+        src = write_dbn(tmp_path / "n.dbn", recs)
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "state.ckpt"
+        for _ in range(2):
+            result = cli("-i", src, "-o", out, "--checkpoint", ckpt)
+            assert result.returncode == 0, result.stderr
+        books = read_checkpoint(ckpt).instruments.instruments
+        assert min(price for book in books for _, _, price, _ in book.orders) == -3_500_000_000
+        assert out.read_text() == mbo_model_csv(recs, SYMBOLS, RENAMED)
+
+
+# -- names and restarts (issue 17) -----------------------------------------------------------------
+
+
+class TestCheckpointedNames:
+    def test_kill_9_loop_with_symbol_mappings_between_records(self, tmp_path: Path) -> None:
+        """A live recording over ten days (zstd), its names learnt from mapping records among
+        the MBO ones, some of which change a symbol: >= 10 kill -9 mid-stream, then a clean
+        finish, give exactly the rows and rejects of one uninterrupted run, which are the
+        model's."""
+        items = live_session(150_000, seed=21, days=10, publishers=(1, 2))
+        src = write_live(tmp_path / "k.dbn.zst", items, zstd=True)
+        whole, whole_rejects = convert(tmp_path, src)
+        assert whole == mbo_model_csv(items, {}, {})
+        names = {row.split(",")[1] for row in whole.splitlines()[1:]}
+        assert {"ESH4", "NQH4@2", "1004", "CLG4"} <= names, names
+        assert len({name for name in names if name.startswith("NEWSYM")}) > 8  # day by day
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "state.ckpt"
+        args = ("-i", src, "-o", out, "--checkpoint", ckpt, "--checkpoint-interval", "0.05")
+        rng = random.Random(13)
+        kills = 0
+        while kills < 10:
+            for leftover in (out, Path(f"{out}.rejects.jsonl"), ckpt):
+                leftover.unlink(missing_ok=True)
+            while kill_after_progress(args, ckpt, rng):
+                kills += 1
+            result = cli(*args, timeout=300)
+            assert result.returncode == 0, result.stderr
+            assert out.read_text() == whole, "rows lost, duplicated or named otherwise"
+            rejects = [json.loads(x) for x in Path(f"{out}.rejects.jsonl").read_text().splitlines()]
+            assert rejects == whole_rejects
+        print(f"dbn with mappings: {kills} kill -9 survived")
+
+    def test_a_format_2_checkpoint_is_refused_in_one_line(self, tmp_path: Path) -> None:
+        """A checkpoint of the format before in-band names (2) is refused in one line that says
+        what to do, never read as if it had none."""
+        src = write_dbn(tmp_path / "f.dbn", [mbo(1, "A", 1, "B", 10, 1)])
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "state.ckpt"
+        assert cli("-i", src, "-o", out, "--checkpoint", ckpt).returncode == 0
+        state = json.loads(zstandard.ZstdDecompressor().stream_reader(ckpt.read_bytes()).read())
+        assert state["version"] == 3 and state["names"]["names"] == [["1:1001", 19716, "ESH4"]]
+        state["version"] = 2
+        del state["names"]["names"], state["names"]["mappings"]
+        ckpt.write_bytes(zstandard.ZstdCompressor().compress(json.dumps(state).encode()))
+        result = cli("-i", src, "-o", out, "--checkpoint", ckpt)
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"l3tol1: error: checkpoint {ckpt} was written by an earlier l3tol1 (format 2), which"
+            " this version does not read: finish that run with the version that started it, or"
+            " remove the checkpoint to start over"
+        ]

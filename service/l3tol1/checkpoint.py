@@ -8,14 +8,18 @@ own piece, all taken at the same point of the stream:
   reuse or a replaced file is detected), the byte offset to resume from and that line's number;
 - ``feed``: what the resequencer holds, waiting events included (at most --max-pending);
 - ``instruments``: every book's live orders, last quote and the counters;
-- ``output`` / ``rejects``: each file's identity and size at the cut, and its counts.
+- ``output`` / ``rejects``: each file's identity and size at the cut, and its counts;
+- ``names``: how Databento's books are named (publishers, books met and kept, in-band symbol
+  mappings, each book's name on each day), as of the cut's position.
 
 On disk it is JSON compressed with zstd: waiting events and orders are stored column by column,
 so a checkpoint is small and loads without a burst of memory. It is written only after the rows
 it accounts for are fsynced, atomically (temp file, fsync, rename, fsync of the directory), and
 validated whole on load (schema, types, invariants): a damaged checkpoint is one clear line, exit
-2, never a traceback or a wrong resume. Format 1 (plain JSON, l3tol1 0.1) is refused with a line
-that says so: finish that run with the version that started it, or remove the checkpoint.
+2, never a traceback or a wrong resume. Every value the cores can hold is accepted back (a
+Databento price is any int64). Earlier formats are refused with a line that says so: finish that
+run with the version that started it, or remove the checkpoint. Format 1 was plain JSON (l3tol1
+0.1); format 2 had no in-band symbol mappings nor day names in ``names`` (issue 17).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any, TypeVar
 
 from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState, InstrumentState
-from l3tol1.core.mbo import NamerState
+from l3tol1.core.mbo import MAX_TS, NamerState
 from l3tol1.core.numbers import MAX_PRICE, MAX_QTY, MAX_SEQ
 from l3tol1.core.records import Action, Event, Side
 from l3tol1.errors import CheckpointError, OutputError
@@ -54,7 +58,7 @@ __all__ = [
     "find_input",
 ]
 
-VERSION = 2
+VERSION = 3
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # A checkpoint never legitimately decompresses to more than this (waiting events are bounded by
 # --max-pending, books by memory): a bigger one is damage, refused before it fills the memory.
@@ -239,6 +243,12 @@ def decode(data: bytes, path: Path) -> Checkpoint:
     except (zstandard.ZstdError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is damaged: {exc}") from exc
     check = _Checker(path)
+    if isinstance(state, dict) and state.get("version") == 2:
+        raise CheckpointError(
+            f"checkpoint {path} was written by an earlier l3tol1 (format 2), which this version"
+            " does not read: finish that run with the version that started it, or remove the"
+            " checkpoint to start over"
+        )
     if not isinstance(state, dict) or state.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {path} is not a format-{VERSION} l3tol1 checkpoint")
     checkpoint = Checkpoint(
@@ -348,7 +358,8 @@ class _Checker:
         )
         counters = self.get(feed, "counters", where)
         return FeedState(
-            next_seq=self.integer(feed, "next_seq", where, null=True),
+            # 2^64 once seq 2^64 - 1 was passed: every seq is behind then
+            next_seq=self.integer(feed, "next_seq", where, hi=MAX_SEQ + 1, null=True),
             first_seq=self.integer(feed, "first_seq", where, null=True),
             gaps=[(g[0], g[1]) for g in gaps],
             pending=self.events(self.get(feed, "pending", where), f"{where}.pending"),
@@ -364,9 +375,9 @@ class _Checker:
                 ("instrument", lambda v: isinstance(v, str)),
                 ("order_id", lambda v: isinstance(v, str)),
                 ("side", lambda v: type(v) is int and v in _SIDES),
-                ("price", lambda v: _natural(v) and v <= MAX_PRICE),
+                ("price", _int64),
                 ("qty", lambda v: _natural(v) and v <= MAX_QTY),
-                ("time", lambda v: isinstance(v, str) or _natural(v)),
+                ("time", lambda v: isinstance(v, str) or (_natural(v) and v <= MAX_TS)),
                 ("line", _natural),
                 ("raw", lambda v: isinstance(v, str)),
                 ("last", lambda v: isinstance(v, bool)),
@@ -422,9 +433,9 @@ class _Checker:
         if last is not None and not (
             isinstance(last, list)
             and len(last) == 4
-            and all(_natural(v) for v in last)
-            and 0 < last[0] <= MAX_PRICE
-            and 0 < last[1] <= MAX_PRICE
+            and _int64(last[0])
+            and _int64(last[1])
+            and all(_natural(v) for v in last[2:])
         ):
             self.fail(f"{where}.last", "not a quote")
         columns = self.get(book, "orders", where)
@@ -433,7 +444,7 @@ class _Checker:
             for column, check in (
                 ("side", lambda v: type(v) is int and v in _SIDES),
                 ("order_id", lambda v: isinstance(v, str)),
-                ("price", lambda v: _natural(v) and 0 < v <= MAX_PRICE),
+                ("price", _int64),
                 ("qty", lambda v: _natural(v) and 0 < v <= MAX_QTY),
             )
         )
@@ -447,15 +458,41 @@ class _Checker:
     def names(self, state: Any) -> NamerState:
         where = "names"
         names = self.get(state, "names", "")
-        key = re.compile(r"[0-9]+:[0-9]+")
 
         def is_key(value: Any) -> bool:
-            return isinstance(value, str) and key.fullmatch(value) is not None
+            match = _BOOK_KEY.fullmatch(value) if isinstance(value, str) else None
+            return (
+                match is not None and int(match[1]) <= _MAX_PUBLISHER and int(match[2]) <= _MAX_ID
+            )
+
+        def is_mapping(value: Any) -> bool:
+            return (
+                isinstance(value, list)
+                and len(value) == 2
+                and _natural(value[0])
+                and value[0] <= _MAX_ID
+                and isinstance(value[1], str)
+                and value[1] != ""
+            )
+
+        def is_name(value: Any) -> bool:
+            return (
+                isinstance(value, list)
+                and len(value) == 3
+                and is_key(value[0])
+                and _natural(value[1])
+                and value[1] <= _MAX_DAY
+                and isinstance(value[2], str)
+            )
 
         return NamerState(
-            first_publisher=self.integer(names, "first_publisher", where, hi=65535, null=True),
+            first_publisher=self.integer(
+                names, "first_publisher", where, hi=_MAX_PUBLISHER, null=True
+            ),
             seen=self.items(names, "seen", where, is_key),
             kept=self.items(names, "kept", where, is_key),
+            mappings=[(i, s) for i, s in self.items(names, "mappings", where, is_mapping)],
+            names=[(k, d, n) for k, d, n in self.items(names, "names", where, is_name)],
         )
 
     def file(self, obj: Any, where: str) -> FileRecord:
@@ -513,10 +550,21 @@ class _Checker:
 
 _ACTIONS = frozenset(int(a) for a in Action)
 _SIDES = frozenset(int(s) for s in Side)
+# A Databento book's key (publisher_id:instrument_id, a u16 and a u32) and its days (ts_recv is
+# at most 2^63 - 1 ns).
+_BOOK_KEY = re.compile(r"([0-9]{1,5}):([0-9]{1,10})")
+_MAX_PUBLISHER = 2**16 - 1
+_MAX_ID = 2**32 - 1
+_MAX_DAY = MAX_TS // (86_400 * 10**9)
 
 
 def _natural(value: Any) -> bool:
     return type(value) is int and value >= 0
+
+
+def _int64(value: Any) -> bool:
+    """A price as the cores hold it: any int64 (Databento's may be negative, SPEC §12)."""
+    return type(value) is int and -(2**63) <= value <= MAX_PRICE
 
 
 # -- finding the input again ---------------------------------------------------------------------

@@ -69,6 +69,12 @@ class _PipelineCollector(Collector):
             "action",
             values["records_by_action"],
         )
+        yield _labelled(
+            "l3tol1_dbn_records",
+            "Databento DBN records read, by type (mbo, symbol_mapping, system, error, rtype_0xNN)",
+            "type",
+            values["records_by_type"],
+        )
         yield GaugeMetricFamily(
             "l3tol1_pending_events", "events waiting for a missing seq", value=values["pending"]
         )

@@ -268,13 +268,13 @@ class Pipeline:
                 self.store,
                 self.options,
                 self.writer,
-                namer=self.namer,
                 interval=self._checkpoint_interval(),
                 clock=self.clock,
             )
         feed_stage = FeedStage(
             self.feed,
             self.source.position,
+            names=self.namer.snapshot(),
             core=self.core,
             checkpointer=checkpointer,
             clock=self.clock,
@@ -408,16 +408,18 @@ class Pipeline:
             "truncations": source.truncations,
             "bytes_read": source.bytes_read,
             "seconds_since_last_input": round(time.monotonic() - source.last_data_at, 3),
-            "records_by_action": self._records_by_action(),
+            "records_by_action": self._parser_counts("by_action"),
+            "records_by_type": self._parser_counts("by_type"),
             "checkpoints": 0 if store is None else store.saves,
             "checkpoint_bytes": 0 if store is None else store.last_size,
             "checkpoint_seconds": 0.0 if store is None else round(store.last_seconds, 4),
         }
 
-    def _records_by_action(self) -> dict[str, int]:
-        """Databento MBO records by action (``A``, ``C``, ``R``...); empty for L3 CSV."""
+    def _parser_counts(self, name: str) -> dict[str, int]:
+        """Databento MBO records by action (``A``, ``C``, ``R``...), or DBN records by type
+        (``mbo``, ``symbol_mapping``, ``system``...); empty for L3 CSV."""
         parser = None if self._parse is None else self._parse.parser
-        return dict(getattr(parser, "by_action", {}))
+        return dict(getattr(parser, name, {}))
 
     def log_summary(self) -> None:
         """The closing log line: every counter, elapsed time and rate."""

@@ -8,9 +8,11 @@ A stage receives only what it needs, owns its stream ends and closes its send si
 the next stage sees the end of the stream and finishes by itself: shutdown flows down the line.
 
 A checkpoint is cut at a batch boundary without stopping the line: the feed stage starts a `Cut`
-with the source position of the batch and its own state, the apply stage adds the books after
-applying that batch, and the write stage makes every row up to the cut durable before it saves
-the checkpoint. Each piece is taken at the same point of the stream, so together they agree.
+with the source position of the batch, the names of Databento's books as the parse stage left
+them after that batch (carried down with the batches) and its own state, the apply stage adds
+the books after applying that batch, and the write stage makes every row up to the cut durable
+before it saves the checkpoint. Each piece is taken at the same point of the stream, so together
+they agree.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from l3tol1.checkpoint import Checkpoint, CheckpointStore, InputRecord, RunOptio
 from l3tol1.core.csv_parser import HeaderError
 from l3tol1.core.feed import Feed, FeedState
 from l3tol1.core.instruments import Instruments, InstrumentsState
-from l3tol1.core.mbo import MboCsvParser, MboMetadata, MboNamer, is_mbo_header
+from l3tol1.core.mbo import MboCsvParser, MboMetadata, MboNamer, NamerState, is_mbo_header
 from l3tol1.core.records import Event, Quote, Reject
 from l3tol1.errors import InputError
 from l3tol1.log import get_logger
@@ -58,6 +60,7 @@ class Cut:
 
     input: InputRecord
     feed: FeedState
+    names: NamerState
     instruments: InstrumentsState | None = None
 
 
@@ -68,7 +71,8 @@ class Batch:
     ``end_of_input`` is set on the last batch when no row can still arrive (the input was read
     to its end); a stream that simply closes means "stopped". ``position`` is where the source
     stood after the batch; ``cut``, when set, is a checkpoint taken after this batch;
-    ``caught_up``: the followed input has no more for now (flush at once, SPEC §7 latency).
+    ``caught_up``: the followed input has no more for now (flush at once, SPEC §7 latency);
+    ``names``: the namer's state after this batch, when parsing it changed the namer.
     """
 
     events: list[Event] = field(default_factory=list)
@@ -80,6 +84,7 @@ class Batch:
     layout: tuple[bool, bool] | None = None  # (instrument column, ns times) of a new file
     ordered: bool = False  # the events come in the order to apply them (Databento MBO)
     caught_up: bool = False
+    names: NamerState | None = None
 
 
 class Health:
@@ -120,6 +125,8 @@ class ParseStage:
 
     The parsers are the core's (`Core.csv_parser`, `Core.mbo_parser`); Databento's CSV export
     is read by the Python parser whichever the core, its events put in the core's container.
+    A batch that changed the namer carries its state (`Batch.names`), for the checkpoint; the
+    error records of a live Databento recording are logged (``dbn_error_record``).
     """
 
     def __init__(
@@ -131,6 +138,7 @@ class ParseStage:
         self.namer = namer  # names Databento's books, across files
         self.parser: Any = None
         self.mbo = False  # the rows are Databento MBO records: in file order, ns times
+        self.log = get_logger()
 
     def layout(self) -> tuple[bool, bool]:
         """The output columns the current parser's rows make: (instrument column, ns times)."""
@@ -180,8 +188,20 @@ class ParseStage:
                         events = self.core.events(events)
                     batch.events = events
                     batch.rejects.extend(rejects)
+                    self._log_errors()
+                if self.namer.changed:
+                    batch.names = self.namer.snapshot()
+                    self.namer.changed = False
                 await send.send(batch)
                 health.done("parse")
+
+    def _log_errors(self) -> None:
+        """What the live gateway said went wrong, recorded in the file (SPEC §12)."""
+        errors = getattr(self.parser, "errors", None)
+        if errors:
+            for line, text in errors:
+                self.log.warning("dbn_error_record", input=self.name, line=line, text=text)
+            errors.clear()
 
 
 class Checkpointer:
@@ -199,12 +219,10 @@ class Checkpointer:
         options: RunOptions,
         writer: Writer,
         *,
-        namer: MboNamer,
         interval: float,
         clock: Callable[[], float],
     ) -> None:
         self.store = store
-        self.namer = namer
         self.options = options
         self.writer = writer
         self.interval = interval
@@ -231,7 +249,7 @@ class Checkpointer:
             instruments=cut.instruments,
             output=writer.output.state(),
             rejects=writer.rejects.state(),
-            names=self.namer.snapshot(),
+            names=cut.names,
         )
         await anyio.to_thread.run_sync(self.store.save, checkpoint)
         await writer.output.commit()
@@ -245,6 +263,10 @@ class FeedStage:
     Rejects leave in input order whatever the batches were: those found by the parser and the
     late and duplicate rows found here are merged by line, so that a restart, whose reads are
     cut elsewhere, writes the same reject file.
+
+    :param names: the namer's state where the source stands (``position``); each batch that
+        carries a newer one replaces it, so a cut holds the names as of its position, however
+        far the parse stage has run ahead.
     """
 
     def __init__(
@@ -252,6 +274,7 @@ class FeedStage:
         feed: Feed,
         position: Position,
         *,
+        names: NamerState,
         core: Any,
         checkpointer: Checkpointer | None,
         clock: Callable[[], float],
@@ -259,13 +282,14 @@ class FeedStage:
         self.feed = feed
         self.core = core
         self.position = position
+        self.names = names
         self.checkpointer = checkpointer
         self.clock = clock
         self.log = get_logger()
 
     def cut(self) -> Cut:
         """The feed's piece of a checkpoint, with the source position it matches."""
-        return Cut(InputRecord.at(self.position), self.feed.snapshot())
+        return Cut(InputRecord.at(self.position), self.feed.snapshot(), self.names)
 
     async def run(
         self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch], health: Health
@@ -301,6 +325,8 @@ class FeedStage:
                     changed = True
                     if batch.position is not None:
                         self.position = batch.position
+                    if batch.names is not None:
+                        self.names = batch.names
                     out = Batch(
                         rejects=batch.rejects,
                         end_of_input=batch.end_of_input,

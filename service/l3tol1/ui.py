@@ -76,6 +76,8 @@ def print_summary(counters: dict[str, Any], elapsed: float, stream: Any = None) 
         table.add_row("rejected", "0")
     for action, count in sorted(counters.get("records_by_action", {}).items()):
         table.add_row(f"MBO records: {action}", f"{count:,}")
+    for kind, count in sorted(counters.get("records_by_type", {}).items()):
+        table.add_row(f"DBN records: {kind}", f"{count:,}")
     if counters.get("crossed_quotes") or counters.get("locked_quotes"):
         crossed, locked = counters["crossed_quotes"], counters["locked_quotes"]
         table.add_row("crossed / locked rows", f"{crossed:,} / {locked:,}")

@@ -27,15 +27,13 @@ from libc.string cimport memchr, memcmp, memcpy, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
-import struct
-
 from l3tol1.core.book import OrderBook
 from l3tol1.core.csv_parser import CsvParser as PyCsvParser
 from l3tol1.core.csv_parser import too_long_reject
 from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState, InstrumentState
-from l3tol1.core.mbo import MboMetadata
-from l3tol1.core.mbo import _describe as describe_record
+from l3tol1.core.mbo import ERRORS_KEPT, MboMetadata, describe_record, error_text
+from l3tol1.core.mbo import record_type_name, symbol_mapping
 from l3tol1.core.numbers import format_price
 from l3tol1.core.records import Anomaly, Event, Quote, Reason, Reject
 
@@ -65,6 +63,9 @@ _ANOMALIES = (
 )
 cdef int64_t MAX_PRICE = 9223372036854775807
 cdef int64_t UNDEF_PRICE = 9223372036854775807
+cdef int64_t MAX_TS = 9223372036854775807  # the last ts_recv held (core/mbo.py)
+cdef int DAY_BITS = 20
+cdef int64_t DAY_MASK = (1 << 20) - 1
 cdef uint64_t MAX_QTY = 4294967295
 cdef int64_t COMPACT_SLACK = 1024
 cdef int64_t GAP_MEMORY = 100000
@@ -783,8 +784,6 @@ ACTION_OF[ord("N")] = NONE
 SIDE_OF[ord("B")] = 0
 SIDE_OF[ord("A")] = 1
 
-_RECORD = struct.Struct("<BBHIQQqIBBccQiI")
-
 
 cdef inline int write_u64(char* out, uint64_t value) noexcept nogil:
     cdef char digits[24]
@@ -802,14 +801,21 @@ cdef inline int write_u64(char* out, uint64_t value) noexcept nogil:
 
 
 cdef class MboParser:
-    """Databento's DBN MBO records (whole records, as bytes) to events and rejects (SPEC §12)."""
+    """Databento's DBN records (whole records, as bytes) to events and rejects (SPEC §12), by
+    the rules of core/mbo.py's `MboParser`: records walked by their length, MBO records
+    converted here, the rare others (symbol mappings, errors, rejects) by the reference's
+    functions."""
 
     cdef object namer
     cdef public object metadata
+    cdef public list errors  # (record index, text) of the first error records
     cdef InstrumentTable table
-    cdef int size
-    cdef dict keys  # (publisher << 32 | instrument_id) -> instrument index of its book key
+    cdef int size, ts_out
+    # (publisher << 32 | instrument_id) -> the instrument index of its key << DAY_BITS | the
+    # day of its last record (days are below 2^17: ts_recv is below 2^63)
+    cdef dict keys
     cdef int64_t counts[256]
+    cdef int64_t types[256]
 
     def __init__(self, metadata, namer, *, InstrumentTable table=None):
         self.metadata = metadata
@@ -817,34 +823,65 @@ cdef class MboParser:
         namer.symbols = metadata.symbols
         self.table = table if table is not None else InstrumentTable()
         self.size = metadata.record_size
+        self.ts_out = metadata.record_size - 56
         self.keys = {}
+        self.errors = []
         memset(self.counts, 0, sizeof(self.counts))
+        memset(self.types, 0, sizeof(self.types))
 
     @property
     def by_action(self):
         """Records read, by action."""
         return {chr(c): int(self.counts[c]) for c in range(256) if self.counts[c]}
 
+    @property
+    def by_type(self):
+        """Records read, by type, sorted by name."""
+        return dict(sorted((record_type_name(t), int(self.types[t]))
+                           for t in range(256) if self.types[t]))
+
     def parse(self, bytes data, Py_ssize_t first_record):
         """Convert whole records numbered from ``first_record``."""
         cdef EventBatch events = EventBatch(self.table)
         cdef list rejects = []
         cdef const char* base = PyBytes_AS_STRING(data)
-        cdef Py_ssize_t count = PyBytes_GET_SIZE(data) // self.size, i
+        cdef Py_ssize_t end = PyBytes_GET_SIZE(data), at = 0, index = first_record, length
         cdef const char* r
-        cdef uint8_t length, rtype, flags, action_char, side_char
+        cdef uint8_t rtype, flags, action_char, side_char
         cdef uint16_t publisher
         cdef uint32_t instrument_id, size, sequence
-        cdef uint64_t order_id, ts_recv
-        cdef int64_t price
+        cdef uint64_t order_id, ts_recv, key
+        cdef int64_t price, day
         cdef int action, side, reason
         cdef Ev* e
         cdef char digits[24]
         cdef int ndigits
-        for i in range(count):
-            r = base + i * self.size
-            length = <uint8_t>r[0]
+        while at < end:
+            r = base + at
+            length = <Py_ssize_t>(<uint8_t>r[0]) * 4
+            if length < 16 or length > end - at:
+                rejects.append(Reject(index, Reason.RECORD, describe_record(data, at, end - at)))
+                break
             rtype = <uint8_t>r[1]
+            self.types[rtype] += 1
+            if rtype != 160:
+                if rtype == 0x16:
+                    mapping = symbol_mapping(data[at:at + length], self.ts_out)
+                    if mapping is None:
+                        rejects.append(Reject(index, Reason.RECORD,
+                                              describe_record(data, at, length)))
+                    else:
+                        self.namer.learn(*mapping)
+                elif rtype == 0x15 and self.types[rtype] <= ERRORS_KEPT:
+                    self.errors.append((index, error_text(data[at:at + length], self.ts_out)))
+                at += length
+                index += 1
+                continue
+            if length != self.size:
+                rejects.append(Reject(index, Reason.RECORD, describe_record(data, at, length)))
+                at += length
+                index += 1
+                continue
             memcpy(&publisher, r + 2, 2)
             memcpy(&instrument_id, r + 4, 4)
             memcpy(&order_id, r + 16, 8)
@@ -859,8 +896,8 @@ cdef class MboParser:
             action = ACTION_OF[action_char]
             side = SIDE_OF[side_char]
             reason = 0
-            if rtype != 160 or length * 4 != self.size:
-                reason = 1
+            if ts_recv > <uint64_t>MAX_TS:  # 2^64 - 1 is Databento's undefined time
+                reason = 5
             elif action < 0:
                 reason = 2
             elif action <= CANCEL and action != DELETE and action != TRADE:
@@ -869,22 +906,29 @@ cdef class MboParser:
                 elif action <= UPDATE and price == UNDEF_PRICE:
                     reason = 4
             if reason:
-                values = _RECORD.unpack_from(data, i * self.size)
-                rejects.append(Reject(first_record + i, (Reason.RECORD, Reason.ACTION, Reason.SIDE, Reason.PRICE)[reason - 1], describe_record(values)))
+                rejects.append(Reject(index, (Reason.RECORD, Reason.ACTION, Reason.SIDE,
+                                              Reason.PRICE, Reason.TIME)[reason - 1],
+                                      describe_record(data, at, length)))
+                at += length
+                index += 1
                 continue
             e = events.add()
+            # The namer sees a book's first record of each day: that one fixes the day's name.
             key = (<uint64_t>publisher << 32) | instrument_id
-            index = self.keys.get(key)
-            if index is None:
+            day = <int64_t>ts_recv // NS_PER_DAY
+            known = self.keys.get(key)
+            if known is None or (<int64_t>known & DAY_MASK) != day:
                 name = self.namer.key(publisher, instrument_id, ts_recv, "")
-                index = self.keys[key] = self.table.index(name)
-            e.inst = index
+                e.inst = self.table.index(name)
+                self.keys[key] = (<int64_t>e.inst << DAY_BITS) | day
+            else:
+                e.inst = <int32_t>(<int64_t>known >> DAY_BITS)
             e.seq = sequence
             e.action = <uint8_t>action
             e.side = <uint8_t>(side if side >= 0 else 0)
             e.price = price if action <= UPDATE else 0
             e.qty = size
-            e.line = first_record + i
+            e.line = index
             e.last = 1 if flags & 0x80 else 0
             e.time_ns = <int64_t>ts_recv
             e.time = ""
@@ -894,6 +938,8 @@ cdef class MboParser:
             ndigits = write_u64(digits, order_id)
             e.oid = arena_put(&events.arena, digits, ndigits)
             e.oid_size = ndigits
+            at += length
+            index += 1
         return events, rejects
 
 
@@ -1040,6 +1086,7 @@ cdef class Feed:
     cdef uint64_t* arrival_seq
     cdef Py_ssize_t arr_head, arr_n, arr_cap
     cdef bint has_next
+    cdef bint spent  # seq 2^64 - 1 was passed: the next seq, 2^64, is beyond every u64
     cdef uint64_t next
     cdef bint has_first
     cdef uint64_t first
@@ -1049,7 +1096,8 @@ cdef class Feed:
     cdef double timeout
     cdef list gap_starts, gap_ends
     cdef public list skipped
-    cdef public int64_t received, late, duplicate, gaps_skipped, seqs_lost
+    cdef public int64_t received, late, duplicate, gaps_skipped
+    cdef public object seqs_lost  # up to 2^64 - 1: more than an int64
     cdef InstrumentTable table
 
     def __cinit__(self):
@@ -1098,7 +1146,9 @@ cdef class Feed:
 
     @property
     def next_seq(self):
-        return self.next if self.has_next else None
+        if not self.has_next:
+            return None
+        return 1 << 64 if self.spent else self.next
 
     @property
     def first_seq(self):
@@ -1367,12 +1417,12 @@ cdef class Feed:
         for i in range(events.n):
             e = &events.ev[i]
             seq = e.seq
-            if self.has_next and seq == self.next:
+            if self.has_next and seq == self.next and not self.spent:
                 out = ready.add()
                 out[0] = e[0]
-                self.next += 1
+                self.step()
                 self.drain(ready)
-            elif self.has_next and seq < self.next:
+            elif self.has_next and (self.spent or seq < self.next):
                 if self.was_skipped(seq):
                     self.late += 1
                     rejects.append(Reject(e.line, Reason.LATE, text_of(e.raw, e.raw_size)))
@@ -1392,13 +1442,21 @@ cdef class Feed:
             self.compact_arrivals()
             self.expire(now, ready)
 
+    cdef inline void step(self) noexcept:
+        """On to the next seq; past 2^64 - 1 every seq is behind (the reference's next_seq is
+        then 2^64: a u64 would wrap to 0 and take seq 0 as the next one)."""
+        if self.next == 0xFFFFFFFFFFFFFFFFULL:
+            self.spent = True
+        else:
+            self.next += 1
+
     cdef void drain(self, EventBatch ready) except *:
         cdef Py_ssize_t k
-        while self.heap_n and self.heap[0] == self.next:
+        while not self.spent and self.heap_n and self.heap[0] == self.next:
             self.heap_pop()
             k = self.slot_of(self.next)
             self.release(k, ready)
-            self.next += 1
+            self.step()
 
     def expire(self, double now, EventBatch ready):
         """Skip every gap (or close the start-up window) whose timeout has passed by ``now``."""
@@ -1475,8 +1533,9 @@ cdef class Feed:
         cdef Py_ssize_t i
         self.has_next = state.next_seq is not None
         self.has_first = state.first_seq is not None
+        self.spent = state.next_seq == 1 << 64
         if self.has_next:
-            self.next = state.next_seq
+            self.next = 0xFFFFFFFFFFFFFFFFULL if self.spent else state.next_seq
         if self.has_first:
             self.first = state.first_seq
         batch.extend(state.pending)
@@ -1515,7 +1574,7 @@ cdef struct Level:
 
 
 cdef struct Side_:
-    int64_t* heap  # level prices times sign, best first; stale entries below the top
+    int64_t* heap  # `heap_key`s of level prices, best first; stale entries below the top
     Py_ssize_t n
     Py_ssize_t capacity
     Py_ssize_t levels
@@ -1532,6 +1591,14 @@ cdef struct Book:
     uint8_t dirty
     uint8_t decided  # whether to keep it was decided
     uint8_t kept
+
+
+cdef inline int64_t heap_key(uint8_t side, int64_t price) noexcept nogil:
+    """A level price as its side's heap holds it: both heaps are min-heaps, best first, so bids
+    are held in reverse order. Bitwise NOT reverses the order of every int64 and is its own
+    inverse (the key of a key is the price); a negation would overflow on -2^63, which a
+    Databento price may be (issue 17)."""
+    return ~price if side == 0 else price
 
 
 cdef inline const char* order_key(Order* o) noexcept:
@@ -1740,7 +1807,7 @@ cdef class Instruments:
         self.level_removed = 0
         free(old)
 
-    # Heaps of level prices (bids negated), with lazy deletion.
+    # Heaps of level prices (as `heap_key`s), with lazy deletion.
 
     cdef void heap_push(self, Side_* s, int64_t key) except *:
         cdef Py_ssize_t i, parent
@@ -1779,19 +1846,18 @@ cdef class Instruments:
     cdef void rebuild_heap(self, Side_* s, int32_t inst, uint8_t side) except *:
         """Keep only the live level prices, once each, as a heap again."""
         cdef Py_ssize_t i
-        cdef int64_t sign = -1 if side == 0 else 1
         cdef int64_t* old = s.heap
         cdef Level* l
         cdef Py_ssize_t n = s.n
         s.heap = NULL
         s.n = s.capacity = 0
         for i in range(n):
-            l = self.find_level(inst, side, old[i] * sign)
+            l = self.find_level(inst, side, heap_key(side, old[i]))
             if l != NULL and l.qty > 0:
                 l.qty = -l.qty  # mark: pushed once
                 self.heap_push(s, old[i])
         for i in range(s.n):
-            l = self.find_level(inst, side, s.heap[i] * sign)
+            l = self.find_level(inst, side, heap_key(side, s.heap[i]))
             l.qty = -l.qty
         free(old)
 
@@ -1823,7 +1889,7 @@ cdef class Instruments:
         cdef Order* o
         cdef Level* l
         cdef uint64_t h
-        cdef int64_t take, put, old_price = 0, old_qty, sign, key, bid, ask, bid_size, ask_size
+        cdef int64_t take, put, old_price = 0, old_qty, key, bid, ask, bid_size, ask_size
         cdef int64_t skipped = 0
         cdef int32_t inst
         cdef uint8_t side, action
@@ -1845,7 +1911,6 @@ cdef class Instruments:
             elif action <= CANCEL:
                 side = e.side
                 s = &b.sides[side]
-                sign = -1 if side == 0 else 1
                 h = order_hash(inst, side, e.oid, e.oid_size)
                 o = self.find_order(inst, side, e.oid, e.oid_size, h)
                 take = put = 0
@@ -1891,7 +1956,7 @@ cdef class Instruments:
                             o.qty = old_qty - e.qty
                             take = e.qty
                 if take:
-                    key = old_price * sign
+                    key = heap_key(side, old_price)
                     l = self.find_level(inst, side, old_price)
                     l.qty -= take
                     if l.qty > 0:
@@ -1905,10 +1970,10 @@ cdef class Instruments:
                         if s.heap[0] == key:
                             b.dirty = 1
                             self.heap_pop(s)
-                            while s.n and self.find_level(inst, side, s.heap[0] * sign) == NULL:
+                            while s.n and self.find_level(inst, side, heap_key(side, s.heap[0])) == NULL:
                                 self.heap_pop(s)
                 if put:
-                    key = e.price * sign
+                    key = heap_key(side, e.price)
                     l = self.find_level(inst, side, e.price)
                     if l == NULL:
                         l = self.new_level(inst, side, e.price)
@@ -1924,7 +1989,7 @@ cdef class Instruments:
             if e.last and b.dirty:
                 b.dirty = 0
                 if b.sides[0].n and b.sides[1].n:
-                    bid = -b.sides[0].heap[0]
+                    bid = heap_key(0, b.sides[0].heap[0])
                     ask = b.sides[1].heap[0]
                     bid_size = self.find_level(inst, 0, bid).qty
                     ask_size = self.find_level(inst, 1, ask).qty
@@ -2010,7 +2075,6 @@ cdef class Instruments:
         cdef Book* b
         cdef Order* o
         cdef Level* l
-        cdef int64_t sign
         for instrument in state.instruments:
             inst = self.table.index(instrument.name)
             b = self.book_at(inst)
@@ -2027,8 +2091,7 @@ cdef class Instruments:
                 if l == NULL:
                     l = self.new_level(inst, side, price)
                     b.sides[side].levels += 1
-                    sign = -1 if side == 0 else 1
-                    self.heap_push(&b.sides[side], price * sign)
+                    self.heap_push(&b.sides[side], heap_key(side, price))
                 l.qty += qty
         for kind, count in state.anomalies.items():
             self.anomaly_counts[_ANOMALIES.index(kind)] = count
@@ -2309,7 +2372,9 @@ def pack_events(EventBatch events, int partitions, last_seq, Py_ssize_t max_body
         has = <uint8_t*>grow(NULL, partitions)
         for p in range(partitions):
             head[p] = tail[p] = -1
-            value = last_seq[p]
+            # A place is a u64: a last place above every u64 leaves out every event, as the
+            # reference's comparison of Python ints does (no overflow on a header's value).
+            value = min(last_seq[p], 0xFFFFFFFFFFFFFFFF)
             has[p] = value >= 0
             lastv[p] = value if value >= 0 else 0
         for i in range(n):

@@ -1,9 +1,11 @@
 """Databento DBN input (SPEC §12): its metadata, and its bytes cut into whole records.
 
 The metadata is decoded with Databento's own ``databento-dbn`` package (any DBN version), and
-turned into plain data for the core (`MboMetadata`). The records themselves are fixed-size
-(56 bytes for MBO, 64 with ``ts_out``) and are handed to the core whole, as bytes: converting
-them is the parser's job (core/mbo.py), as CSV lines are.
+turned into plain data for the core (`MboMetadata`). The records are cut by their own length
+(the first byte of each, in 4-byte words): a file holds MBO records (56 bytes, 64 with ``ts_out``)
+and, when recorded from the live API, symbol-mapping, system and error records of other sizes.
+They are handed to the core whole, as bytes: converting them is the parser's job (core/mbo.py),
+as CSV lines are.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import struct
 from datetime import date
 
-from l3tol1.core.mbo import MboMetadata
+from l3tol1.core.mbo import HEADER_SIZE, MboMetadata
 from l3tol1.errors import InputError
 from l3tol1.sources.lines import Lines
 
@@ -65,17 +67,23 @@ def read_metadata(head: bytes, name: str) -> tuple[MboMetadata, int] | None:
 
 
 class RecordSplitter:
-    """Cuts a DBN stream's record bytes into whole records, counting them (``line`` is the
-    number of records handed out) and the bytes consumed (``offset``, metadata included)."""
+    """Cuts a DBN stream's record bytes into whole records by their length, counting them
+    (``line`` is the number of records handed out, of every type) and the bytes consumed
+    (``offset``, metadata included).
 
-    __slots__ = ("_partial", "line", "name", "offset", "record_size")
+    A record whose length is below the 16-byte record header is damage: the records before it
+    are handed out, and the next call raises.
+    """
+
+    __slots__ = ("_damage", "_partial", "line", "name", "offset", "record_size")
 
     def __init__(self, record_size: int, offset: int, name: str) -> None:
-        self.record_size = record_size
+        self.record_size = record_size  # of an MBO record: the usual length, walked fast
         self.name = name
         self.offset = offset
         self.line = 0
         self._partial = b""
+        self._damage: InputError | None = None
 
     @property
     def buffered(self) -> int:
@@ -83,20 +91,36 @@ class RecordSplitter:
         return len(self._partial)
 
     def feed(self, chunk: bytes) -> Lines:
-        """The whole records ``chunk`` completes, numbered from the next record."""
+        """The whole records ``chunk`` completes, numbered from the next record.
+
+        :raises InputError: an earlier chunk held a damaged record (naming it).
+        """
+        if self._damage is not None:
+            raise self._damage
         data = self._partial + chunk if self._partial else chunk
-        whole = len(data) - len(data) % self.record_size
-        self._partial = data[whole:]
+        whole, count = self._walk(data, 0, -1)
+        if whole < len(data) and data[whole] * 4 < HEADER_SIZE:
+            index = self.line + count + 1
+            self._damage = InputError(
+                f"input {self.name} is damaged at record {index} (byte {self.offset + whole}):"
+                f" its length, {data[whole] * 4} bytes, is shorter than a record header"
+            )
+            self._partial = b""
+        else:
+            self._partial = data[whole:]
         out = Lines(data[:whole], self.line + 1)
-        self.line += whole // self.record_size
+        self.line += count
         self.offset += whole
         return out
 
     def finish(self) -> Lines:
         """The end of the stream.
 
-        :raises InputError: it ends inside a record (cut short or damaged).
+        :raises InputError: it ends inside a record (cut short or damaged), or a record was
+            damaged.
         """
+        if self._damage is not None:
+            raise self._damage
         if self._partial:
             raise InputError(
                 f"input {self.name} ends inside record {self.line + 1}: the file is cut short or"
@@ -106,7 +130,32 @@ class RecordSplitter:
 
     def skip_through(self, lines: Lines, record: int) -> Lines:
         """``lines`` without the records numbered up to ``record`` (read before a restart)."""
-        drop = max(0, min(record - lines.first_line + 1, len(lines.data) // self.record_size))
-        if not drop:
+        drop = record - lines.first_line + 1
+        if drop <= 0:
             return lines
-        return Lines(lines.data[drop * self.record_size :], lines.first_line + drop)
+        cut, count = self._walk(lines.data, 0, drop)
+        return Lines(lines.data[cut:], lines.first_line + count)
+
+    def _walk(self, data: bytes, at: int, most: int) -> tuple[int, int]:
+        """Where the whole records from ``at`` end, and how many there are (at most ``most``,
+        unless it is negative); stops before a record shorter than a header. Runs of records of
+        the usual size are stepped over at C speed (their length bytes compared at once)."""
+        size, end, count = self.record_size, len(data), 0
+        usual = bytes((size // 4,))
+        while at < end and count != most:
+            run = (end - at) // size
+            if most >= 0:
+                run = min(run, most - count)
+            if run:
+                lengths = data[at : at + run * size : size]
+                same = run - len(lengths.lstrip(usual))
+                at += same * size
+                count += same
+                if same == run:
+                    continue
+            length = data[at] * 4
+            if length < HEADER_SIZE or length > end - at:
+                break
+            at += length
+            count += 1
+        return at, count
