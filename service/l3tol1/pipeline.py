@@ -6,7 +6,8 @@ outputs), the outputs (opened and locked, not yet changed). `Pipeline.run` then 
 header, and only once that too is good does it cut the outputs back (or empty them) and start the
 stages (see stages.py). SIGTERM, SIGINT and SIGHUP cancel only the reading; the later stages
 drain what is in flight, the writer flushes and fsyncs, a last checkpoint is written, and the run
-ends. A second signal exits at once.
+ends. A second signal exits at once. Damaged input ends the input where it is (stages.py, `Batch.
+damage`): everything before it is converted as at a normal end, and then the run fails.
 """
 
 from __future__ import annotations
@@ -234,6 +235,7 @@ class Pipeline:
             core=self.core,
             instrument_column=self.settings.instrument_column,
             namer=self.namer,
+            stop_reading=self._stop_reading,
         )
         with self._reading_scope():
             header = await self.source.open()
@@ -292,6 +294,11 @@ class Pipeline:
             stages.start_soon(feed_stage.run, parsed_in, ordered_out, health)
             stages.start_soon(self._apply_stage().run, ordered_in, quotes_out, health)
             stages.start_soon(write_stage.run, quotes_in, health)
+        if write_stage.damage is not None:
+            # The input ended early: what came before the damage is written, synced and
+            # checkpointed (issue 17); the run still fails, naming the damage.
+            self.stopped_by = self.stopped_by or "input_error"
+            raise write_stage.damage
 
     def _apply_stage(self) -> Any:
         """The stage between the feed and the writer: the books (`l3tol1 publish` puts
@@ -309,6 +316,11 @@ class Pipeline:
         with self._reading_scope():
             await read_stage(self.source, send, self._health)
         send.close()  # stopped by a signal: the stages after drain what is in flight
+
+    def _stop_reading(self) -> None:
+        """End the reading: the input ended early (a header that cannot be used)."""
+        if self._reading is not None:
+            self._reading.cancel()
 
     def _reading_scope(self) -> anyio.CancelScope:
         """A scope around reading that a stop signal cancels (at once, if one came already)."""

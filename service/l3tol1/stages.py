@@ -69,6 +69,8 @@ class Batch:
     to its end); a stream that simply closes means "stopped". ``position`` is where the source
     stood after the batch; ``cut``, when set, is a checkpoint taken after this batch;
     ``caught_up``: the followed input has no more for now (flush at once, SPEC §7 latency).
+    ``damage`` (with ``end_of_input``): the input ended early, on this error; every stage
+    finishes as at a normal end, then the run fails with it (`WriteStage.damage`).
     """
 
     events: list[Event] = field(default_factory=list)
@@ -80,6 +82,7 @@ class Batch:
     layout: tuple[bool, bool] | None = None  # (instrument column, ns times) of a new file
     ordered: bool = False  # the events come in the order to apply them (Databento MBO)
     caught_up: bool = False
+    damage: InputError | None = None
 
 
 class Health:
@@ -120,15 +123,26 @@ class ParseStage:
 
     The parsers are the core's (`Core.csv_parser`, `Core.mbo_parser`); Databento's CSV export
     is read by the Python parser whichever the core, its events put in the core's container.
+
+    A header that cannot be used, met while running (a followed file replaced by one of other
+    columns), ends the input as damage does (`Chunk.damage`): the lines before it are
+    converted, ``stop_reading`` is called, and what was read after it is dropped unparsed.
     """
 
     def __init__(
-        self, name: str, *, core: Any, instrument_column: str | None, namer: MboNamer
+        self,
+        name: str,
+        *,
+        core: Any,
+        instrument_column: str | None,
+        namer: MboNamer,
+        stop_reading: Callable[[], None] = lambda: None,
     ) -> None:
         self.name = name
         self.core = core
         self.instrument_column = instrument_column
         self.namer = namer  # names Databento's books, across files
+        self.stop_reading = stop_reading
         self.parser: Any = None
         self.mbo = False  # the rows are Databento MBO records: in file order, ns times
 
@@ -159,8 +173,11 @@ class ParseStage:
         self, receive: ObjectReceiveStream[Chunk], send: ObjectSendStream[Batch], health: Health
     ) -> None:
         """Parse every chunk received and send its batch on."""
+        ended = False  # by a header that cannot be used: the rest is drained unparsed
         async with receive, send:
             async for chunk in receive:
+                if ended:
+                    continue
                 health.take("parse")
                 batch = Batch(
                     events=self.core.events(),
@@ -168,9 +185,20 @@ class ParseStage:
                     position=chunk.position,
                     end_of_input=chunk.end_of_input,
                     caught_up=chunk.caught_up,
+                    damage=chunk.damage,
                 )
                 if chunk.header is not None:
-                    self.use(chunk.header)
+                    try:
+                        self.use(chunk.header)
+                    except InputError as exc:
+                        # The position stays the last chunk's: a checkpoint resumes at the
+                        # header, which a restart then refuses at once, naming it.
+                        end = Batch(self.core.events(), end_of_input=True, damage=exc)
+                        await send.send(end)
+                        ended = True
+                        self.stop_reading()
+                        health.done("parse")
+                        continue
                     batch.layout = self.layout()
                 batch.ordered = self.mbo
                 if chunk.data:
@@ -307,6 +335,7 @@ class FeedStage:
                         layout=batch.layout,
                         ordered=batch.ordered,
                         caught_up=batch.caught_up,
+                        damage=batch.damage,
                     )
                     if batch.ordered:  # Databento's records: applied in file order (SPEC §12)
                         ready = batch.events
@@ -378,7 +407,11 @@ class ApplyStage:
 
 
 class WriteStage:
-    """Quotes and rejects to their sinks, flushed by size and age; checkpoints saved."""
+    """Quotes and rejects to their sinks, flushed by size and age; checkpoints saved.
+
+    ``damage`` is the error that ended the input early (`Batch.damage`), once the batch that
+    carries it was written: the run fails with it after this stage has finished.
+    """
 
     def __init__(
         self,
@@ -390,6 +423,7 @@ class WriteStage:
         self.writer = writer
         self.checkpointer = checkpointer
         self.clock = clock
+        self.damage: InputError | None = None
 
     async def run(self, receive: ObjectReceiveStream[Batch], health: Health) -> None:
         """Write every batch received; flush and close the sinks at the end, even when
@@ -410,6 +444,8 @@ class WriteStage:
                         if batch.layout is not None:
                             writer.output.set_layout(*batch.layout)
                         writer.add(batch.quotes, batch.rejects, now)
+                        if batch.damage is not None:
+                            self.damage = batch.damage
                     if batch is not None and batch.cut is not None and self.checkpointer:
                         await self.checkpointer.save(batch.cut, now)
                     else:

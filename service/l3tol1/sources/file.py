@@ -15,9 +15,10 @@ Following, checked each time the open file has no more data:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from l3tol1.sources.base import (
     Position,
     decode_header,
     header_too_long,
+    not_converted,
 )
 from l3tol1.sources.lines import HeaderTooLong, Lines, LineSplitter, take_header
 
@@ -144,7 +146,24 @@ class FileSource:
     async def chunks(self) -> AsyncIterator[Chunk]:
         """Yield chunks of whole lines in input order, each with the position after it.
 
-        :raises InputError: the file is missing (no-follow), unreadable, or has no header.
+        A file that cannot be read on — a read error, a header (of a file met while following)
+        that is not UTF-8 or too long, a file without a header — ends the input there: the last
+        chunk carries the error (`Chunk.damage`) and the position of the chunk before it, so a
+        checkpoint never claims what was not converted.
+        """
+        last = self.position
+        try:
+            async with contextlib.aclosing(self._chunks()) as chunks:
+                async for chunk in chunks:
+                    last = chunk.position
+                    yield chunk
+        except InputError as exc:
+            yield Chunk(b"", last.line + 1, last, end_of_input=True, damage=exc)
+
+    async def _chunks(self) -> AsyncGenerator[Chunk, None]:
+        """The chunks of `chunks`, until the end of the input (no-follow) or forever.
+
+        :raises InputError: the file is missing, unreadable, or has no usable header.
         """
         if self._file is None:
             self._file = await self._open(self.path)
@@ -275,7 +294,11 @@ class FileSource:
         try:
             data: bytes = await file.read(self.chunk_size)
         except OSError as exc:
-            raise InputError(f"cannot read input {self.path}: {exc.strerror}") from exc
+            splitter = self._lines
+            raise InputError(
+                f"cannot read input {self.path} after line {splitter.line}: {exc.strerror}"
+                + not_converted(splitter.buffered, splitter.line + 1)
+            ) from exc
         self.bytes_read += len(data)
         self.last_active = now = time.monotonic()
         if data:
