@@ -2,13 +2,20 @@
 
 - Damage (compressed data cut short, a DBN file cut inside a record) ends the input where it is:
   every run writes exactly the rows of the undamaged prefix, then exits 2 naming the damage.
+- A missing input that is waited for is said at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import signal
+import subprocess
+import sys
 import zlib
+from collections.abc import Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,7 +24,7 @@ import zstandard
 from bench.generate_mbo import write as write_mbo
 
 from l3tol1.core import available
-from tests.conftest import REFERENCE_INPUT, cli
+from tests.conftest import REFERENCE_INPUT, book_rows, cli, cli_env, wait_for, write_l3
 
 CORES = ["python", pytest.param("compiled", marks=pytest.mark.skipif(
     not available(), reason="the compiled core was not built"))]  # fmt: skip
@@ -180,3 +187,98 @@ class TestDamageEndsTheInput:
         assert summary["rows_written"] == len((tmp_path / "l1.csv").read_text().splitlines()) - 1
         failed = next(r for r in records if r["event"] == "failed")
         assert result.stderr.splitlines()[-1] == f"l3tol1: error: {failed['error']}"
+
+
+@pytest.fixture
+def logged() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start the CLI with its log going to a file (read while it runs); killed at the end."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(log: Path, *args: str | Path) -> subprocess.Popen[str]:
+        with log.open("w") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "l3tol1", *map(str, args), "--log-format", "json"],
+                env=cli_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                text=True,
+            )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def events(log: Path, name: str) -> list[dict]:
+    """The log records of event ``name`` so far (JSON lines)."""
+    found = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and line.endswith("}"):
+            record = json.loads(line)
+            if record["event"] == name:
+                found.append(record)
+    return found
+
+
+def data_rows(out: Path) -> int:
+    return len(out.read_text().splitlines()) - 1 if out.exists() else 0
+
+
+class TestMissingAndRefusedInput:
+    """A missing input is said to be awaited (item 13)."""
+
+    def test_waiting_for_a_missing_input_is_said_at_once(
+        self, tmp_path: Path, logged: Callable[..., subprocess.Popen[str]]
+    ) -> None:
+        """Following a path that does not exist logs `waiting_for_input` with the path and a
+        hint at once; the file, once there, is read as usual."""
+        src, out, log = tmp_path / "feed.csv", tmp_path / "l1.csv", tmp_path / "log"
+        proc = logged(log, "-i", src, "-o", out, "--start-seq", "1", "-t", "0.02")
+        wait_for(lambda: events(log, "waiting_for_input"), 20, "the wait to be logged")
+        (note,) = events(log, "waiting_for_input")
+        assert note["path"] == str(src) and note["waited_s"] == 0
+        assert note["hint"] == (
+            f"input {src} does not exist yet; l3tol1 waits for it (--follow); use --no-follow"
+            " to fail instead"
+        )
+        write_l3(src, book_rows(1, 10))
+        wait_for(lambda: data_rows(out) == 9, 20, "the rows of the file once it is there")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+    def test_the_wait_is_said_again_less_and_less_often(self, tmp_path: Path) -> None:
+        """Still missing, the input is logged again after ``waiting_note`` seconds, then after
+        twice that, and so on (never one line per poll)."""
+        import anyio
+        from structlog.testing import capture_logs
+
+        from l3tol1.sources.file import FileSource
+
+        source = FileSource(
+            tmp_path / "later.csv", follow=True, poll_interval=0.005, waiting_note=0.2
+        )
+
+        async def read() -> None:
+            async with contextlib.aclosing(source.chunks()) as chunks:
+                async for _ in chunks:
+                    raise AssertionError("nothing to read")
+
+        async def wait_for_notes(logs: list[dict]) -> list[float]:
+            async with anyio.create_task_group() as group:
+                group.start_soon(read)
+                with anyio.fail_after(20):
+                    while len(notes := [r for r in logs if r["event"] == "waiting_for_input"]) < 4:
+                        await anyio.sleep(0.01)
+                group.cancel_scope.cancel()
+            await source.aclose()
+            return [note["waited_s"] for note in notes]
+
+        with capture_logs() as logs:
+            waited = anyio.run(wait_for_notes, logs)
+        assert waited[0] == 0
+        gaps = [b - a for a, b in pairwise(waited)]
+        assert all(later >= 1.5 * earlier for earlier, later in pairwise(gaps))

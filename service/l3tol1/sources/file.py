@@ -40,6 +40,7 @@ from l3tol1.sources.lines import HeaderTooLong, Lines, LineSplitter, take_header
 __all__ = ["CHUNK_SIZE", "FileSource"]
 
 CHUNK_SIZE = 1 << 19
+_LONGEST_NOTE_INTERVAL = 600.0  # between two `waiting_for_input` notes of one wait
 
 
 class FileSource:
@@ -50,6 +51,8 @@ class FileSource:
         grow (follow mode only).
     :param resume: start in this file (the checkpoint's, perhaps renamed by rotation) at this
         byte offset and line number instead of at the start of ``path``.
+    :param waiting_note: seconds after which a missing input that is waited for is logged
+        again (``waiting_for_input``); the interval doubles after each note, up to ten minutes.
     """
 
     def __init__(
@@ -61,8 +64,10 @@ class FileSource:
         chunk_size: int = CHUNK_SIZE,
         max_line: int | None = None,
         resume: tuple[Path, int, int] | None = None,
+        waiting_note: float = 30.0,
     ) -> None:
         self.path = path
+        self.waiting_note = waiting_note
         self.follow = follow
         self.poll_interval = poll_interval
         self.chunk_size = chunk_size
@@ -247,7 +252,10 @@ class FileSource:
                 await file.close()
 
     async def _open(self, path: Path, *, wait: bool = True) -> Any:
-        """Open ``path``; when following, wait for it to exist (unless ``wait`` is False)."""
+        """Open ``path``; when following, wait for it to exist (unless ``wait`` is False),
+        saying so at once and again now and then (issue 17: a wait must never be silent)."""
+        since = next_note = 0.0
+        interval = self.waiting_note
         while True:
             try:
                 file = await aiofiles.open(path, "rb")
@@ -265,6 +273,18 @@ class FileSource:
                 self._identity = _identity(st)
                 self.size = st.st_size
                 return file
+            now = time.monotonic()
+            if not since or now >= next_note:
+                since = since or now
+                self._log.info(
+                    "waiting_for_input",
+                    path=str(path),
+                    waited_s=round(now - since, 1),
+                    hint=f"input {path} does not exist yet; l3tol1 waits for it (--follow);"
+                    " use --no-follow to fail instead",
+                )
+                next_note = now + interval
+                interval = min(2 * interval, _LONGEST_NOTE_INTERVAL)
             await self._wait()
 
     async def _wait(self) -> None:
