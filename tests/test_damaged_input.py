@@ -2,11 +2,14 @@
 
 - Damage (compressed data cut short, a DBN file cut inside a record) ends the input where it is:
   every run writes exactly the rows of the undamaged prefix, then exits 2 naming the damage.
+- A followed file replaced by a compressed or DBN file (or by one whose header cannot be used)
+  ends the input the same way, with a line that says what happened.
 - A missing input that is waited for is said at once.
 """
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import gzip
 import json
@@ -24,7 +27,18 @@ import zstandard
 from bench.generate_mbo import write as write_mbo
 
 from l3tol1.core import available
-from tests.conftest import REFERENCE_INPUT, book_rows, cli, cli_env, wait_for, write_l3
+from tests.conftest import (
+    DATA,
+    HEADER,
+    REFERENCE_INPUT,
+    book_rows,
+    cli,
+    cli_env,
+    read_offset,
+    start_cli,
+    wait_for,
+    write_l3,
+)
 
 CORES = ["python", pytest.param("compiled", marks=pytest.mark.skipif(
     not available(), reason="the compiled core was not built"))]  # fmt: skip
@@ -189,6 +203,17 @@ class TestDamageEndsTheInput:
         assert result.stderr.splitlines()[-1] == f"l3tol1: error: {failed['error']}"
 
 
+def exit_of(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str]:
+    """The exit status and stderr of a run that must end by itself."""
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        raise AssertionError(f"the run did not end by itself: {stderr[-2000:]}") from None
+    return proc.returncode, stderr
+
+
 @pytest.fixture
 def logged() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start the CLI with its log going to a file (read while it runs); killed at the end."""
@@ -226,6 +251,111 @@ def events(log: Path, name: str) -> list[dict]:
 
 def data_rows(out: Path) -> int:
     return len(out.read_text().splitlines()) - 1 if out.exists() else 0
+
+
+# Plain L3 CSV rows, as another kind of file: what a followed path may turn into.
+NOT_PLAIN: dict[str, Callable[[bytes], bytes]] = {
+    "gzip-compressed": gzip.compress,
+    "zstd-compressed": lambda data: zstandard.ZstdCompressor().compress(data),
+    "bzip2-compressed": bz2.compress,
+    "Databento DBN": lambda _: (DATA / "dbn" / "test_data.mbo.dbn").read_bytes(),
+}
+
+
+class TestFollowedFileChangesKind:
+    """A followed file that becomes compressed or DBN ends the run, rows kept (item 9)."""
+
+    def first_file(
+        self, tmp_path: Path, core: str = "compiled" if available() else "python"
+    ) -> tuple[Path, Path, subprocess.Popen[str], bytes]:
+        """Follow a file of rows 1-10 and 12-15 (11 never comes, so 12-15 wait): the run,
+        once rows 1-10 are written, and the rows converting that file alone gives."""
+        src, out = tmp_path / "feed.csv", tmp_path / "l1.csv"
+        write_l3(src, book_rows(1, 10) + book_rows(12, 15))
+        alone = tmp_path / "alone.csv"
+        args = ["--start-seq", "1", "-t", "0.02", "--gap-timeout", "600", "--core", core]
+        assert cli("-i", src, "-o", alone, "--no-follow", *args).returncode == 0
+        proc = start_cli("-i", src, "-o", out, *args)
+        wait_for(lambda: data_rows(out) == 9, 20, "the rows before the gap")
+        return src, out, proc, alone.read_bytes()
+
+    @pytest.mark.parametrize("what", sorted(NOT_PLAIN))
+    def test_rotated_to_another_kind(self, tmp_path: Path, what: str) -> None:
+        """Rename-and-create where the new file is compressed or DBN: the old file's rows (and
+        those waiting for the gap) are written, then exit 2 with one line that says why."""
+        src, out, proc, expected = self.first_file(tmp_path)
+        src.rename(tmp_path / "feed.csv.1")
+        src.write_bytes(NOT_PLAIN[what]((HEADER + "\n" + "\n".join(book_rows(16, 30))).encode()))
+        status, stderr = exit_of(proc)
+        assert status == 2
+        assert stderr.splitlines()[-1] == (
+            f"l3tol1: error: input {src} was replaced by a {what} file: a followed file must"
+            " stay plain CSV; convert that file in a run of its own (l3tol1 reads a compressed"
+            " or DBN file to its end)"
+        )
+        assert out.read_bytes() == expected
+
+    def test_rewritten_in_place_as_gzip(self, tmp_path: Path) -> None:
+        """Truncated and rewritten as gzip (copytruncate, then a compressing writer)."""
+        src, out, proc, expected = self.first_file(tmp_path)
+        with src.open("r+b") as f:
+            f.truncate(0)
+        wait_for(lambda: read_offset(proc.pid, src) == 0, 20, "l3tol1 to see the truncation")
+        with src.open("ab") as f:
+            f.write(gzip.compress(src.with_name("alone.csv").read_bytes()))
+        status, stderr = exit_of(proc)
+        assert status == 2 and "was rewritten as a gzip-compressed file" in stderr
+        assert out.read_bytes() == expected
+
+    def test_awaited_file_appears_compressed_byte_by_byte(
+        self, tmp_path: Path, logged: Callable[..., subprocess.Popen[str]]
+    ) -> None:
+        """A file waited for appears with one byte, a possible start of gzip's magic: the run
+        waits for more (no stall, no UTF-8 error), then says what the file is."""
+        src, out, log = tmp_path / "feed.csv", tmp_path / "l1.csv", tmp_path / "log"
+        proc = logged(log, "-i", src, "-o", out, "--poll-interval", "0.01")
+        wait_for(lambda: events(log, "waiting_for_input"), 20, "the wait for the input")
+        packed = gzip.compress((HEADER + "\n" + "\n".join(book_rows(1, 9)) + "\n").encode())
+        src.write_bytes(packed[:1])
+        wait_for(lambda: read_offset(proc.pid, src) == 1, 20, "l3tol1 to read the first byte")
+        with src.open("ab") as f:
+            f.write(packed[1:])
+        assert proc.wait(timeout=30) == 2
+        assert log.read_text().splitlines()[-1] == (
+            f"l3tol1: error: input {src} appeared as a gzip-compressed file: a followed file"
+            " must stay plain CSV; convert that file in a run of its own (l3tol1 reads a"
+            " compressed or DBN file to its end)"
+        )
+
+    @pytest.mark.parametrize("core", CORES)
+    def test_rotated_to_a_file_without_the_columns(self, tmp_path: Path, core: str) -> None:
+        """The new file's header lacks a column: the old file's rows are written, then exit 2
+        naming the header (the header is the parser's to judge: the run still drains)."""
+        src, out, proc, expected = self.first_file(tmp_path, core)
+        src.rename(tmp_path / "feed.csv.1")
+        src.write_text("seq_num,time\n1,x\n")
+        status, stderr = exit_of(proc)
+        assert status == 2 and "header lacks required column" in stderr.splitlines()[-1]
+        assert out.read_bytes() == expected
+
+    def test_rotated_to_a_file_whose_header_is_not_utf8(self, tmp_path: Path) -> None:
+        """The new file's header is not UTF-8: the old file's rows, then exit 2 naming it."""
+        src, out, proc, expected = self.first_file(tmp_path)
+        src.rename(tmp_path / "feed.csv.1")
+        src.write_bytes(b"seq_num,\xff\xfe\n")
+        status, stderr = exit_of(proc)
+        assert status == 2 and "header (line 1) is not valid UTF-8" in stderr.splitlines()[-1]
+        assert out.read_bytes() == expected
+
+    def test_input_format_csv_still_decompresses(self, tmp_path: Path) -> None:
+        """--input-format csv forces CSV over DBN; a gzip-compressed CSV is still read (to its
+        end), not followed as raw bytes."""
+        src = tmp_path / "l3.csv.gz"
+        src.write_bytes(gzip.compress(REFERENCE_INPUT.read_bytes()))
+        out = tmp_path / "l1.csv"
+        result = cli("-i", src, "-o", out, "--input-format", "csv")
+        assert result.returncode == 0, result.stderr
+        assert out.read_bytes() == (DATA / "expected_l1_data_v3.1.csv").read_bytes()
 
 
 class TestMissingAndRefusedInput:

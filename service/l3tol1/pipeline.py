@@ -151,6 +151,7 @@ class Pipeline:
                 follow=follow,
                 poll_interval=settings.poll_interval,
                 resume=resume_at,
+                input_format=settings.input_format,
             )
         else:
             self.source = StreamSource(
@@ -472,8 +473,10 @@ def _input_kind(path: Path, follow: bool | None, input_format: str | None) -> st
         raise InputError(f"input {path} is a directory, not a file") from exc
     except OSError as exc:
         raise InputError(f"cannot read input {path}: {exc.strerror}") from exc
-    compressed_or_dbn = codec_of(head) is not None or head.startswith(DBN_MAGIC)
-    return "stream" if compressed_or_dbn and input_format != "csv" else "file"
+    # --input-format csv reads a file that starts like DBN as CSV; compressed CSV is still
+    # compressed (and read to its end).
+    dbn = head.startswith(DBN_MAGIC) and input_format != "csv"
+    return "stream" if codec_of(head) is not None or dbn else "file"
 
 
 def _describe(path: Path, kind: str) -> str:
