@@ -4,7 +4,7 @@
   every run writes exactly the rows of the undamaged prefix, then exits 2 naming the damage.
 - A followed file replaced by a compressed or DBN file (or by one whose header cannot be used)
   ends the input the same way, with a line that says what happened.
-- A missing input that is waited for is said at once.
+- A missing input that is waited for is said at once; a refused input leaves no output behind.
 """
 
 from __future__ import annotations
@@ -359,7 +359,7 @@ class TestFollowedFileChangesKind:
 
 
 class TestMissingAndRefusedInput:
-    """A missing input is said to be awaited (item 13)."""
+    """A missing input is said to be awaited; a refused one leaves nothing behind (item 13)."""
 
     def test_waiting_for_a_missing_input_is_said_at_once(
         self, tmp_path: Path, logged: Callable[..., subprocess.Popen[str]]
@@ -412,3 +412,56 @@ class TestMissingAndRefusedInput:
         assert waited[0] == 0
         gaps = [b - a for a, b in pairwise(waited)]
         assert all(later >= 1.5 * earlier for earlier, later in pairwise(gaps))
+
+    @pytest.mark.parametrize("fmt", ["csv", "parquet"])
+    def test_a_refused_input_leaves_no_output(self, tmp_path: Path, fmt: str) -> None:
+        """An input refused before the run begins — DBN of another schema, damaged DBN
+        metadata, a compressed CSV or a standard input without the columns, a plain file with
+        a header that is not UTF-8 — leaves no output or reject file behind."""
+        mbo = (DATA / "dbn" / "test_data.mbo.dbn").read_bytes()
+        damaged = bytearray(mbo)
+        damaged[20:40] = b"\xff" * 20  # inside the dataset name
+        inputs = {
+            "mbp1.dbn": (DATA / "dbn" / "test_data.mbp-1.dbn").read_bytes(),
+            "meta.dbn": bytes(damaged),
+            "cols.csv.gz": gzip.compress(b"seq_num,time\n1,x\n"),
+            "utf8.csv": b"seq_num,\xff\n",
+        }
+        out = tmp_path / f"l1.{fmt}"
+        written = []
+        for name, data in inputs.items():
+            src = tmp_path / name
+            src.write_bytes(data)
+            written.append(name)
+            result = cli("-i", src, "-o", out, "--no-follow")
+            assert result.returncode == 2, result.stderr
+            assert result.stderr.count("\n") == 1, result.stderr
+            assert sorted(p.name for p in tmp_path.iterdir()) == sorted(written), name
+        result = subprocess.run(
+            [sys.executable, "-m", "l3tol1", "-i", "-", "-o", out],
+            input=b"seq_num,time\n1,x\n",
+            env=cli_env(),
+            capture_output=True,
+            timeout=60,
+        )
+        assert result.returncode == 2
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(inputs)
+
+    @pytest.mark.parametrize("fmt", ["csv", "parquet"])
+    def test_outputs_that_were_there_stay_untouched(self, tmp_path: Path, fmt: str) -> None:
+        """A refused input leaves the output and reject file of an earlier run as they were."""
+        src = write_l3(tmp_path / "l3.csv", book_rows(1, 10))
+        out = tmp_path / f"l1.{fmt}"
+        assert cli("-i", src, "-o", out, "--no-follow").returncode == 0
+
+        def snapshot() -> dict[str, bytes]:
+            files = [out, Path(f"{out}.rejects.jsonl")]
+            if out.is_dir():
+                files = [*out.iterdir(), files[1]]
+            return {str(f): f.read_bytes() for f in files}
+
+        before = snapshot()
+        bad = tmp_path / "bad.dbn"
+        bad.write_bytes((DATA / "dbn" / "test_data.mbp-1.dbn").read_bytes())
+        assert cli("-i", bad, "-o", out, "--no-follow").returncode == 2
+        assert snapshot() == before

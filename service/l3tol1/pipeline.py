@@ -183,7 +183,11 @@ class Pipeline:
             )
         # Opened and locked now, changed only in `run`, once the input's header is known good.
         self.output.open()
-        self.rejects.open()
+        try:
+            self.rejects.open()
+        except ConfigError:
+            self.output.discard()
+            raise
         self.writer = Writer(
             self.output,
             self.rejects,
@@ -226,6 +230,11 @@ class Pipeline:
             if self.metrics is not None:
                 self.metrics.close()
             await self.source.aclose()
+            if not self.started:
+                # Refused before anything began (a bad header, a DBN file of another schema, a
+                # stop signal): what this run created goes; what was there stays untouched.
+                self.output.discard()
+                self.rejects.discard()
             await self.writer.aclose()
             if self.store is not None:
                 self.store.unlock()

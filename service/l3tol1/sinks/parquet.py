@@ -91,6 +91,7 @@ class ParquetSink:
         self._parts: list[tuple[str, int]] = []  # committed: renamed, or named by a checkpoint
         self._pending: list[tuple[str, int]] = []  # closed and fsynced, not renamed yet
         self._lock_fd = -1
+        self._created: list[Path] = []  # by `open`, for `discard`: the lock file, the directory
         self._writer: Any = None  # the open pyarrow ParquetWriter of the current part
         self._part_rows = 0  # rows written into the current part's file
         self._part_started: float | None = None
@@ -109,23 +110,48 @@ class ParquetSink:
     def open(self) -> None:
         """Create the dataset directory if needed and lock it; change nothing in it."""
         try:
-            self.path.mkdir(parents=False, exist_ok=True)
+            self.path.mkdir(parents=False)
+            self._created = [self.path]
         except FileExistsError:
-            raise ConfigError(
-                f"output {self.path} is a file, not a Parquet dataset directory"
-            ) from None
+            pass
         except OSError as exc:
             raise ConfigError(
                 f"cannot create output directory {self.path}: {exc.strerror}"
             ) from exc
+        try:
+            self._open_lock()
+        except ConfigError:
+            self.discard()
+            raise
+
+    def _open_lock(self) -> None:
         if not self.path.is_dir():
             raise ConfigError(f"output {self.path} is a file, not a Parquet dataset directory")
         lock = self.path / _LOCK_NAME
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
         try:
-            self._lock_fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                self._lock_fd = os.open(lock, flags | os.O_EXCL, 0o644)
+                self._created.insert(0, lock)
+            except FileExistsError:
+                self._lock_fd = os.open(lock, flags, 0o644)
         except OSError as exc:
             raise ConfigError(f"cannot use output directory {self.path}: {exc.strerror}") from exc
         take_lock(self._lock_fd, self.path, "output")
+
+    def discard(self) -> None:
+        """The run never began: remove the lock file and the directory if `open` created them
+        (what was there before stays), and release the directory."""
+        for path in self._created:  # the lock file first, while it is still held
+            with contextlib.suppress(OSError):
+                if path == self.path:
+                    path.rmdir()  # only if empty: nothing else was put there
+                else:
+                    path.unlink()
+        self._created = []
+        if self._lock_fd >= 0:
+            fd, self._lock_fd = self._lock_fd, -1
+            os.close(fd)
 
     def check_resume(self, resume: ParquetState, checkpoint: Path) -> None:
         """Refuse a checkpoint of another dataset, or of this one with a recorded part gone."""
