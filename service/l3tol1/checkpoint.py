@@ -452,10 +452,15 @@ class _Checker:
         def is_key(value: Any) -> bool:
             return isinstance(value, str) and key.fullmatch(value) is not None
 
+        # "matched" came later (issue 17): a checkpoint without it has met no name yet.
+        matched = []
+        if isinstance(names, dict) and "matched" in names:
+            matched = self.items(names, "matched", where, lambda value: isinstance(value, str))
         return NamerState(
             first_publisher=self.integer(names, "first_publisher", where, hi=65535, null=True),
             seen=self.items(names, "seen", where, is_key),
             kept=self.items(names, "kept", where, is_key),
+            matched=matched,
         )
 
     def file(self, obj: Any, where: str) -> FileRecord:

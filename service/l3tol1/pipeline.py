@@ -29,6 +29,7 @@ from l3tol1.core import load
 from l3tol1.core.mbo import MboNamer
 from l3tol1.errors import CheckpointError, ConfigError, InputError
 from l3tol1.log import SafeStream, get_logger
+from l3tol1.options import format_instruments
 from l3tol1.settings import SHUTDOWN_TIMEOUT, Settings
 from l3tol1.sinks.base import Sink
 from l3tol1.sinks.csv import CsvSink
@@ -48,6 +49,7 @@ from l3tol1.stages import (
     Health,
     ParseStage,
     WriteStage,
+    instruments_not_seen,
     read_stage,
 )
 
@@ -313,7 +315,9 @@ class Pipeline:
     def _apply_stage(self) -> Any:
         """The stage between the feed and the writer: the books (`l3tol1 publish` puts
         JetStream there instead, SPEC §13)."""
-        return ApplyStage(self.instruments, self.namer, core=self.core)
+        return ApplyStage(
+            self.instruments, self.namer, core=self.core, listed=self.settings.instruments
+        )
 
     def _checkpoint_interval(self) -> float:
         """Seconds between checkpoints while data flows. A Parquet part is durable only whole:
@@ -447,6 +451,10 @@ class Pipeline:
             return
         elapsed = self.clock() - self._started_at
         counters = self.counters()
+        if self.settings.instruments is not None:
+            counters["instruments_not_seen"] = instruments_not_seen(
+                self.settings.instruments, self.instruments, self.namer
+            )
         self.log.info(
             "summary",
             **counters,
@@ -554,7 +562,7 @@ def _option_values(options: RunOptions, flags: list[str]) -> str:
     for flag in flags:
         value = getattr(options, flag.removeprefix("--").replace("-", "_"))
         if isinstance(value, tuple):
-            value = ",".join(value)
+            value = format_instruments(value)
         elif isinstance(value, float):
             value = f"{value:g}"
         parts.append(f"{flag} {'none' if value is None else value}")

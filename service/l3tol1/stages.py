@@ -46,6 +46,7 @@ __all__ = [
     "Health",
     "ParseStage",
     "WriteStage",
+    "instruments_not_seen",
     "read_stage",
 ]
 
@@ -370,17 +371,36 @@ class FeedStage:
         self.feed.skipped.clear()
 
 
+def instruments_not_seen(
+    listed: tuple[str, ...], instruments: Instruments, namer: MboNamer
+) -> list[str]:
+    """The instruments of ``--instruments`` of which no event was applied (a book of
+    Databento's is named by the namer, its key being no name), in the order listed."""
+    seen = instruments.names() | namer.matched
+    return [name for name in listed if name not in seen]
+
+
 class ApplyStage:
     """Events onto the books; the quotes they write (SPEC §2, §3, §9, §12).
 
     :param namer: names the quotes of Databento's books (keyed by publisher and instrument_id)
         by their symbol on their day.
+    :param listed: the instruments to keep (``--instruments``): at the end of the input, those
+        never met are warned about (``instruments_not_seen``), once.
     """
 
-    def __init__(self, instruments: Instruments, namer: MboNamer, *, core: Any) -> None:
+    def __init__(
+        self,
+        instruments: Instruments,
+        namer: MboNamer,
+        *,
+        core: Any,
+        listed: tuple[str, ...] | None = None,
+    ) -> None:
         self.instruments = instruments
         self.namer = namer
         self.core = core
+        self.listed = listed
         self.log = get_logger()
 
     async def run(
@@ -401,6 +421,15 @@ class ApplyStage:
                     self.log.debug("anomaly", kind=kind, seq=event.seq, line=event.line)
                 if batch.cut is not None:
                     batch.cut.instruments = instruments.snapshot()
+                if batch.end_of_input and self.listed is not None:
+                    missing = instruments_not_seen(self.listed, instruments, self.namer)
+                    if missing:
+                        self.log.warning(
+                            "instruments_not_seen",
+                            instruments=missing,
+                            hint="no event of these --instruments was met in the input: check"
+                            " their spelling (names are case-sensitive)",
+                        )
                 batch.events = []
                 await send.send(batch)
                 health.done("apply")

@@ -99,6 +99,7 @@ class NamerState:
     first_publisher: int | None = None
     seen: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    matched: list[str] = field(default_factory=list)  # the kept names met so far
 
 
 class MboNamer:
@@ -107,16 +108,27 @@ class MboNamer:
     A book's key is ``<publisher_id>:<instrument_id>``; a row's name is the instrument's symbol
     on the row's date, else its id, with ``@<publisher_id>`` for any publisher but the first
     one met. With ``keep`` (``--instruments``), a book is kept when its name, the first time
-    it is met, is one of those: its key joins ``kept``, the set the books are filtered by.
+    it is met, is one of those: its key joins ``kept``, the set the books are filtered by, and
+    its name ``matched`` (the names of ``keep`` that were met).
     """
 
-    __slots__ = ("_keys", "_names", "_symbols_seen", "first_publisher", "keep", "kept", "symbols")
+    __slots__ = (
+        "_keys",
+        "_names",
+        "_symbols_seen",
+        "first_publisher",
+        "keep",
+        "kept",
+        "matched",
+        "symbols",
+    )
 
     def __init__(self, keep: frozenset[str] | None = None) -> None:
         self.symbols: dict[int, tuple[tuple[int, int, str], ...]] = {}
         self.first_publisher: int | None = None
         self.keep = keep
         self.kept: set[str] = set()
+        self.matched: set[str] = set()
         self._keys: dict[tuple[int, int], str] = {}
         self._names: dict[tuple[str, int], str] = {}  # (key, day) -> the rows' name
         self._symbols_seen: dict[tuple[int, int, int], str] = {}  # from a CSV's symbol column
@@ -128,8 +140,9 @@ class MboNamer:
             if self.first_publisher is None:
                 self.first_publisher = publisher
             key = self._keys[(publisher, instrument_id)] = f"{publisher}:{instrument_id}"
-            if self.keep is not None and self.name(key, ts_recv, symbol) in self.keep:
+            if self.keep is not None and (name := self.name(key, ts_recv, symbol)) in self.keep:
                 self.kept.add(key)
+                self.matched.add(name)
         if symbol:
             day = ts_recv // NS_PER_DAY
             self._symbols_seen[(publisher, instrument_id, day)] = symbol
@@ -137,7 +150,12 @@ class MboNamer:
 
     def snapshot(self) -> NamerState:
         """The namer's decisions so far, as plain data."""
-        return NamerState(self.first_publisher, sorted(self._keys.values()), sorted(self.kept))
+        return NamerState(
+            self.first_publisher,
+            sorted(self._keys.values()),
+            sorted(self.kept),
+            sorted(self.matched),
+        )
 
     def restore(self, state: NamerState) -> None:
         """Load a `snapshot`."""
@@ -147,6 +165,8 @@ class MboNamer:
             self._keys[(int(publisher), int(instrument_id))] = key
         self.kept.clear()
         self.kept.update(state.kept)
+        self.matched.clear()
+        self.matched.update(state.matched)
 
     def name(self, key: str, ts_recv: int, symbol: str = "") -> str:
         """The name of a book's rows on the day of ``ts_recv``."""
