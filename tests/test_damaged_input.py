@@ -465,3 +465,42 @@ class TestMissingAndRefusedInput:
         bad.write_bytes((DATA / "dbn" / "test_data.mbp-1.dbn").read_bytes())
         assert cli("-i", bad, "-o", out, "--no-follow").returncode == 2
         assert snapshot() == before
+
+
+def test_a_read_error_ends_the_input_after_the_lines_read(tmp_path: Path) -> None:
+    """A read that fails (EIO from a failing disk) mid-file ends the input: the chunks before
+    it, then one that carries the error, naming the line it comes after and the bytes of the
+    next one already read (not converted); never an exception through the pipeline."""
+    import errno
+
+    import anyio
+
+    from l3tol1.sources.file import FileSource
+
+    src = write_l3(tmp_path / "l3.csv", book_rows(1, 50))
+    source = FileSource(src, follow=False, chunk_size=300)
+
+    async def failing(size: int) -> bytes:
+        raise OSError(errno.EIO, "Input/output error")
+
+    async def read() -> list:
+        await source.open()
+        chunks = []
+        async with contextlib.aclosing(source.chunks()) as reading:
+            async for chunk in reading:
+                chunks.append(chunk)
+                if len(chunks) == 2:
+                    source._file.read = failing  # the disk fails from the third read on
+        await source.aclose()
+        return chunks
+
+    chunks = anyio.run(read)
+    *good, last = chunks
+    lines = sum(chunk.data.count(b"\n") for chunk in good) + 1  # and the header
+    assert len(good) == 2 and last.end_of_input and not last.data
+    assert last.position == good[-1].position and last.first_line == lines + 1
+    partial = 600 - len(whole_lines(src.read_bytes()[:600]))
+    assert str(last.damage) == (
+        f"cannot read input {src} after line {lines}: Input/output error; the {partial} bytes"
+        f" of line {lines + 1} read before it are not converted"
+    )
