@@ -4,6 +4,7 @@ a sort-then-apply model that keeps one dict of orders per instrument and scans i
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,122 @@ def test_bad_instrument_is_rejected(tmp_path: Path) -> None:
     assert cli("-i", src, "-o", out, "--no-follow").returncode == 0
     rejects = (tmp_path / "l1.csv.rejects.jsonl").read_text()
     assert rejects.count('"bad instrument"') == 2
+
+
+class TestInstrumentsOption:
+    """--instruments as CSV fields, repeated, and the listed names never met (issue 17)."""
+
+    @pytest.mark.parametrize(
+        ("text", "names"),
+        [
+            ("ES, NQ", ("ES", "NQ")),
+            (" ES ,NQ,,ES", ("ES", "NQ")),
+            ('"ES,H1", NQ', ("ES,H1", "NQ")),
+            ('" NQ", "a ""b"""', (" NQ", 'a "b"')),
+            ("E S,es", ("E S", "es")),
+        ],
+    )
+    def test_names_are_csv_fields(self, text: str, names: tuple[str, ...]) -> None:
+        """Whitespace around a name that is not quoted goes; a quoted one is kept whole, a
+        comma or a quote inside it included; names are otherwise opaque, case-sensitive."""
+        from l3tol1.options import format_instruments, instrument_list
+
+        assert instrument_list(text) == names
+        assert instrument_list(format_instruments(names)) == names
+
+    @pytest.mark.parametrize("text", ['"ES', '"ES" NQ', 'E"S', '""', " , "])
+    def test_a_list_that_cannot_be_read_is_refused(self, tmp_path: Path, text: str) -> None:
+        """One line, exit 2."""
+        result = cli("-i", tmp_path / "x.csv", "--no-follow", "--instruments", text)
+        assert result.returncode == 2
+        assert result.stderr.startswith("l3tol1: error: argument --instruments: invalid")
+
+    def feed(self, folder: Path) -> Path:
+        rows = [
+            f'"ES,H1",{add(1, "a", "BUY", "10", "1")}',
+            f'"ES,H1",{add(2, "b", "SELL", "11", "1")}',
+            f"NQ,{add(3, 'a', 'BUY', '20', '1')}",
+            f"NQ,{add(4, 'b', 'SELL', '21', '1')}",
+            f"CL,{add(5, 'a', 'BUY', '30', '1')}",
+            f"CL,{add(6, 'b', 'SELL', '31', '1')}",
+        ]
+        src = folder / "l3.csv"
+        src.write_text("instrument," + HEADER + "\n" + "".join(r + "\n" for r in rows))
+        return src
+
+    def kept(self, folder: Path, *args: str, env: dict[str, str] | None = None) -> list[str]:
+        out = folder / "l1.csv"
+        result = cli("-i", self.feed(folder), "-o", out, "--no-follow", *args, env=env)
+        assert result.returncode == 0, result.stderr
+        return [row[1] for row in csv.reader(out.read_text().splitlines()[1:])]
+
+    def test_spaces_quotes_and_repetition_select(self, tmp_path: Path) -> None:
+        """`"ES,H1", NQ` keeps both (the space went, the quoted comma stayed); the option
+        repeated adds up; the variable reads the same fields."""
+        from tests.conftest import cli_env
+
+        assert self.kept(tmp_path, "--instruments", '"ES,H1", NQ') == ["ES,H1", "NQ"]
+        assert self.kept(tmp_path, "--instruments", "NQ", "--instruments", '"ES,H1"') == [
+            "ES,H1",
+            "NQ",
+        ]
+        env = cli_env(L3TOL1_INSTRUMENTS='CL, "ES,H1"')
+        assert self.kept(tmp_path, env=env) == ["ES,H1", "CL"]
+
+    def test_listed_instruments_never_met_are_said(self, tmp_path: Path) -> None:
+        """The summary lists the listed instruments of which nothing was met
+        (`instruments_not_seen`, in the order listed), and one warning says so at the end of
+        the input; none when every one was met."""
+        src, out = self.feed(tmp_path), tmp_path / "l1.csv"
+        args = ["-i", src, "-o", out, "--no-follow", "--log-format", "json"]
+        result = cli(*args, "--instruments", 'ZZ, NQ, es, "ES,H1 "')
+        assert result.returncode == 0, result.stderr
+        records = [json.loads(line) for line in result.stderr.splitlines()]
+        warnings = [r for r in records if r["event"] == "instruments_not_seen"]
+        assert len(warnings) == 1 and warnings[0]["level"] == "warning"
+        assert warnings[0]["instruments"] == ["ZZ", "es", "ES,H1 "]
+        summary = next(r for r in records if r["event"] == "summary")
+        assert summary["instruments_not_seen"] == ["ZZ", "es", "ES,H1 "]
+        result = cli(*args, "--instruments", "NQ,CL")
+        records = [json.loads(line) for line in result.stderr.splitlines()]
+        assert not [r for r in records if r["event"] == "instruments_not_seen"]
+        assert next(r for r in records if r["event"] == "summary")["instruments_not_seen"] == []
+
+    def test_databento_names_never_met_are_said(self, tmp_path: Path) -> None:
+        """Databento's books are named by their symbol: a listed symbol that is met is not
+        reported, one that is not is."""
+        src = Path(__file__).resolve().parents[1] / "data" / "dbn" / "test_data.mbo.dbn"
+        out = tmp_path / "l1.csv"
+        result = cli("-i", src, "-o", out, "--log-format", "json", "--instruments", "ESH1,NOPE")
+        assert result.returncode == 0, result.stderr
+        summary = next(json.loads(x) for x in result.stderr.splitlines() if '"summary"' in x)
+        assert summary["instruments_not_seen"] == ["NOPE"]
+
+    def test_met_names_survive_a_restart(self) -> None:
+        """The names met are in the checkpoint (so a resumed run does not call them unseen);
+        a checkpoint written before they were recorded still loads, with none met."""
+        from l3tol1.checkpoint import _Checker
+        from l3tol1.core.mbo import MboNamer
+
+        namer = MboNamer(frozenset({"ESH1"}))
+        namer.key(1, 5482, 1_609_459_200_000_000_000, "ESH1")
+        state = namer.snapshot()
+        assert state.matched == ["ESH1"]
+        restored = MboNamer(frozenset({"ESH1"}))
+        restored.restore(state)
+        assert restored.matched == {"ESH1"}
+        old = {"names": {"first_publisher": 1, "seen": ["1:5482"], "kept": ["1:5482"]}}
+        assert _Checker(Path("c.ckpt")).names(old).matched == []
+
+    def test_both_cores_name_the_instruments_with_a_book(self, core) -> None:  # type: ignore[no-untyped-def]
+        """`Instruments.names()`: the kept instruments met in an applied event, on each core."""
+        header = "instrument," + HEADER
+        rows = [f"A,{add(1, 'a', 'BUY', '10', '1')}", f"C,{add(2, 'a', 'BUY', '10', '1')}"]
+        events, rejects = core.csv_parser(header).parse("".join(r + "\n" for r in rows).encode(), 2)
+        assert not rejects
+        if type(events) is list:
+            events = core.events(events)
+        instruments = core.instruments(["A", "B"])
+        assert instruments.names() == frozenset()
+        instruments.apply(events, core.quotes(), [])
+        assert instruments.names() == {"A"}

@@ -16,6 +16,7 @@ from tests.conftest import (
     REFERENCE_INPUT,
     REFERENCE_OUTPUT,
     cli,
+    read_offset,
     stamp,
     start_cli,
     wait_for,
@@ -204,3 +205,108 @@ def test_following_writes_parts_as_it_goes(tmp_path: Path, flag: str) -> None:
     proc.send_signal(signal.SIGTERM)  # the last part closes at the stop
     assert proc.wait(timeout=10) == 0
     assert parquet_rows(out) == csv_rows(REFERENCE_OUTPUT)
+
+
+def read_everywhere(out: Path) -> dict[str, tuple[list[str], int]]:
+    """(columns, rows) of the dataset as each reader the README names sees it."""
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    table = pq.read_table(out)
+    frame = pl.read_parquet(out / "*")  # what issue 17 found failing on an empty dataset
+    globbed = pl.read_parquet(out / "*.parquet")
+    relation = duckdb.sql(f"SELECT * FROM '{out}/*.parquet'")
+    pandas = pd.read_parquet(out)
+    return {
+        "pyarrow": (table.schema.names, table.num_rows),
+        "polars": (frame.columns, frame.height),
+        "polars *.parquet": (globbed.columns, globbed.height),
+        "duckdb": (relation.columns, len(relation.fetchall())),
+        "pandas": (list(pandas.columns), len(pandas)),
+    }
+
+
+COLUMNS = ["time", "bid_price", "ask_price", "bid_size", "ask_size", "seq_num"]
+
+
+class TestEmptyDataset:
+    """A run without rows still leaves a dataset that reads, with its columns (issue 17)."""
+
+    def test_no_rows_one_empty_part(self, tmp_path: Path) -> None:
+        """A header and no rows: one part of no rows, read by pyarrow, polars, DuckDB and
+        pandas with the columns of the layout."""
+        src = write_l3(tmp_path / "l3.csv", [])
+        out = tmp_path / "l1.parquet"
+        assert cli("-i", src, "-o", out, "--no-follow").returncode == 0
+        assert parts(out) == ["part-000000.parquet"]
+        seen = read_everywhere(out)
+        assert seen == dict.fromkeys(seen, (COLUMNS, 0))
+        assert str(pq.read_schema(out / "part-000000.parquet").field("time").type) == (
+            "timestamp[us, tz=UTC]"
+        )
+
+    def test_the_readme_examples_on_an_empty_instrument_dataset(self, tmp_path: Path) -> None:
+        """Instruments of which none is kept (--instruments of one never met): the instrument
+        column is there, and the README's own examples run on the empty dataset."""
+        import duckdb
+        import polars as pl
+
+        src = tmp_path / "l3.csv"
+        generate(src, 2_000, seed=2, instruments=3)
+        out = tmp_path / "l1.parquet"
+        result = cli("-i", src, "-o", out, "--no-follow", "--instruments", "NOPE")
+        assert result.returncode == 0, result.stderr
+        columns = [*COLUMNS[:1], "instrument", *COLUMNS[1:]]
+        seen = read_everywhere(out)
+        assert seen == dict.fromkeys(seen, (columns, 0))
+        # The README's examples, as written there.
+        assert pq.read_table(out).to_pandas().empty
+        assert pl.read_parquet(f"{out}/*.parquet").is_empty()
+        spread = f"SELECT instrument, max(ask_price - bid_price) FROM '{out}/*.parquet' GROUP BY 1"
+        assert duckdb.sql(spread).fetchall() == []
+
+    def test_databento_layout(self, tmp_path: Path) -> None:
+        """DBN input without a row kept: nanosecond times and the instrument column."""
+        out = tmp_path / "l1.parquet"
+        src = REFERENCE_INPUT.parent / "dbn" / "test_data.mbo.dbn"
+        assert cli("-i", src, "-o", out, "--instruments", "NOPE").returncode == 0
+        schema = pq.read_schema(out / "part-000000.parquet")
+        assert str(schema.field("time").type) == "timestamp[ns, tz=UTC]"
+        assert "instrument" in schema.names and pq.read_table(out).num_rows == 0
+
+    def test_a_resumed_run_replaces_the_empty_part(self, tmp_path: Path) -> None:
+        """With --checkpoint, the empty part is part of the checkpointed state; a resumed run
+        that then writes rows replaces it by its first part: the part names and rows of one
+        uninterrupted run, no stray part."""
+        rows = REFERENCE_INPUT.read_text().splitlines(keepends=True)
+        src = tmp_path / "l3.csv"
+        src.write_text(rows[0])
+        out, ckpt = tmp_path / "l1.parquet", tmp_path / "c.ckpt"
+        args = ("-i", src, "-o", out, "--no-follow", "--checkpoint", ckpt,
+                "--part-rows", "5000")  # fmt: skip
+        assert cli(*args).returncode == 0
+        assert parts(out) == ["part-000000.parquet"] and pq.read_table(out).num_rows == 0
+        from tests.conftest import read_checkpoint
+
+        assert read_checkpoint(ckpt).output.parts == (("part-000000.parquet", 0),)
+        with src.open("a") as f:
+            f.write("".join(rows[1:]))
+        result = cli(*args)
+        assert result.returncode == 0, result.stderr
+        whole = tmp_path / "whole.parquet"
+        assert cli("-i", src, "-o", whole, "--no-follow", "--part-rows", "5000").returncode == 0
+        assert parts(out) == parts(whole) and len(parts(out)) == 4
+        assert parquet_rows(out) == parquet_rows(whole) == csv_rows(REFERENCE_OUTPUT)
+
+    def test_a_stop_before_any_row_leaves_an_empty_part(self, tmp_path: Path) -> None:
+        """Following a file that has no row yet, SIGTERM: the dataset reads (empty)."""
+        src = write_l3(tmp_path / "l3.csv", [])
+        out = tmp_path / "l1.parquet"
+        proc = start_cli("-i", src, "-o", out)
+        size = src.stat().st_size
+        wait_for(lambda: read_offset(proc.pid, src) == size, 30, "the run to read the header")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert parts(out) == ["part-000000.parquet"]
+        assert pq.read_table(out).schema.names == COLUMNS

@@ -493,6 +493,7 @@ class _Checker:
             kept=self.items(names, "kept", where, is_key),
             mappings=[(i, s) for i, s in self.items(names, "mappings", where, is_mapping)],
             names=[(k, d, n) for k, d, n in self.items(names, "names", where, is_name)],
+            matched=self.items(names, "matched", where, lambda value: isinstance(value, str)),
         )
 
     def file(self, obj: Any, where: str) -> FileRecord:

@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{option.help} (default {option.shown_default}; {option.env})"
         if option.metavar is None:
             p.add_argument(*option.flags, action=argparse.BooleanOptionalAction, help=help_text)
+        elif option.repeat:  # each value is a tuple: the flags' values add up
+            p.add_argument(
+                *option.flags,
+                type=option.parse,
+                action="extend",
+                metavar=option.metavar,
+                help=help_text,
+            )
         else:
             p.add_argument(*option.flags, type=option.parse, metavar=option.metavar, help=help_text)
     p.add_argument("--version", action="version", version=f"l3tol1 {__version__}")
@@ -109,7 +117,10 @@ def parse_settings(
     values: dict[str, Any] = {}
     for option in OPTIONS:
         if option.dest in given:
-            values[option.dest] = given[option.dest]
+            value = given[option.dest]
+            if option.repeat:  # several flags: one tuple, each value once, in order
+                value = tuple(dict.fromkeys(value))
+            values[option.dest] = value
             continue
         text = environ.get(option.env, "")
         if not text:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from l3tol1.core.numbers import MAX_SEQ
 
-__all__ = ["ENV_PREFIX", "OPTIONS", "Option", "markdown_table"]
+__all__ = ["ENV_PREFIX", "OPTIONS", "Option", "format_instruments", "markdown_table"]
 
 ENV_PREFIX = "L3TOL1_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -33,6 +33,7 @@ class Option:
     metavar: str | None = None  # None for an on/off option (--x / --no-x)
     default_text: str | None = None  # how the default reads in help and docs
     extra: bool = False  # not in SPEC §6: documented in the README
+    repeat: bool = False  # may be given several times: the values (tuples) add up
 
     @property
     def dest(self) -> str:
@@ -165,10 +166,59 @@ def column(text: str) -> str:
 
 @_rule("comma-separated list of instruments")
 def instrument_list(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(name for name in text.split(",") if name))
+    """Instrument names as the fields of one CSV line: ``ES, NQ`` is ES and NQ (whitespace
+    around a name that is not quoted is dropped, empty fields are skipped), ``"ES,H1"`` one name
+    holding a comma (``""`` in quotes is a quote). Names are otherwise kept as they are: opaque
+    and case-sensitive."""
+    names: list[str] = []
+    rest = text
+    while True:
+        rest = rest.lstrip()
+        if rest.startswith('"'):
+            name, rest = _quoted(rest)
+            if not name:
+                raise ValueError("an empty name")
+            rest = rest.lstrip()
+            if rest and not rest.startswith(","):
+                raise ValueError("text after a closing quote")
+        else:
+            name, comma, after = rest.partition(",")
+            if '"' in name:
+                raise ValueError("a quote inside a name that is not quoted")
+            name, rest = name.strip(), comma + after
+        if name:
+            names.append(name)
+        if not rest:
+            break
+        rest = rest[1:]  # the comma
     if not names:
         raise ValueError("empty")
-    return names
+    return tuple(dict.fromkeys(names))
+
+
+def _quoted(text: str) -> tuple[str, str]:
+    """The quoted field at the start of ``text`` (unescaped), and what follows it."""
+    out = []
+    i = 1
+    while True:
+        end = text.find('"', i)
+        if end < 0:
+            raise ValueError("a quote that is not closed")
+        out.append(text[i:end])
+        if text.startswith('"', end + 1):  # "" is a quote inside the name
+            out.append('"')
+            i = end + 2
+            continue
+        return "".join(out), text[end + 1 :]
+
+
+def format_instruments(names: tuple[str, ...]) -> str:
+    """``names`` as `instrument_list` reads them back: quoted where a name needs it."""
+    fields = []
+    for name in names:
+        needs_quotes = any(c in name for c in ',"') or name != name.strip()
+        fields.append('"' + name.replace('"', '""') + '"' if needs_quotes else name)
+    return ",".join(fields)
 
 
 @_rule("input format (csv or dbn)")
@@ -259,7 +309,9 @@ OPTIONS: tuple[Option, ...] = (
            "the column naming each row's instrument", "NAME",
            "instrument or symbol, if present", extra=True),
     Option(("--instruments",), instrument_list, None,
-           "keep only these instruments' books and rows", "A,B,...", "all", extra=True),
+           "keep only these instruments' books and rows; names as CSV fields (spaces around a"
+           ' name dropped, "ES,H1" quoted holds a comma); may be repeated', "A,B,...", "all",
+           extra=True, repeat=True),
     Option(("--part-rows",), positive_int, 1_000_000,
            "Parquet: rows per part file", "INT", "1000000"),
     Option(("--part-interval",), positive_seconds, 60.0,

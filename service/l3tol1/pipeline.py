@@ -6,7 +6,8 @@ outputs), the outputs (opened and locked, not yet changed). `Pipeline.run` then 
 header, and only once that too is good does it cut the outputs back (or empty them) and start the
 stages (see stages.py). SIGTERM, SIGINT and SIGHUP cancel only the reading; the later stages
 drain what is in flight, the writer flushes and fsyncs, a last checkpoint is written, and the run
-ends. A second signal exits at once.
+ends. A second signal exits at once. Damaged input ends the input where it is (stages.py, `Batch.
+damage`): everything before it is converted as at a normal end, and then the run fails.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from l3tol1.core import load
 from l3tol1.core.mbo import MboNamer
 from l3tol1.errors import CheckpointError, ConfigError, InputError
 from l3tol1.log import SafeStream, get_logger
+from l3tol1.options import format_instruments
 from l3tol1.settings import SHUTDOWN_TIMEOUT, Settings
 from l3tol1.sinks.base import Sink
 from l3tol1.sinks.csv import CsvSink
@@ -47,6 +49,7 @@ from l3tol1.stages import (
     Health,
     ParseStage,
     WriteStage,
+    instruments_not_seen,
     read_stage,
 )
 
@@ -150,6 +153,7 @@ class Pipeline:
                 follow=follow,
                 poll_interval=settings.poll_interval,
                 resume=resume_at,
+                input_format=settings.input_format,
             )
         else:
             self.source = StreamSource(
@@ -181,7 +185,11 @@ class Pipeline:
             )
         # Opened and locked now, changed only in `run`, once the input's header is known good.
         self.output.open()
-        self.rejects.open()
+        try:
+            self.rejects.open()
+        except ConfigError:
+            self.output.discard()
+            raise
         self.writer = Writer(
             self.output,
             self.rejects,
@@ -224,6 +232,11 @@ class Pipeline:
             if self.metrics is not None:
                 self.metrics.close()
             await self.source.aclose()
+            if not self.started:
+                # Refused before anything began (a bad header, a DBN file of another schema, a
+                # stop signal): what this run created goes; what was there stays untouched.
+                self.output.discard()
+                self.rejects.discard()
             await self.writer.aclose()
             if self.store is not None:
                 self.store.unlock()
@@ -234,6 +247,7 @@ class Pipeline:
             core=self.core,
             instrument_column=self.settings.instrument_column,
             namer=self.namer,
+            stop_reading=self._stop_reading,
         )
         with self._reading_scope():
             header = await self.source.open()
@@ -292,11 +306,18 @@ class Pipeline:
             stages.start_soon(feed_stage.run, parsed_in, ordered_out, health)
             stages.start_soon(self._apply_stage().run, ordered_in, quotes_out, health)
             stages.start_soon(write_stage.run, quotes_in, health)
+        if write_stage.damage is not None:
+            # The input ended early: what came before the damage is written, synced and
+            # checkpointed (issue 17); the run still fails, naming the damage.
+            self.stopped_by = self.stopped_by or "input_error"
+            raise write_stage.damage
 
     def _apply_stage(self) -> Any:
         """The stage between the feed and the writer: the books (`l3tol1 publish` puts
         JetStream there instead, SPEC §13)."""
-        return ApplyStage(self.instruments, self.namer, core=self.core)
+        return ApplyStage(
+            self.instruments, self.namer, core=self.core, listed=self.settings.instruments
+        )
 
     def _checkpoint_interval(self) -> float:
         """Seconds between checkpoints while data flows. A Parquet part is durable only whole:
@@ -309,6 +330,11 @@ class Pipeline:
         with self._reading_scope():
             await read_stage(self.source, send, self._health)
         send.close()  # stopped by a signal: the stages after drain what is in flight
+
+    def _stop_reading(self) -> None:
+        """End the reading: the input ended early (a header that cannot be used)."""
+        if self._reading is not None:
+            self._reading.cancel()
 
     def _reading_scope(self) -> anyio.CancelScope:
         """A scope around reading that a stop signal cancels (at once, if one came already)."""
@@ -427,6 +453,10 @@ class Pipeline:
             return
         elapsed = self.clock() - self._started_at
         counters = self.counters()
+        if self.settings.instruments is not None:
+            counters["instruments_not_seen"] = instruments_not_seen(
+                self.settings.instruments, self.instruments, self.namer
+            )
         self.log.info(
             "summary",
             **counters,
@@ -462,8 +492,10 @@ def _input_kind(path: Path, follow: bool | None, input_format: str | None) -> st
         raise InputError(f"input {path} is a directory, not a file") from exc
     except OSError as exc:
         raise InputError(f"cannot read input {path}: {exc.strerror}") from exc
-    compressed_or_dbn = codec_of(head) is not None or head.startswith(DBN_MAGIC)
-    return "stream" if compressed_or_dbn and input_format != "csv" else "file"
+    # --input-format csv reads a file that starts like DBN as CSV; compressed CSV is still
+    # compressed (and read to its end).
+    dbn = head.startswith(DBN_MAGIC) and input_format != "csv"
+    return "stream" if codec_of(head) is not None or dbn else "file"
 
 
 def _describe(path: Path, kind: str) -> str:
@@ -532,7 +564,7 @@ def _option_values(options: RunOptions, flags: list[str]) -> str:
     for flag in flags:
         value = getattr(options, flag.removeprefix("--").replace("-", "_"))
         if isinstance(value, tuple):
-            value = ",".join(value)
+            value = format_instruments(value)
         elif isinstance(value, float):
             value = f"{value:g}"
         parts.append(f"{flag} {'none' if value is None else value}")

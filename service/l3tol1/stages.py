@@ -48,6 +48,7 @@ __all__ = [
     "Health",
     "ParseStage",
     "WriteStage",
+    "instruments_not_seen",
     "read_stage",
 ]
 
@@ -73,6 +74,8 @@ class Batch:
     stood after the batch; ``cut``, when set, is a checkpoint taken after this batch;
     ``caught_up``: the followed input has no more for now (flush at once, SPEC §7 latency);
     ``names``: the namer's state after this batch, when parsing it changed the namer.
+    ``damage`` (with ``end_of_input``): the input ended early, on this error; every stage
+    finishes as at a normal end, then the run fails with it (`WriteStage.damage`).
     """
 
     events: list[Event] = field(default_factory=list)
@@ -85,6 +88,7 @@ class Batch:
     ordered: bool = False  # the events come in the order to apply them (Databento MBO)
     caught_up: bool = False
     names: NamerState | None = None
+    damage: InputError | None = None
 
 
 class Health:
@@ -127,15 +131,26 @@ class ParseStage:
     is read by the Python parser whichever the core, its events put in the core's container.
     A batch that changed the namer carries its state (`Batch.names`), for the checkpoint; the
     error records of a live Databento recording are logged (``dbn_error_record``).
+
+    A header that cannot be used, met while running (a followed file replaced by one of other
+    columns), ends the input as damage does (`Chunk.damage`): the lines before it are
+    converted, ``stop_reading`` is called, and what was read after it is dropped unparsed.
     """
 
     def __init__(
-        self, name: str, *, core: Any, instrument_column: str | None, namer: MboNamer
+        self,
+        name: str,
+        *,
+        core: Any,
+        instrument_column: str | None,
+        namer: MboNamer,
+        stop_reading: Callable[[], None] = lambda: None,
     ) -> None:
         self.name = name
         self.core = core
         self.instrument_column = instrument_column
         self.namer = namer  # names Databento's books, across files
+        self.stop_reading = stop_reading
         self.parser: Any = None
         self.mbo = False  # the rows are Databento MBO records: in file order, ns times
         self.log = get_logger()
@@ -167,8 +182,11 @@ class ParseStage:
         self, receive: ObjectReceiveStream[Chunk], send: ObjectSendStream[Batch], health: Health
     ) -> None:
         """Parse every chunk received and send its batch on."""
+        ended = False  # by a header that cannot be used: the rest is drained unparsed
         async with receive, send:
             async for chunk in receive:
+                if ended:
+                    continue
                 health.take("parse")
                 batch = Batch(
                     events=self.core.events(),
@@ -176,9 +194,20 @@ class ParseStage:
                     position=chunk.position,
                     end_of_input=chunk.end_of_input,
                     caught_up=chunk.caught_up,
+                    damage=chunk.damage,
                 )
                 if chunk.header is not None:
-                    self.use(chunk.header)
+                    try:
+                        self.use(chunk.header)
+                    except InputError as exc:
+                        # The position stays the last chunk's: a checkpoint resumes at the
+                        # header, which a restart then refuses at once, naming it.
+                        end = Batch(self.core.events(), end_of_input=True, damage=exc)
+                        await send.send(end)
+                        ended = True
+                        self.stop_reading()
+                        health.done("parse")
+                        continue
                     batch.layout = self.layout()
                 batch.ordered = self.mbo
                 if chunk.data:
@@ -333,6 +362,7 @@ class FeedStage:
                         layout=batch.layout,
                         ordered=batch.ordered,
                         caught_up=batch.caught_up,
+                        damage=batch.damage,
                     )
                     if batch.ordered:  # Databento's records: applied in file order (SPEC §12)
                         ready = batch.events
@@ -367,17 +397,36 @@ class FeedStage:
         self.feed.skipped.clear()
 
 
+def instruments_not_seen(
+    listed: tuple[str, ...], instruments: Instruments, namer: MboNamer
+) -> list[str]:
+    """The instruments of ``--instruments`` of which no event was applied (a book of
+    Databento's is named by the namer, its key being no name), in the order listed."""
+    seen = instruments.names() | namer.matched
+    return [name for name in listed if name not in seen]
+
+
 class ApplyStage:
     """Events onto the books; the quotes they write (SPEC §2, §3, §9, §12).
 
     :param namer: names the quotes of Databento's books (keyed by publisher and instrument_id)
         by their symbol on their day.
+    :param listed: the instruments to keep (``--instruments``): at the end of the input, those
+        never met are warned about (``instruments_not_seen``), once.
     """
 
-    def __init__(self, instruments: Instruments, namer: MboNamer, *, core: Any) -> None:
+    def __init__(
+        self,
+        instruments: Instruments,
+        namer: MboNamer,
+        *,
+        core: Any,
+        listed: tuple[str, ...] | None = None,
+    ) -> None:
         self.instruments = instruments
         self.namer = namer
         self.core = core
+        self.listed = listed
         self.log = get_logger()
 
     async def run(
@@ -398,13 +447,26 @@ class ApplyStage:
                     self.log.debug("anomaly", kind=kind, seq=event.seq, line=event.line)
                 if batch.cut is not None:
                     batch.cut.instruments = instruments.snapshot()
+                if batch.end_of_input and self.listed is not None:
+                    missing = instruments_not_seen(self.listed, instruments, self.namer)
+                    if missing:
+                        self.log.warning(
+                            "instruments_not_seen",
+                            instruments=missing,
+                            hint="no event of these --instruments was met in the input: check"
+                            " their spelling (names are case-sensitive)",
+                        )
                 batch.events = []
                 await send.send(batch)
                 health.done("apply")
 
 
 class WriteStage:
-    """Quotes and rejects to their sinks, flushed by size and age; checkpoints saved."""
+    """Quotes and rejects to their sinks, flushed by size and age; checkpoints saved.
+
+    ``damage`` is the error that ended the input early (`Batch.damage`), once the batch that
+    carries it was written: the run fails with it after this stage has finished.
+    """
 
     def __init__(
         self,
@@ -416,6 +478,7 @@ class WriteStage:
         self.writer = writer
         self.checkpointer = checkpointer
         self.clock = clock
+        self.damage: InputError | None = None
 
     async def run(self, receive: ObjectReceiveStream[Batch], health: Health) -> None:
         """Write every batch received; flush and close the sinks at the end, even when
@@ -436,6 +499,8 @@ class WriteStage:
                         if batch.layout is not None:
                             writer.output.set_layout(*batch.layout)
                         writer.add(batch.quotes, batch.rejects, now)
+                        if batch.damage is not None:
+                            self.damage = batch.damage
                     if batch is not None and batch.cut is not None and self.checkpointer:
                         await self.checkpointer.save(batch.cut, now)
                     else:

@@ -70,6 +70,8 @@ def print_summary(counters: dict[str, Any], elapsed: float, stream: Any = None) 
     table.add_row("L1 rows written", f"{counters['rows_written']:,}")
     if counters.get("instruments", 0) > 1:
         table.add_row("instruments", f"{counters['instruments']:,}")
+    if counters.get("instruments_not_seen"):
+        table.add_row("--instruments not seen", ", ".join(counters["instruments_not_seen"]))
     for reason, count in sorted(counters["rejects"].items()):
         table.add_row(f"rejected: {reason}", f"{count:,}")
     if not counters["rejects"]:

@@ -1666,6 +1666,14 @@ cdef class Instruments:
     def __len__(self):
         return self.book_count
 
+    def names(self):
+        """The instruments that have a book: kept, and met in an applied event."""
+        cdef Py_ssize_t i
+        return frozenset(
+            self.table.names[i] for i in range(self.book_cap)
+            if self.books[i].decided and self.books[i].kept
+        )
+
     # Books: one per instrument index, created (and the keep decided) when first met.
 
     cdef Book* book_at(self, int32_t inst) except NULL:

@@ -265,6 +265,10 @@ class Instruments:
         """How many instruments have a book."""
         return len(self.by_name)
 
+    def names(self) -> frozenset[str]:
+        """The instruments that have a book: kept, and met in an applied event."""
+        return frozenset(self.by_name)
+
     def book(self, name: str = "") -> OrderBook:
         """The book of one instrument (an empty one if it has none yet)."""
         instrument = self.by_name.get(name)

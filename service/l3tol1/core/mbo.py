@@ -168,6 +168,7 @@ class NamerState:
     kept: list[str] = field(default_factory=list)
     mappings: list[tuple[int, str]] = field(default_factory=list)  # (instrument_id, symbol)
     names: list[tuple[str, int, str]] = field(default_factory=list)  # (key, day, name)
+    matched: list[str] = field(default_factory=list)  # the names of `keep` met so far
 
 
 class MboNamer:
@@ -179,7 +180,8 @@ class MboNamer:
     ``symbol``, else the latest in-band mapping (`learn`), else the id; with ``@<publisher_id>``
     for any publisher but the first one met. `name` only looks it up. With ``keep``
     (``--instruments``), a book is kept when its name, the first time it is met, is one of
-    those: its key joins ``kept``, the set the books are filtered by.
+    those: its key joins ``kept``, the set the books are filtered by, and its name ``matched``
+    (the names of ``keep`` that were met, for the summary's ``instruments_not_seen``).
 
     ``changed`` is set whenever `snapshot` would give something new; the caller clears it.
     """
@@ -192,6 +194,7 @@ class MboNamer:
         "first_publisher",
         "keep",
         "kept",
+        "matched",
         "symbols",
     )
 
@@ -200,6 +203,7 @@ class MboNamer:
         self.first_publisher: int | None = None
         self.keep = keep
         self.kept: set[str] = set()
+        self.matched: set[str] = set()
         self.changed = False
         # (publisher, instrument_id) -> (its key, the day of its last record met)
         self._books: dict[tuple[int, int], tuple[str, int]] = {}
@@ -232,6 +236,7 @@ class MboNamer:
             self.changed = True
         if new and self.keep is not None and name in self.keep:
             self.kept.add(key)
+            self.matched.add(name)
         return key
 
     def _name_now(self, publisher: int, instrument_id: int, day: int, symbol: str) -> str:
@@ -278,6 +283,7 @@ class MboNamer:
             sorted(self.kept),
             sorted(self._mapped.items()),
             sorted((key, day, name) for (key, day), name in self._names.items()),
+            sorted(self.matched),
         )
 
     def restore(self, state: NamerState) -> None:
@@ -289,6 +295,8 @@ class MboNamer:
             self._books[(int(publisher), int(instrument_id))] = (key, -1)  # no day met yet
         self.kept.clear()
         self.kept.update(state.kept)
+        self.matched.clear()
+        self.matched.update(state.matched)
         self._mapped = dict(state.mappings)
         self._names = {(key, day): name for key, day, name in state.names}
         self.changed = False

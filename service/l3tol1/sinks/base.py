@@ -42,6 +42,11 @@ class Sink(Protocol):
         """
         ...
 
+    def discard(self) -> None:
+        """The run failed before it began (`start` was not called): remove what `open`
+        created, leave what was there before as it was; release the output."""
+        ...
+
     async def start(self, resume: Any | None) -> None:
         """Begin writing: from empty, or from ``resume``, a `state` this sink returned before.
 

@@ -57,6 +57,10 @@ class CsvSink:
         """Open and lock the file, changing nothing in it."""
         self.file.open()
 
+    def discard(self) -> None:
+        """The run never began: remove the file if `open` created it; close it."""
+        self.file.discard()
+
     async def start(self, resume: CsvState | None) -> None:
         """Cut the file back to the checkpoint's size, or empty it."""
         self.file.start(None if resume is None else resume.file.size)

@@ -104,6 +104,7 @@ class OutputFile:
         self.what = what
         self.size = 0
         self.regular = True
+        self.created = False  # by this run's `open`: `discard` removes it
         self._fd = -1
         self._synced = True
 
@@ -112,8 +113,13 @@ class OutputFile:
 
         :raises ConfigError: the path cannot be opened for writing or is locked.
         """
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fd = os.open(self.path, flags | os.O_EXCL, 0o644)
+                self.created = True
+            except FileExistsError:
+                fd = os.open(self.path, flags, 0o644)
         except IsADirectoryError:
             raise ConfigError(f"{self.what} {self.path} is a directory") from None
         except OSError as exc:
@@ -121,7 +127,21 @@ class OutputFile:
         self._fd = fd
         self.regular = stat.S_ISREG(os.fstat(fd).st_mode)
         if self.regular:
-            take_lock(fd, self.path, self.what)
+            try:
+                take_lock(fd, self.path, self.what)
+            except ConfigError:
+                self.discard()
+                raise
+
+    def discard(self) -> None:
+        """The run never began: remove the file if this run created it (a file that was there
+        before is left as it was), and close it. Removed while still locked, so that no other
+        run's file is ever removed."""
+        if self.created and self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            self.created = False
+        self.close()
 
     def start(self, keep: int | None) -> None:
         """Cut the file back to ``keep`` bytes (a checkpoint's record; None: empty it).

@@ -10,6 +10,12 @@ fsynced, the checkpoint that names the part is saved, then the part is renamed. 
 exactly the parts its checkpoint names (finishing a rename the crash cut short) and deletes any
 other part or temporary file, so no part is ever duplicated, missing or partial, and a visible
 part never disappears.
+
+A dataset is never left without a part (issue 17: readers fail on a directory of none, or see
+no columns): when a run's last part closes and the dataset has none, an empty part
+``part-000000.parquet`` is written, with the columns of the rows' layout. It is a placeholder:
+a checkpoint names it (with 0 rows), and the first real part, of this run or of a resumed one,
+is written as part 0 and replaces it, so part names and rows are an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ class ParquetState:
     path: str
     dev: int
     ino: int
-    parts: tuple[tuple[str, int], ...]  # (name, rows) of each part, in order
+    parts: tuple[tuple[str, int], ...]  # (name, rows) of each part, in order; 0 rows: the
+    # placeholder of an empty dataset, the only part
     instrument: bool | None  # whether the rows have an instrument column (None: no row yet)
     nanoseconds: bool | None
 
@@ -90,14 +97,16 @@ class ParquetSink:
         self.nanoseconds: bool | None = None
         self._parts: list[tuple[str, int]] = []  # committed: renamed, or named by a checkpoint
         self._pending: list[tuple[str, int]] = []  # closed and fsynced, not renamed yet
+        self._placeholder = False  # part 0 is an empty part, for the next real part to replace
         self._lock_fd = -1
+        self._created: list[Path] = []  # by `open`, for `discard`: the lock file, the directory
         self._writer: Any = None  # the open pyarrow ParquetWriter of the current part
         self._part_rows = 0  # rows written into the current part's file
         self._part_started: float | None = None
         self._seconds: dict[str, int] = {}  # "YYYY-MM-DD HH:MM:SS" -> µs since the epoch
         self._prices: dict[int, float] = {}  # price in 1e-9 -> the double nearest its decimal
         self._columns = self._new_columns()
-        self._schema: Any = None
+        self._schema: tuple[tuple[bool, bool], pa.Schema] | None = None  # by layout
 
     # -- the interface of base.Sink ---------------------------------------------------------------
 
@@ -109,23 +118,48 @@ class ParquetSink:
     def open(self) -> None:
         """Create the dataset directory if needed and lock it; change nothing in it."""
         try:
-            self.path.mkdir(parents=False, exist_ok=True)
+            self.path.mkdir(parents=False)
+            self._created = [self.path]
         except FileExistsError:
-            raise ConfigError(
-                f"output {self.path} is a file, not a Parquet dataset directory"
-            ) from None
+            pass
         except OSError as exc:
             raise ConfigError(
                 f"cannot create output directory {self.path}: {exc.strerror}"
             ) from exc
+        try:
+            self._open_lock()
+        except ConfigError:
+            self.discard()
+            raise
+
+    def _open_lock(self) -> None:
         if not self.path.is_dir():
             raise ConfigError(f"output {self.path} is a file, not a Parquet dataset directory")
         lock = self.path / _LOCK_NAME
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
         try:
-            self._lock_fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                self._lock_fd = os.open(lock, flags | os.O_EXCL, 0o644)
+                self._created.insert(0, lock)
+            except FileExistsError:
+                self._lock_fd = os.open(lock, flags, 0o644)
         except OSError as exc:
             raise ConfigError(f"cannot use output directory {self.path}: {exc.strerror}") from exc
         take_lock(self._lock_fd, self.path, "output")
+
+    def discard(self) -> None:
+        """The run never began: remove the lock file and the directory if `open` created them
+        (what was there before stays), and release the directory."""
+        for path in self._created:  # the lock file first, while it is still held
+            with contextlib.suppress(OSError):
+                if path == self.path:
+                    path.rmdir()  # only if empty: nothing else was put there
+                else:
+                    path.unlink()
+        self._created = []
+        if self._lock_fd >= 0:
+            fd, self._lock_fd = self._lock_fd, -1
+            os.close(fd)
 
     def check_resume(self, resume: ParquetState, checkpoint: Path) -> None:
         """Refuse a checkpoint of another dataset, or of this one with a recorded part gone."""
@@ -167,7 +201,8 @@ class ParquetSink:
                 continue
             entry.unlink()
         if resume is not None:
-            self._parts = list(resume.parts)
+            self._parts = [part for part in resume.parts if part[1]]
+            self._placeholder = not self._parts and bool(resume.parts)
             self.rows = resume.rows
             self.instrument, self.nanoseconds = resume.instrument, resume.nanoseconds
         self._sync_directory()
@@ -217,13 +252,18 @@ class ParquetSink:
 
     async def close_parts(self, *, all_rows: bool) -> None:
         """Close every full part, and with ``all_rows`` a last one of the rows left: each
-        written whole and fsynced, under its temporary name until `commit`."""
+        written whole and fsynced, under its temporary name until `commit`. With ``all_rows``,
+        a dataset that has no part at all gets its empty placeholder."""
         while self.buffered >= self.part_rows or (all_rows and self.buffered):
             room = self.part_rows - self._part_rows
             while room and len(self._columns):
                 room -= await self._write_rows(min(room, ROW_GROUP_ROWS))
             await anyio.to_thread.run_sync(self._close_part)
             self._part_started = self.clock() if len(self._columns) else None
+        if all_rows and not (self._parts or self._pending or self._placeholder):
+            # Committed with the same cut, so never pending beside a real part.
+            await anyio.to_thread.run_sync(self._write_table, self._arrow_schema().empty_table())
+            await anyio.to_thread.run_sync(self._close_part)
 
     async def commit(self) -> None:
         """Rename the parts closed since the last commit: they are visible from now on."""
@@ -231,20 +271,25 @@ class ParquetSink:
             return
         index = len(self._parts)
         for name, rows in self._pending:
-            os.replace(self.path / temp_name(index), self.path / name)
-            self._parts.append((name, rows))
-            index += 1
+            os.replace(self.path / temp_name(index), self.path / name)  # over a placeholder
+            self._placeholder = not rows
+            if rows:
+                self._parts.append((name, rows))
+                index += 1
         self._pending.clear()
         self._sync_directory()
 
     def state(self) -> ParquetState:
         """The dataset now: committed and closed parts (the checkpoint commits the latter)."""
         st = os.stat(self.path)
+        parts = self._parts + self._pending
+        if not parts and self._placeholder:
+            parts = [(part_name(0), 0)]
         return ParquetState(
             os.path.abspath(self.path),
             st.st_dev,
             st.st_ino,
-            tuple(self._parts + self._pending),
+            tuple(parts),
             self.instrument,
             self.nanoseconds,
         )
@@ -312,7 +357,9 @@ class ParquetSink:
             raise OutputError(f"cannot sync {self.path}: {exc.strerror}") from exc
 
     def _arrow_schema(self) -> pa.Schema:
-        if self._schema is None:
+        """The columns of the rows' layout (before it is known: no instrument, µs)."""
+        layout = (bool(self.instrument), bool(self.nanoseconds))
+        if self._schema is None or self._schema[0] != layout:
             import pyarrow as pa
 
             unit = "ns" if self.nanoseconds else "us"
@@ -326,8 +373,8 @@ class ParquetSink:
                 pa.field("ask_size", pa.int64(), nullable=False),
                 pa.field("seq_num", pa.uint64(), nullable=False),
             ]
-            self._schema = pa.schema(fields)
-        return self._schema
+            self._schema = (layout, pa.schema(fields))
+        return self._schema[1]
 
     def _new_columns(self) -> _Columns:
         return _Columns(self._price, self._micros)

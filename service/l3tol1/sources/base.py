@@ -26,6 +26,7 @@ __all__ = [
     "decode_header",
     "fingerprint",
     "header_too_long",
+    "not_converted",
 ]
 
 # How much of the input's start identifies it: bytes already read, so they never change.
@@ -51,6 +52,15 @@ def decode_header(raw: bytes, name: str) -> str:
 def header_too_long(name: str, max_line: int) -> InputError:
     """The error of a header line over the line limit."""
     return InputError(f"input {name}: the header (line 1) is longer than {max_line} bytes")
+
+
+def not_converted(buffered: int, number: int, unit: str = "line") -> str:
+    """What a damaged input ends on, for the end of its error: the bytes of the ``unit`` (line,
+    DBN record) numbered ``number`` that were read before the damage, and are not converted
+    (never applied: what is cut short may still parse, as a wrong row)."""
+    if not buffered:
+        return ""
+    return f"; the {buffered} bytes of {unit} {number} read before it are not converted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,11 @@ class Chunk:
     ``position`` is where reading stands after the chunk; ``end_of_input`` says no line can
     follow; ``caught_up`` that the chunk ends where the followed file ends for now (what the
     writer holds can be made durable at once: nothing more is coming to batch it with).
+
+    ``damage``, on the last chunk only (with ``end_of_input``): why the input ends before its
+    end — damaged or unreadable data, a followed file replaced by one that cannot be followed.
+    Every whole line before it came in the chunks before, so the run converts them as at a
+    normal end (issue 17) and then fails with this error; a source never raises mid-run.
     """
 
     data: bytes
@@ -99,6 +114,7 @@ class Chunk:
     rejects: list[Reject] = field(default_factory=list)
     end_of_input: bool = False
     caught_up: bool = False
+    damage: InputError | None = None
 
 
 class Source(Protocol):
@@ -127,7 +143,8 @@ class Source(Protocol):
         ...
 
     def chunks(self) -> AsyncIterator[Chunk]:
-        """Yield chunks until the input ends (read to its end) or forever (following)."""
+        """Yield chunks until the input ends (read to its end, or cut short by damage: see
+        `Chunk.damage`) or forever (following)."""
         ...
 
     async def aclose(self) -> None:

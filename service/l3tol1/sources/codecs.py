@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import BinaryIO, Protocol
 
-__all__ = ["MAGIC_BYTES", "ByteReader", "codec_of", "decompressing"]
+__all__ = ["MAGIC_BYTES", "ByteReader", "codec_of", "decompressing", "too_short_to_tell"]
 
 # The longest magic below: how many bytes detection needs.
 MAGIC_BYTES = 6
@@ -35,6 +35,13 @@ def codec_of(head: bytes) -> str | None:
         if head.startswith(magic):
             return name
     return None
+
+
+def too_short_to_tell(head: bytes, *magics: bytes) -> bool:
+    """Whether ``head``, the first bytes of a stream, may still grow into a compression magic
+    (or one of ``magics``): it is shorter than the magic and starts like it."""
+    known = [magic for magic, _ in _MAGIC] + list(magics)
+    return any(len(head) < len(magic) and magic.startswith(head) for magic in known)
 
 
 def decompressing(raw: BinaryIO, codec: str) -> ByteReader:

@@ -11,13 +11,19 @@ Following, checked each time the open file has no more data:
 - the open file is shorter than what was read, or its first bytes changed (copytruncate, or a
   rewrite between two looks): it is read again from its start;
 - the path is missing: keep the old file open (a writer may still append to it) and wait.
+
+A followed file stays plain CSV: a file met while following (one that appears after being
+waited for, the new file of a rotation, a file rewritten from its start) whose first bytes are
+a compression's magic or DBN's ends the input there (`Chunk.damage`), with a line that says so,
+instead of being read as lines (issue 17). Its first bytes are awaited as its header is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +38,16 @@ from l3tol1.sources.base import (
     Position,
     decode_header,
     header_too_long,
+    not_converted,
 )
+from l3tol1.sources.codecs import codec_of, too_short_to_tell
+from l3tol1.sources.dbn import DBN_MAGIC
 from l3tol1.sources.lines import HeaderTooLong, Lines, LineSplitter, take_header
 
 __all__ = ["CHUNK_SIZE", "FileSource"]
 
 CHUNK_SIZE = 1 << 19
+_LONGEST_NOTE_INTERVAL = 600.0  # between two `waiting_for_input` notes of one wait
 
 
 class FileSource:
@@ -48,6 +58,10 @@ class FileSource:
         grow (follow mode only).
     :param resume: start in this file (the checkpoint's, perhaps renamed by rotation) at this
         byte offset and line number instead of at the start of ``path``.
+    :param input_format: "csv" reads a file that starts like DBN as CSV (``--input-format``);
+        a compressed file is never followed.
+    :param waiting_note: seconds after which a missing input that is waited for is logged
+        again (``waiting_for_input``); the interval doubles after each note, up to ten minutes.
     """
 
     def __init__(
@@ -59,8 +73,12 @@ class FileSource:
         chunk_size: int = CHUNK_SIZE,
         max_line: int | None = None,
         resume: tuple[Path, int, int] | None = None,
+        input_format: str | None = None,
+        waiting_note: float = 30.0,
     ) -> None:
         self.path = path
+        self.waiting_note = waiting_note
+        self._dbn_magic = b"" if input_format == "csv" else DBN_MAGIC
         self.follow = follow
         self.poll_interval = poll_interval
         self.chunk_size = chunk_size
@@ -77,15 +95,17 @@ class FileSource:
         self._file: Any = None
         self._said_end = False
         self._log = get_logger()
-        self._start_file(b"")
+        self._start_file(b"", how="is")
 
-    def _start_file(self, head: bytes, identity: tuple[int, int] = (0, 0)) -> None:
-        """Forget the current file: the next bytes are a new file's, header first."""
+    def _start_file(self, head: bytes, identity: tuple[int, int] = (0, 0), *, how: str) -> None:
+        """Forget the current file: the next bytes are a new file's, header first; ``how`` it
+        came ("was replaced by"...), for the error if it turns out not to be plain CSV."""
         kwargs = {} if self._max_line is None else {"max_line": self._max_line}
         self._lines = LineSplitter(**kwargs)
         self._header_pending = True
         self._head = head  # the file's first bytes, for its fingerprint
         self._identity = identity
+        self._kind_pending: str | None = how  # its first bytes are not checked yet
 
     @property
     def position(self) -> Position:
@@ -114,6 +134,7 @@ class FileSource:
             if header is None:
                 raise InputError(f"input {path} no longer starts with its header line")
             self._header_pending = False
+            self._kind_pending = None  # plain CSV: its header was read before
             self._resume_header = header
             self._lines.offset, self._lines.line = offset, line
             # The consumed bytes only: the reads from the offset on extend it.
@@ -128,6 +149,7 @@ class FileSource:
         """The first line of the open file, read without consuming it (None: not whole yet)."""
         max_line = self._lines.max_line
         head = os.pread(self._file.fileno(), max_line + 2, 0)
+        self._check_kind(head)
         cut = head.find(b"\n")
         if cut < 0:
             if len(head) > max_line:
@@ -144,7 +166,24 @@ class FileSource:
     async def chunks(self) -> AsyncIterator[Chunk]:
         """Yield chunks of whole lines in input order, each with the position after it.
 
-        :raises InputError: the file is missing (no-follow), unreadable, or has no header.
+        A file that cannot be read on — a read error, a header (of a file met while following)
+        that is not UTF-8 or too long, a file without a header — ends the input there: the last
+        chunk carries the error (`Chunk.damage`) and the position of the chunk before it, so a
+        checkpoint never claims what was not converted.
+        """
+        last = self.position
+        try:
+            async with contextlib.aclosing(self._chunks()) as chunks:
+                async for chunk in chunks:
+                    last = chunk.position
+                    yield chunk
+        except InputError as exc:
+            yield Chunk(b"", last.line + 1, last, end_of_input=True, damage=exc)
+
+    async def _chunks(self) -> AsyncGenerator[Chunk, None]:
+        """The chunks of `chunks`, until the end of the input (no-follow) or forever.
+
+        :raises InputError: the file is missing, unreadable, or has no usable header.
         """
         if self._file is None:
             self._file = await self._open(self.path)
@@ -156,6 +195,7 @@ class FileSource:
         while True:
             data = await self._read(file)
             if data:
+                self._check_kind(self._head)
                 chunk = self._chunk(self._lines.feed(data))
                 # A short read of a regular file: its end, for now.
                 chunk.caught_up = self.follow and len(data) < self.chunk_size
@@ -195,17 +235,39 @@ class FileSource:
                 self.truncations += 1
                 self._log.warning("input_truncated", path=str(self.path))
                 await file.seek(0)
-                self._start_file(b"", _identity(os.fstat(file.fileno())))
+                self._start_file(b"", _identity(os.fstat(file.fileno())), how="was rewritten as")
             else:
                 self.rotations += 1
                 self._log.info("input_rotated", path=str(self.path))
                 new = await self._open(self.path)
                 await file.close()
                 self._file = file = new
-                self._start_file(b"", self._identity)
+                self._start_file(b"", self._identity, how="was replaced by")
             # A checkpoint from here on names the new file, even before it has a line.
             last = self.position
             yield Chunk(b"", 1, last)
+
+    def _check_kind(self, head: bytes) -> None:
+        """Look at the first bytes of a file not checked yet: plain CSV is read on; a
+        compressed or DBN file cannot be followed. Too few bytes to tell: look again later.
+
+        :raises InputError: the file is compressed or DBN.
+        """
+        how = self._kind_pending
+        if how is None or too_short_to_tell(head, self._dbn_magic):
+            return
+        self._kind_pending = None
+        codec = codec_of(head)
+        if codec is not None:
+            what = f"a {codec}-compressed file"
+        elif self._dbn_magic and head.startswith(self._dbn_magic):
+            what = "a Databento DBN file"
+        else:
+            return
+        raise InputError(
+            f"input {self.path} {how} {what}: a followed file must stay plain CSV; convert"
+            " that file in a run of its own (l3tol1 reads a compressed or DBN file to its end)"
+        )
 
     def _chunk(self, lines: Lines) -> Chunk:
         """The chunk of these lines: the header split off if the file's first line is in it."""
@@ -228,7 +290,10 @@ class FileSource:
                 await file.close()
 
     async def _open(self, path: Path, *, wait: bool = True) -> Any:
-        """Open ``path``; when following, wait for it to exist (unless ``wait`` is False)."""
+        """Open ``path``; when following, wait for it to exist (unless ``wait`` is False),
+        saying so at once and again now and then (issue 17: a wait must never be silent)."""
+        since = next_note = 0.0
+        interval = self.waiting_note
         while True:
             try:
                 file = await aiofiles.open(path, "rb")
@@ -246,6 +311,19 @@ class FileSource:
                 self._identity = _identity(st)
                 self.size = st.st_size
                 return file
+            self._kind_pending = "appeared as"  # not checked before the run, as it was not there
+            now = time.monotonic()
+            if not since or now >= next_note:
+                since = since or now
+                self._log.info(
+                    "waiting_for_input",
+                    path=str(path),
+                    waited_s=round(now - since, 1),
+                    hint=f"input {path} does not exist yet; l3tol1 waits for it (--follow);"
+                    " use --no-follow to fail instead",
+                )
+                next_note = now + interval
+                interval = min(2 * interval, _LONGEST_NOTE_INTERVAL)
             await self._wait()
 
     async def _wait(self) -> None:
@@ -275,7 +353,11 @@ class FileSource:
         try:
             data: bytes = await file.read(self.chunk_size)
         except OSError as exc:
-            raise InputError(f"cannot read input {self.path}: {exc.strerror}") from exc
+            splitter = self._lines
+            raise InputError(
+                f"cannot read input {self.path} after line {splitter.line}: {exc.strerror}"
+                + not_converted(splitter.buffered, splitter.line + 1)
+            ) from exc
         self.bytes_read += len(data)
         self.last_active = now = time.monotonic()
         if data:

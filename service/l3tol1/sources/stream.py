@@ -41,6 +41,7 @@ from l3tol1.sources.base import (
     Position,
     decode_header,
     header_too_long,
+    not_converted,
 )
 from l3tol1.sources.codecs import MAGIC_BYTES, ByteReader, codec_of, decompressing
 from l3tol1.sources.dbn import DBN_MAGIC, RecordSplitter, read_metadata
@@ -111,6 +112,7 @@ class StreamSource:
         self._slots = threading.BoundedSemaphore(_BUFFERED_CHUNKS)
         self._stopped = threading.Event()
         self._ended = False
+        self._damage: InputError | None = None  # what ended the input early
         self._log = get_logger()
 
     @property
@@ -152,9 +154,12 @@ class StreamSource:
         return header
 
     async def chunks(self) -> AsyncIterator[Chunk]:
-        """Yield chunks of whole lines until the end of the input.
+        """Yield chunks of whole lines until the end of the input. Damaged data, a read error
+        or a DBN stream cut inside a record ends the input there: the last chunk carries the
+        error (`Chunk.damage`).
 
-        :raises InputError: the input cannot be read, or its compressed data is damaged.
+        :raises InputError: the input has no header, cannot be opened, is damaged before
+            its header or before the position a checkpoint resumes from.
         """
         if self._receive is None:
             await self.open()
@@ -166,6 +171,10 @@ class StreamSource:
             chunk = await self._next_chunk()
             if chunk is not None:
                 self._ready.append(chunk)
+        if self._damage is not None:
+            position = self.position
+            yield Chunk(b"", position.line + 1, position, end_of_input=True, damage=self._damage)
+            return
         if self._header_pending:
             raise InputError(f"input {self.name} is empty: it has no header line")
         if self._resume is not None and self._lines.offset < self._resume[0]:
@@ -191,8 +200,11 @@ class StreamSource:
             item = b""
         else:
             self._slots.release()
+        if isinstance(item, InputError):
+            raise item  # the input could not be opened: nothing was read
         if isinstance(item, BaseException):
-            raise item
+            self._end_damaged(self._read_error(item))
+            return None
         self.last_active = time.monotonic()
         if item:
             self.last_data_at = self.last_active
@@ -205,8 +217,42 @@ class StreamSource:
             if found is None:
                 return None  # not enough bytes yet to tell
             metadata, item = found
-        lines = self._lines.feed(item) if item else self._lines.finish()
+        if item:
+            lines = self._lines.feed(item)
+        else:
+            try:
+                lines = self._lines.finish()
+            except InputError as exc:  # a DBN stream that ends inside a record
+                self._end_damaged(exc)
+                return None
         return self._chunk(lines, metadata)
+
+    def _read_error(self, exc: BaseException) -> InputError:
+        """The error of a read that failed, or of damaged compressed data: where it is, and
+        what was read of the line (or record) it cuts."""
+        splitter = self._lines
+        unit = "record" if isinstance(splitter, RecordSplitter) else "line"
+        where = f"after {unit} {splitter.line}" if splitter.line else "at its start"
+        if isinstance(exc, OSError) and exc.strerror:
+            text = f"cannot read input {self.name} {where}: {exc.strerror}"
+        else:
+            what = f"{self.codec} data" if self.codec else "data"
+            text = f"cannot read input {self.name}: damaged {what} {where} ({exc})"
+        return InputError(text + not_converted(splitter.buffered, splitter.line + 1, unit))
+
+    def _end_damaged(self, error: InputError) -> None:
+        """End the input at damage: what was read before it is converted, then the run fails
+        (issue 17). Damage before the header, or before the position a checkpoint resumes
+        from, leaves nothing to convert: it is raised at once.
+
+        :raises InputError: ``error``, when nothing is to be converted.
+        """
+        self._ended = True
+        if self._header_pending:
+            raise error
+        if self._resume is not None and self._lines.offset < self._resume[0]:
+            raise error
+        self._damage = error
 
     def _dbn_start(self) -> tuple[MboMetadata | None, bytes] | None:
         """From the first bytes: (DBN metadata, the bytes after it) for a DBN stream, (None,
@@ -284,14 +330,8 @@ class StreamSource:
                     data = reader.read1(self.chunk_size)
                     if not deliver(data) or not data:
                         return
-        except InputError as exc:
+        except Exception as exc:  # cannot open (InputError), a read error, damaged data
             deliver(exc)
-        except Exception as exc:  # a read error, or damaged compressed data
-            what = f"{self.codec} data" if self.codec else "data"
-            error = InputError(f"cannot read input {self.name}: damaged {what} ({exc})")
-            if isinstance(exc, OSError) and exc.strerror:
-                error = InputError(f"cannot read input {self.name}: {exc.strerror}")
-            deliver(error)
         finally:
             with contextlib.suppress(Exception):  # the event loop may be gone already
                 if not self._stopped.is_set():
