@@ -178,10 +178,13 @@ class TestInstrumentsOption:
         assert summary["instruments_not_seen"] == ["NOPE"]
 
     def test_met_names_survive_a_restart(self) -> None:
-        """The names met are in the checkpoint (so a resumed run does not call them unseen);
-        a checkpoint written before they were recorded still loads, with none met."""
+        """The names met are in the checkpoint (so a resumed run does not call them unseen),
+        and a checkpoint's names without them are damage, never a silent "none met"."""
+        from dataclasses import asdict
+
         from l3tol1.checkpoint import _Checker
         from l3tol1.core.mbo import MboNamer
+        from l3tol1.errors import CheckpointError
 
         namer = MboNamer(frozenset({"ESH1"}))
         namer.key(1, 5482, 1_609_459_200_000_000_000, "ESH1")
@@ -190,8 +193,11 @@ class TestInstrumentsOption:
         restored = MboNamer(frozenset({"ESH1"}))
         restored.restore(state)
         assert restored.matched == {"ESH1"}
-        old = {"names": {"first_publisher": 1, "seen": ["1:5482"], "kept": ["1:5482"]}}
-        assert _Checker(Path("c.ckpt")).names(old).matched == []
+        stored = json.loads(json.dumps({"names": asdict(state)}))
+        assert _Checker(Path("c.ckpt")).names(stored).matched == ["ESH1"]
+        del stored["names"]["matched"]
+        with pytest.raises(CheckpointError, match=r"names\.matched: missing"):
+            _Checker(Path("c.ckpt")).names(stored)
 
     def test_both_cores_name_the_instruments_with_a_book(self, core) -> None:  # type: ignore[no-untyped-def]
         """`Instruments.names()`: the kept instruments met in an applied event, on each core."""
