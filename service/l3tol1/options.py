@@ -201,9 +201,16 @@ def host(text: str) -> str:
 
 @_rule("list of nats:// URLs")
 def nats_urls(text: str) -> str:
+    """Comma-separated nats:// or tls:// URLs, each with a host and (if any) a port number:
+    what nats-py can use (it would report a bad one only when connecting)."""
+    from urllib.parse import urlsplit
+
     urls = [u.strip() for u in text.split(",")]
-    if not all(u.startswith(("nats://", "tls://")) and len(u) > 7 for u in urls):
-        raise ValueError(text)
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("nats", "tls") or parts.hostname in (None, "", "none"):
+            raise ValueError(text)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a port number)
     return ",".join(urls)
 
 
