@@ -300,8 +300,8 @@ class TestPublisher:
         self, tmp_path: Path, nats_server: NatsServer
     ) -> None:
         """A publisher that finds another publisher's messages after its own stops with the
-        one-line refusal and exit 2 (a configuration error: the units do not restart it), not
-        a traceback (item 10)."""
+        one-line refusal and exit 2 (a configuration error, not restarted by a unit with
+        RestartPreventExitStatus=2), not a traceback (item 10)."""
         src = tmp_path / "l3.csv"
         src.write_bytes(b"".join(LINES[:15001]))
         first = role("publish", nats_server, *following(src, tmp_path, partitions=4))

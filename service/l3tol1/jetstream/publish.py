@@ -16,7 +16,7 @@ Anyone may publish on a partition's subject. The fence follows the subject's tru
 message that is l3tol1's (`wire.read_l3`): messages that are not (foreign) are looked past, at
 start and when a fence fails, and logged (``foreign_messages_skipped``); only an l3tol1 message
 that another publisher wrote refuses this one (exit 2: two publishers of one feed are a
-configuration error, which the units do not restart).
+configuration error, which a unit with ``RestartPreventExitStatus=2`` does not restart).
 """
 
 from __future__ import annotations
