@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging(settings.log_format, settings.log_level, stderr)
         if role in ("work", "collect"):
-            return _run_role(role, settings, stderr)
+            return _run_role(role, settings, stderr, stops)
         if role == "publish":
             from l3tol1.jetstream.publish import PublishPipeline
 
@@ -215,8 +215,9 @@ def _run(pipeline: Pipeline, stderr: SafeStream) -> int:
     return 0
 
 
-def _run_role(role: str, settings: Settings, stderr: SafeStream) -> int:
-    """Run `l3tol1 work` or `l3tol1 collect` (SPEC §13) to its end or a stop signal."""
+def _run_role(role: str, settings: Settings, stderr: SafeStream, stops: StopSignals) -> int:
+    """Run `l3tol1 work` or `l3tol1 collect` (SPEC §13) to its end or a stop signal (one that
+    came already, while starting, counts: the role stops as soon as it listens)."""
     import anyio
 
     from l3tol1.errors import L3Error
@@ -226,11 +227,11 @@ def _run_role(role: str, settings: Settings, stderr: SafeStream) -> int:
     if role == "work":
         from l3tol1.jetstream.work import Worker
 
-        runner = Worker(settings)
+        runner = Worker(settings, stop_signals=stops.received)
     else:
         from l3tol1.jetstream.collect import Collector
 
-        runner = Collector(settings)
+        runner = Collector(settings, stop_signals=stops.received)
     log = get_logger()
     try:
         anyio.run(runner.run, **_backend())

@@ -43,6 +43,7 @@ _PUBLISH_COUNTERS = (
     ("events_published", "L3 events published to JetStream"),
     ("messages_published", "JetStream messages published"),
     ("events_already_published", "events skipped: the stream held them already (a restart)"),
+    ("foreign_messages_skipped", "messages on the feed's subjects that are not l3tol1's"),
 )
 
 

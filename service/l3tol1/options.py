@@ -251,9 +251,16 @@ def host(text: str) -> str:
 
 @_rule("list of nats:// URLs")
 def nats_urls(text: str) -> str:
+    """Comma-separated nats:// or tls:// URLs, each with a host and (if any) a port number:
+    what nats-py can use (it would report a bad one only when connecting)."""
+    from urllib.parse import urlsplit
+
     urls = [u.strip() for u in text.split(",")]
-    if not all(u.startswith(("nats://", "tls://")) and len(u) > 7 for u in urls):
-        raise ValueError(text)
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("nats", "tls") or parts.hostname in (None, "", "none"):
+            raise ValueError(text)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a port number)
     return ",".join(urls)
 
 
@@ -298,7 +305,8 @@ OPTIONS: tuple[Option, ...] = (
            "keep tailing the file after its end (compressed and piped input: read to the end)",
            None, "--follow"),
     Option(("--reject-file",), file_path, None,
-           "rejected rows, JSON lines", "PATH", "<output-file>.rejects.jsonl"),
+           "rejected rows, JSON lines", "PATH",
+           "<output-file>.rejects.jsonl; publish: <checkpoint>.rejects.jsonl, else required"),
     Option(("--checkpoint",), file_path, None,
            "resume state; enables crash-safe restart", "PATH", "none"),
     Option(("--log-format",), log_format, None,

@@ -74,6 +74,7 @@ class Pipeline:
     """
 
     writes_rows = True  # `l3tol1 publish` writes no L1 rows (its stage after the feed is NATS)
+    rate_counter = "events_applied"  # the counter whose rate progress and summary lines give
 
     def __init__(
         self,
@@ -374,14 +375,14 @@ class Pipeline:
 
     async def _report_progress(self) -> None:
         interval = self.settings.progress_interval
-        last_time, last_applied = self.clock(), self.instruments.applied
+        last_time, last_done = self.clock(), self.counters()[self.rate_counter]
         while True:
             await anyio.sleep(interval)
             now = self.clock()
             counters = self.counters()
-            rate = (counters["events_applied"] - last_applied) / max(now - last_time, 1e-9)
+            rate = (counters[self.rate_counter] - last_done) / max(now - last_time, 1e-9)
             self.log.info("progress", **counters, events_per_s=round(rate))
-            last_time, last_applied = now, counters["events_applied"]
+            last_time, last_done = now, counters[self.rate_counter]
 
     async def _show_progress_bar(self) -> None:
         """A progress bar on the terminal (when reading to the end): bytes, events/s, ETA."""
@@ -461,7 +462,7 @@ class Pipeline:
             "summary",
             **counters,
             elapsed_s=round(elapsed, 3),
-            events_per_s=round(counters["events_applied"] / max(elapsed, 1e-9)),
+            events_per_s=round(counters[self.rate_counter] / max(elapsed, 1e-9)),
             stopped_by=self.stopped_by or "end_of_input",
         )
         if self.settings.interactive:

@@ -11,6 +11,14 @@ Nothing here is a protocol of our own: every guarantee is one of JetStream's.
 - `PinnedPuller`: a pull consumer of a priority group with policy ``pinned_client``: one client
   at a time receives the partition's messages; when it stops pulling for ``PIN_TIMEOUT``, the
   server pins another. nats-py has no priority-group API yet, so pulls are raw API requests.
+- `JetStream.previous`: a subject's last message before a stream sequence (a direct get of the
+  batch form, ``multi_last`` with ``up_to_seq``, confirmed by the stream leader), to look past
+  messages that are not l3tol1's.
+
+Connecting (`connect`) is a loop of bounded attempts, so that a role says what it waits for and
+can be stopped while no server answers; once connected, nats-py reconnects on its own, forever.
+Closing (`close`) is bounded and never fails: at the end of a run a server that is away is not
+news.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import nats
+import anyio
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -35,7 +43,7 @@ from l3tol1.log import get_logger
 
 T = TypeVar("T")
 
-__all__ = ["BatchRejected", "JetStream", "PinnedPuller"]
+__all__ = ["BatchRejected", "JetStream", "PinnedPuller", "Stored", "close", "connect"]
 
 PIN_GROUP = "workers"
 PIN_TIMEOUT = 2.0  # seconds without a pull before the server pins another worker
@@ -53,6 +61,9 @@ ACK_WAIT = 2 * PIN_TIMEOUT
 PARTITIONS_KEY = "l3tol1_partitions"
 RETRY_FOR = 60.0  # seconds a publisher retries an unanswered publish (a cluster's election: 4-9 s)
 WORKER_TTL = 5.0  # seconds: a worker not heard from for this long no longer counts
+FIRST_TRY = 1.0  # seconds of trying the servers before saying that no server answers...
+TRY_EVERY = 5.0  # ... and then of each attempt, after which it is said again
+CLOSE_WITHIN = 2.0  # seconds a connection has to close (a server that is away: nothing to say)
 
 
 class BatchRejected(L3Error):
@@ -68,31 +79,88 @@ FENCE_FAILED = (10071, 10164)  # wrong last sequence: someone else wrote the sub
 
 @dataclass(slots=True)
 class Stored:
-    """A stored message as `get_last` returns it."""
+    """A stored message as the gets return it."""
 
     seq: int
     headers: dict[str, str]
     data: bytes
+    subject: str = ""
 
 
 async def connect(urls: str, name: str) -> Client:
-    """A connection that reconnects on its own (to any server of a cluster)."""
+    """A connection to one of the comma-separated ``urls``, which then reconnects on its own,
+    forever, to any server of the cluster (logged: ``nats_disconnected``, ``nats_reconnected``).
 
-    async def quiet(exc: Exception) -> None:  # reconnects are logged by the roles, not here
-        return None
+    Until a server answers, the servers are tried again and again, in attempts of `TRY_EVERY`
+    seconds (the first `FIRST_TRY`): after each, ``waiting_for_nats`` says which servers are
+    tried and the last error; then ``nats_connected`` says which server was joined. It never
+    gives up by itself: a stop signal cancels it (nats-py's own first connect, with unlimited
+    reconnects, would retry forever out of anyone's reach). An attempt that fails at once is
+    followed by a wait for the rest of its time: never a busy loop. The URLs were checked when
+    the option was read (`options.nats_urls`).
+    """
+    servers = urls.split(",")
+    log = get_logger()
+    last_error = ""
+    nc = Client()
 
-    try:
-        return await nats.connect(
-            servers=urls.split(","),
-            name=name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.2,
-            connect_timeout=2,
-            allow_reconnect=True,
-            error_cb=quiet,
-        )
-    except Exception as exc:  # nats-py raises several kinds; all mean "no server answered"
-        raise ConfigError(f"cannot connect to NATS at {urls}: {exc or type(exc).__name__}") from exc
+    async def on_error(exc: Exception) -> None:  # each failed try of a server
+        nonlocal last_error
+        last_error = repr(exc)[:200]
+
+    async def on_disconnect() -> None:
+        if not nc.is_closed:  # not our own close at the end
+            log.warning("nats_disconnected", reconnecting_to=servers)
+
+    async def on_reconnect() -> None:
+        log.info("nats_reconnected", server=_joined(nc))
+
+    loop = asyncio.get_running_loop()
+    began, attempt = loop.time(), FIRST_TRY
+    while True:
+        ends = loop.time() + attempt
+        try:
+            with anyio.fail_after(attempt):
+                await nc.connect(
+                    servers=servers,
+                    name=name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.2,  # type: ignore[arg-type]  # seconds (typed int)
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnect,
+                    reconnected_cb=on_reconnect,
+                )
+            break
+        except (TimeoutError, OSError, NatsError) as exc:
+            await close(nc)
+            log.warning("waiting_for_nats", servers=servers, waited_s=round(loop.time() - began),
+                        error=last_error or repr(exc)[:200])  # fmt: skip
+            await anyio.sleep(max(0.0, ends - loop.time()))
+            nc, attempt = Client(), TRY_EVERY
+        except BaseException:  # cancelled: stopped while waiting
+            await close(nc)
+            raise
+    log.info("nats_connected", server=_joined(nc), servers=servers)
+    return nc
+
+
+def _joined(nc: Client) -> str:
+    url = nc.connected_url
+    return "" if url is None else f"{url.scheme}://{url.hostname}:{url.port}"
+
+
+async def close(nc: Client) -> None:
+    """Close a connection within `CLOSE_WITHIN` seconds, whatever its state, even in a cancelled
+    scope, and never fail: with its server away, nats-py fails to close in several ways (it
+    writes what it buffered to a transport already closed: a RuntimeError), none of which is
+    news at the end of a run."""
+    with anyio.move_on_after(CLOSE_WITHIN, shield=True):
+        try:
+            await nc.close()
+        except Exception as exc:
+            get_logger().info("nats_close_failed", error=repr(exc)[:200])
 
 
 async def retrying(what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -192,16 +260,69 @@ class JetStream:
             await self.js.add_stream(config)
 
     async def get_last(self, stream: str, subject: str) -> Stored | None:
-        """The last message of a subject, or None."""
+        """The last message of a subject, or None (from the stream's leader)."""
         try:
             msg = await self.js.get_last_msg(stream, subject)
         except NotFoundError:
             return None
-        return Stored(msg.seq or 0, dict(msg.headers or {}), msg.data or b"")
+        return _stored(msg)
 
     async def get(self, stream: str, seq: int) -> Stored:
-        msg = await self.js.get_msg(stream, seq)
-        return Stored(msg.seq or 0, dict(msg.headers or {}), msg.data or b"")
+        """The message at stream sequence ``seq``.
+
+        :raises NotFoundError: there is none (anymore).
+        """
+        return _stored(await self.js.get_msg(stream, seq))
+
+    async def get_next(self, stream: str, subject: str, seq: int) -> Stored | None:
+        """The first message of a subject at or after stream sequence ``seq``, or None (from the
+        stream's leader: nothing stored is missed)."""
+        try:
+            msg = await self.js.get_msg(stream, seq, subject, next=True)
+        except NotFoundError:
+            return None
+        return _stored(msg)
+
+    async def previous(self, stream: str, subject: str, seq: int) -> Stored | None:
+        """The last message of a subject before stream sequence ``seq``, or None.
+
+        JetStream's get of a subject's last message takes no upper bound; the batch form of the
+        direct get does (``multi_last`` with ``up_to_seq``, NATS >= 2.11). A direct get may be
+        answered by a replica that is behind, so the answer is confirmed by the leader: the
+        subject's next message after it must be at ``seq`` or later (else that one is nearer).
+        """
+        if seq <= 1:
+            return None
+        found = await self._last_up_to(stream, subject, seq - 1)
+        while True:
+            after = await self.get_next(stream, subject, 1 if found is None else found.seq + 1)
+            if after is None or after.seq >= seq:
+                return found
+            found = after  # the replica that answered was behind
+
+    async def _last_up_to(self, stream: str, subject: str, seq: int) -> Stored | None:
+        """A direct get of the subject's last message at or before ``seq`` (any replica)."""
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        try:
+            request = {"multi_last": [subject], "up_to_seq": seq}
+            await self.nc.publish(
+                f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox
+            )
+            found = None
+            while True:  # the message (if any), then a status: 204 end of batch, 404 none
+                msg = await sub.next_msg(timeout=5)
+                headers = dict(msg.headers or {})
+                status = headers.get("Status")
+                if status is None:
+                    found = Stored(int(headers["Nats-Sequence"]), headers, msg.data or b"",
+                                   headers.get("Nats-Subject", ""))  # fmt: skip
+                elif status in ("204", "404"):
+                    return found
+                else:  # 503: no replica answers now (an election, say): retried as no answer
+                    raise NatsError(f"direct get from {stream}: status {status}")
+        finally:
+            await sub.unsubscribe()
 
     async def publish_fenced(
         self, subject: str, body: bytes, headers: dict[str, str], *, after: int, msg_id: str
@@ -392,6 +513,10 @@ class PinnedPuller:
                 self.pin = pin
             got.append(msg)
         return got
+
+
+def _stored(msg: Any) -> Stored:
+    return Stored(msg.seq or 0, dict(msg.headers or {}), msg.data or b"", msg.subject or "")
 
 
 def stream_seq(msg: Msg) -> int:

@@ -4,6 +4,11 @@ The collector reads the feed's L1 subjects in stream order (rows become visible 
 worker's atomic batch that carries them commits, so it never sees a row twice or a row without
 its state) and writes them with the file job's writer: CSV (SPEC §2) or Parquet (§11), flushed
 by size and age. With ``--no-follow`` it stops, exit 0, once every partition's end mark has come.
+
+A message is checked whole (`wire.read_l1`: headers and rows) before it is acted on; one that is
+not a worker's (a subject that names no partition of the feed, an end mark that is not the
+worker's, a body that is not rows) is quarantined: logged, counted, never written, and it ends
+no partition.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,9 +26,10 @@ import anyio
 
 from l3tol1.core import load
 from l3tol1.errors import ConfigError
-from l3tol1.jetstream.client import JetStream, connect, retrying
-from l3tol1.jetstream.wire import END, LAYOUT, Names, decode_layout
-from l3tol1.jetstream.work import start_metrics, watch_stop_signals
+from l3tol1.jetstream.client import JetStream, close, connect, retrying
+from l3tol1.jetstream.stop import Stop
+from l3tol1.jetstream.wire import Malformed, Names, decode_layout, partition_of_subject, read_l1
+from l3tol1.jetstream.work import start_metrics
 from l3tol1.log import get_logger
 from l3tol1.settings import Settings
 from l3tol1.sinks.base import Sink
@@ -39,7 +46,7 @@ FETCH_BATCH = 32  # messages of at most 512 KiB: 16 MiB at once, well under a cl
 class Collector:
     """One `l3tol1 collect` process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, stop_signals: Sequence[int] = ()) -> None:
         self.settings = settings
         self.names = Names(settings.subject_prefix, settings.feed)
         self.follow = settings.follow is not False
@@ -75,7 +82,7 @@ class Collector:
             max_flush_interval=settings.max_flush_interval,
             checkpointing=self.store is not None,
         )
-        self.stopping = False
+        self.stop = Stop(self.log, stop_signals)
         self.rows = 0
         self.quarantined = 0
         self.delivery_gaps = 0
@@ -84,31 +91,43 @@ class Collector:
         self.output_started = False
 
     async def run(self) -> None:
-        nc = await connect(self.settings.nats_url, f"l3tol1-collect-{self.names.feed}")
-        js = JetStream(nc, self.names)
+        """Collect until the feed ends (``--no-follow``) or a stop signal (which is heeded from
+        the first instant, connected or not); what was taken is written either way."""
         metrics = start_metrics(self.settings, "collect", self.summary)
+        nc = None
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(watch_stop_signals, self)
-                await self._collect(js)
+                tg.start_soon(self.stop.watch)
+                try:
+                    with self.stop.interruptible():
+                        nc = await connect(
+                            self.settings.nats_url, f"l3tol1-collect-{self.names.feed}"
+                        )
+                    if not self.stop.requested:
+                        await self._collect(JetStream(nc, self.names))
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        if self.store is not None and self.output_started:
+                            await self._flush(time.monotonic())
+                        await self.writer.finish(time.monotonic())
+                        await self.writer.aclose()
                 tg.cancel_scope.cancel()
         finally:
             if metrics is not None:
                 metrics.close()
-            with anyio.CancelScope(shield=True):
-                if self.store is not None and self.output_started:
-                    await self._flush(time.monotonic())
-                await self.writer.finish(time.monotonic())
-                await self.writer.aclose()
-                await nc.close()
+            if nc is not None:
+                await close(nc)
 
     async def _collect(self, js: JetStream) -> None:
         from nats.errors import Error as NatsError
         from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-        partitions = await js.wait_for_feed(lambda: self.stopping)
-        await retrying("the L1 stream", js.ensure_l1_stream)
+        with self.stop.interruptible():
+            partitions = await js.wait_for_feed(lambda: self.stop.requested)
+            await retrying("the L1 stream", js.ensure_l1_stream)
+        if self.stop.requested:
+            return
         await self.output.start(None if self.resume is None else self.resume[1])
         self.output_started = True
         self.log.info(
@@ -134,7 +153,9 @@ class Collector:
                 ),
             )
 
-        subscription = await retrying("the L1 consumer", partial(subscribe, self.written_seq))
+        subscription = None
+        with self.stop.interruptible():
+            subscription = await retrying("the L1 consumer", partial(subscribe, self.written_seq))
         delivered = 0  # the consumer sequence of the last message taken from `subscription`
 
         async def resubscribe(old: Any) -> Any:
@@ -147,16 +168,20 @@ class Collector:
             self.ended = set(self.store.ended if self.store is not None else ())
         layout_set = self.resume is not None and self.resume[1].instrument is not None
         writer = self.writer
-        while not self.stopping:
+        while not self.stop.requested and subscription is not None:
             if not self.follow and len(self.ended) >= partitions:
                 return
-            try:
-                msgs = await subscription.fetch(FETCH_BATCH, timeout=0.2)
-            except (NatsTimeout, TimeoutError):  # nothing new (nats-py raises either)
-                msgs = []
-            except NatsError as exc:  # its server is gone: a new consumer, elsewhere
-                self.log.warning("fetch_failed", error=repr(exc)[:200])
-                subscription, delivered, msgs = await resubscribe(subscription), 0, []
+            msgs = []
+            # A stop ends a wait for the server at once (what was taken is written after).
+            with self.stop.interruptible():
+                try:
+                    msgs = await subscription.fetch(FETCH_BATCH, timeout=0.2)
+                except (NatsTimeout, TimeoutError):  # nothing new (nats-py raises either)
+                    pass
+                except NatsError as exc:  # its server is gone: a new consumer, elsewhere
+                    self.log.warning("fetch_failed", error=repr(exc)[:200])
+                    delivered, old, subscription = 0, subscription, None
+                    subscription = await resubscribe(old)
             now = time.monotonic()
             for msg in msgs:
                 if msg.metadata.sequence.consumer != delivered + 1:
@@ -164,28 +189,32 @@ class Collector:
                     # too far behind): again from the one after the last taken.
                     self.log.warning("delivery_gap", after_stream_seq=self.seen_seq)
                     self.delivery_gaps += 1
-                    subscription, delivered = await resubscribe(subscription), 0
+                    delivered, old, subscription = 0, subscription, None
+                    with self.stop.interruptible():
+                        subscription = await resubscribe(old)
                     break
                 delivered += 1
-                headers = msg.headers or {}
-                if not layout_set and LAYOUT in headers:
-                    self.output.set_layout(*decode_layout(headers[LAYOUT]))
-                    layout_set = True
                 self.seen_seq = msg.metadata.sequence.stream
-                if END in headers:
-                    self.ended.add(msg.subject.rsplit(".", 1)[1])
-                    continue
-                if not msg.data:  # a worker saved its books and made no rows
-                    continue
                 try:
-                    quotes = self.core.unpack_quotes(msg.data)
-                except ValueError as exc:  # not a worker's: counted and skipped, never written
+                    p = partition_of_subject(msg.subject, self.names.l1, partitions)
+                    if p is None:
+                        raise Malformed(f"{msg.subject} is not a subject of a partition")
+                    message = read_l1(msg.headers, msg.data, unpack=self.core.unpack_quotes)
+                except Malformed as exc:  # not a worker's: counted and skipped, never written
                     self.quarantined += 1
                     self.log.error("message_quarantined", subject=msg.subject,
                                    stream_seq=self.seen_seq, reason=str(exc)[:200])  # fmt: skip
                     continue
-                writer.add(quotes, [], now)
-                self.rows += len(quotes)
+                if not layout_set:
+                    self.output.set_layout(*decode_layout(message.layout))
+                    layout_set = True
+                if message.end:
+                    self.ended.add(str(p))
+                    continue
+                if message.quotes is None:  # a worker saved its books and made no rows
+                    continue
+                writer.add(message.quotes, [], now)
+                self.rows += len(message.quotes)
             if self.store is None:
                 if not msgs and writer.holds_rows:
                     await writer.flush(now, sync=True)  # caught up: nothing more to batch with

@@ -4,41 +4,55 @@ The input is read, parsed, rejected and resequenced exactly as by the file job (
 where the file job applies events to the books, the publisher sends them to the partition of
 their instrument, in seq order, a batch of consecutive events per message.
 
-Exactly once, from the stream itself: at start the publisher reads the last message of every
-partition (its ``L3tol1-Last-Seq`` header: the last event it holds) and skips every event at
-or below it, so a publisher that restarts anywhere, even from the start of its input, publishes
-nothing twice. Each message is published with ``Nats-Expected-Last-Subject-Sequence`` (a second
-publisher of the same feed is refused, never interleaved) and a ``Nats-Msg-Id`` (a retry after
-a lost acknowledgement is stored once).
+Exactly once, from the stream itself: at start the publisher reads the last l3tol1 message of
+every partition (its ``L3tol1-Last-Seq`` header: the last event it holds) and skips every event
+at or below it, so a publisher that restarts anywhere, even from the start of its input,
+publishes nothing twice. Each message is published with ``Nats-Expected-Last-Subject-Sequence``
+(a second publisher of the same feed is refused, never interleaved) and a ``Nats-Msg-Id`` (a
+retry after a lost acknowledgement is stored once).
+
+Anyone may publish on a partition's subject. The fence follows the subject's true last message
+(JetStream sees every message), but what the publisher holds as published comes from the last
+message that is l3tol1's (`wire.read_l3`): messages that are not (foreign) are looked past, at
+start and when a fence fails, and logged (``foreign_messages_skipped``); only an l3tol1 message
+that another publisher wrote refuses this one (exit 2: two publishers of one feed are a
+configuration error, which a unit with ``RestartPreventExitStatus=2`` does not restart).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from l3tol1.core.mbo import MboNamer
 from l3tol1.core.wire import EVENTS_MAGIC, NS_PER_DAY, partition_of
 from l3tol1.errors import ConfigError, L3Error
-from l3tol1.jetstream.client import FENCE_FAILED, BatchRejected, JetStream, connect, retrying
+from l3tol1.jetstream.client import (
+    FENCE_FAILED,
+    BatchRejected,
+    JetStream,
+    Stored,
+    close,
+    connect,
+    retrying,
+)
 from l3tol1.jetstream.wire import (
-    END,
-    LAST_SEQ,
-    LAYOUT,
     MAX_BODY,
-    PREV,
-    ROW_NAMES,
+    L3Message,
+    Malformed,
     Names,
     encode_layout,
+    l3_headers,
+    read_l3,
 )
+from l3tol1.log import get_logger
 from l3tol1.pipeline import Pipeline
 from l3tol1.settings import Settings
 from l3tol1.stages import Batch, Health
@@ -50,11 +64,21 @@ class PublishPipeline(Pipeline):
     """The file job up to the resequencer, then JetStream."""
 
     writes_rows = False
+    rate_counter = "events_published"
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        # No L1 file: the rows are the workers'. Rejects stay local: --reject-file, else
-        # publish-<feed>.rejects.jsonl in the working directory.
-        reject = settings.reject_file or Path(f"publish-{settings.feed}.rejects.jsonl")
+        # No L1 file: the rows are the workers'. Rejects stay local: --reject-file, else beside
+        # the checkpoint (whose state they are part of); never a file the user did not name in
+        # whatever the working directory is.
+        if settings.reject_file is not None:
+            reject = settings.reject_file
+        elif settings.checkpoint is not None:
+            reject = Path(f"{settings.checkpoint}.rejects.jsonl")
+        else:
+            raise ConfigError(
+                "publish needs --reject-file PATH for the rows it rejects (or --checkpoint PATH:"
+                " they then go to PATH.rejects.jsonl)"
+            )
         settings = replace(settings, output_file=Path(os.devnull), reject_file=reject)
         super().__init__(settings, **kwargs)
         if settings.instruments is not None:
@@ -70,10 +94,16 @@ class PublishPipeline(Pipeline):
 
     def counters(self) -> dict[str, Any]:
         counters = super().counters()
+        counters["last_seq"] = self.publish.last_seq_out  # no books: the last event sent
         counters["events_published"] = self.publish.events_published
         counters["messages_published"] = self.publish.messages_published
         counters["events_already_published"] = self.publish.events_already_published
+        counters["foreign_messages_skipped"] = self.publish.foreign_skipped
         return counters
+
+    def _stop(self, signum: int, outer: TaskGroup) -> None:
+        super()._stop(signum, outer)
+        self.publish.stop_setup()  # no server yet: nothing to wait for
 
 
 FLUSH_BODY = 256 * 1024  # a partition's message is sent once this full (or when nothing waits)
@@ -124,26 +154,79 @@ class PublishStage:
         self.events_published = 0
         self.messages_published = 0
         self.events_already_published = 0
+        self.foreign_skipped = 0  # messages on the partitions' subjects that are not l3tol1's
+        self.last_seq_out: int | None = None  # seq of the last event in the stream from this run
+        self.log = get_logger()
+        # Connecting and learning what the stream holds: a stop signal ends it at once.
+        self._setup: anyio.CancelScope | None = None
+        self._stopped = False
+
+    def stop_setup(self) -> None:
+        """Stop connecting (a stop signal): nothing was published, nothing is lost."""
+        self._stopped = True
+        if self._setup is not None:
+            self._setup.cancel()
 
     async def start(self) -> JetStream:
         """Connect, create the stream (or check its partition count), learn what it holds."""
         nc = await connect(self.settings.nats_url, f"l3tol1-publish-{self.names.feed}")
-        js = JetStream(nc, self.names)
-        await retrying("the L3 stream", partial(js.ensure_l3_stream, self.partitions))
-        for p in range(self.partitions):
-            subject = self.names.l3(p)
-            last = await retrying("a partition", partial(js.get_last, js.names.l3_stream, subject))
-            if last is not None:
-                self.fence[p] = last.seq
-                self.last_seq[p] = int(last.headers.get(LAST_SEQ, "-1"))
-                self.ended[p] = END in last.headers
+        try:
+            js = JetStream(nc, self.names)
+            await retrying("the L3 stream", partial(js.ensure_l3_stream, self.partitions))
+            for p in range(self.partitions):
+                await self._learn(js, p)
+        except BaseException:
+            await close(nc)
+            raise
         self.js = js
         return js
+
+    async def _learn(self, js: JetStream, p: int) -> None:
+        """Where partition ``p`` stands: its subject's last message (the fence), and the last
+        l3tol1 message at or before it (what it holds)."""
+        stream, subject = self.names.l3_stream, self.names.l3(p)
+        found = await retrying("a partition", partial(js.get_last, stream, subject))
+        if found is None:
+            return
+        self.fence[p] = found.seq
+        foreign = 0
+        while found is not None:
+            message = self._ours(found)
+            if message is not None:
+                self.last_seq[p] = message.last_seq
+                self.ended[p] = message.end
+                break
+            foreign += 1
+            found = await retrying("a partition", partial(js.previous, stream, subject, found.seq))
+        if foreign:
+            self.foreign_skipped += foreign
+            self.log.warning("foreign_messages_skipped", subject=subject, count=foreign,
+                             fence=self.fence[p])  # fmt: skip
+
+    def _ours(self, stored: Stored) -> L3Message | None:
+        """A stored message as an l3tol1 message, or None when it is not one."""
+        try:
+            return read_l3(stored.headers, stored.data, seq=stored.seq,
+                           partitions=self.partitions, unpack=self.core.unpack_events)  # fmt: skip
+        except Malformed:
+            return None
 
     async def run(
         self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch], health: Health
     ) -> None:
-        js = await self.start()
+        js = None
+        self._setup = anyio.CancelScope()
+        if self._stopped:
+            self._setup.cancel()
+        with self._setup:
+            js = await self.start()
+        if js is None:
+            # Stopped before the stream could be reached: nothing is published, and nothing goes
+            # on to the writer (a checkpoint would claim events the stream does not hold).
+            async with receive, send:
+                async for _ in receive:
+                    pass
+            return
         try:
             async with receive, send:
                 async for batch in receive:
@@ -159,6 +242,7 @@ class PublishStage:
                         )
                     if batch.events:
                         self._add(batch.events, batch.ordered)
+                        last_seq = batch.events[len(batch.events) - 1].seq
                     # Small messages wait for more while more batches are queued behind this
                     # one (the publisher is behind); all go before a checkpoint, at the end,
                     # and whenever nothing is queued (latency when following).
@@ -167,6 +251,8 @@ class PublishStage:
                     )
                     everything = batch.end_of_input or batch.cut is not None or not queued
                     await self._flush(js, everything=everything)
+                    if everything and batch.events:  # sent now, or found in the stream
+                        self.last_seq_out = last_seq
                     if batch.end_of_input:
                         await self._end(js)
                     if batch.cut is not None:  # its events are in the stream now: a checkpoint
@@ -176,7 +262,7 @@ class PublishStage:
                     health.done("apply")
                 await self._flush(js, everything=True)  # stopped: what was read goes out
         finally:
-            await js.nc.close()
+            await close(js.nc)  # shielded: a failure that ends the run is not lost to it
 
     def _add(self, events: Any, databento: bool) -> None:
         """Pack events into their partitions' next messages.
@@ -212,39 +298,91 @@ class PublishStage:
                 del self.pending[p]
         # A partition's messages one after the other (each is fenced on the one before);
         # the partitions at once, so that a flush costs one round trip to the server, not P.
-        await asyncio.gather(*(self._send_partition(js, p, parts) for p, parts in out.items()))
+        # A task group, not gather: a partition that fails stops the others, and every
+        # failure reaches the caller.
+        async with anyio.create_task_group() as tg:
+            for p, parts in out.items():
+                tg.start_soon(self._send_partition, js, p, parts)
 
     async def _send_partition(self, js: JetStream, p: int, parts: list[Pending]) -> None:
         for part in parts:
-            headers = {LAST_SEQ: str(part.last), LAYOUT: self.layout}
-            if part.names:
-                rows = [(key, day, name) for (key, day), name in sorted(part.names.items())]
-                headers[ROW_NAMES] = json.dumps(rows, separators=(",", ":"))
-            await self._send(js, p, part.body(), headers, str(part.first))
+            await self._send(js, p, part.body(), str(part.first), part.last, names=part.names)
             self.last_seq[p] = part.last
             self.events_published += part.count
 
     async def _end(self, js: JetStream) -> None:
         for p in range(self.partitions):
             if not self.ended[p]:
-                headers = {END: str(self.partitions), LAST_SEQ: str(self.last_seq[p])}
-                await self._send(js, p, b"", {**headers, LAYOUT: self.layout}, "end")
+                await self._send(js, p, b"", "end", self.last_seq[p], end=True)
                 self.ended[p] = True
 
     async def _send(
-        self, js: JetStream, p: int, body: bytes, headers: dict[str, str], key: str
+        self,
+        js: JetStream,
+        p: int,
+        body: bytes,
+        key: str,
+        last_seq: int,
+        *,
+        end: bool = False,
+        names: dict[tuple[str, int], str] | None = None,
     ) -> None:
+        """Publish one message on partition ``p``, fenced on the subject's last message, which
+        its ``L3tol1-Prev`` names (a worker checks that it saw that one).
+
+        :raises ConfigError: another publisher wrote the partition meanwhile.
+        """
         subject = self.names.l3(p)
-        headers[PREV] = str(self.fence[p])  # a worker checks that it saw that one
-        try:
-            self.fence[p] = await js.publish_fenced(
-                subject, body, headers, after=self.fence[p], msg_id=f"{p}:{key}"
+        while True:
+            headers = l3_headers(
+                last_seq=last_seq,
+                layout=self.layout,
+                prev=self.fence[p],
+                end_of=self.partitions if end else None,
+                row_names=names,
             )
-        except BatchRejected as exc:
-            if exc.code in FENCE_FAILED:
-                raise L3Error(
-                    f"another publisher wrote {subject} meanwhile: feed {self.names.feed!r}"
-                    " has one publisher at a time"
-                ) from exc
-            raise
+            try:
+                self.fence[p] = await js.publish_fenced(
+                    subject, body, headers, after=self.fence[p], msg_id=f"{p}:{key}"
+                )
+                break
+            except BatchRejected as exc:
+                if exc.code not in FENCE_FAILED:
+                    raise
+                await self._step_over(js, p)  # the same message again, after what came
         self.messages_published += 1
+
+    async def _step_over(self, js: JetStream, p: int) -> None:
+        """The fence of partition ``p`` failed: move it past what its subject got since, when
+        none of that is l3tol1's.
+
+        :raises ConfigError: an l3tol1 message is among them: another publisher's.
+        """
+        stream, subject = self.names.l3_stream, self.names.l3(p)
+        after, foreign = self.fence[p], 0
+        while True:
+            found = await retrying("a partition", partial(js.get_next, stream, subject, after + 1))
+            if found is None:
+                break
+            if self._ours(found) is not None:
+                raise ConfigError(
+                    f"another publisher wrote {subject} (stream seq {found.seq}) meanwhile:"
+                    f" feed {self.names.feed!r} has one publisher at a time; stop the other one"
+                )
+            after, foreign = found.seq, foreign + 1
+        if foreign:
+            self.foreign_skipped += foreign
+            self.log.warning("foreign_messages_skipped", subject=subject, count=foreign,
+                             fence=after, previous_fence=self.fence[p])  # fmt: skip
+        else:
+            # Nothing after the fence: the subject's last message went (deleted by hand), or a
+            # message came just now (the next try looks again).
+            last = await retrying("a partition", partial(js.get_last, stream, subject))
+            after = 0 if last is None else last.seq
+            if after == self.fence[p]:
+                raise L3Error(f"JetStream refused the fence of {subject} at stream seq {after}")
+            if after > self.fence[p]:
+                return
+            self.log.warning("fence_moved_back", subject=subject, fence=after,
+                             previous_fence=self.fence[p])  # fmt: skip
+        self.fence[p] = after

@@ -18,20 +18,28 @@ later ones published. So a commit costs the rows only, not a copy of the books. 
 (paused past its pin, say) fails the fence, so it can never publish, and drops the partition.
 The L3 messages are acked after the commit; one applied but not acked is skipped (its sequence
 is at or below where the rows reach).
+
+A message is checked whole (`wire.read_l3`) before any of its headers is acted on; one that is
+not l3tol1's is quarantined (logged, counted, acked, skipped), and never wedges the partition.
+Each L3 message names its subject's message before it (``L3tol1-Prev``): one above what the
+worker applied is a delivery gap only when the stream really holds a message of the partition
+there (asked of the stream, as it is for what came before a quarantined message); otherwise the
+header lies and the message is quarantined.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import anyio
 from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
 
 from l3tol1.checkpoint import instruments_from_json, instruments_json
 from l3tol1.core import load
@@ -43,19 +51,23 @@ from l3tol1.jetstream.client import (
     BatchRejected,
     JetStream,
     PinnedPuller,
+    Stored,
+    close,
     connect,
     retrying,
     stream_seq,
 )
+from l3tol1.jetstream.stop import Stop
 from l3tol1.jetstream.wire import (
-    COVERS,
-    END,
-    LAYOUT,
     MAX_BODY,
     PREV,
-    ROW_NAMES,
-    STATE_PART,
+    Malformed,
     Names,
+    l1_headers,
+    read_l1,
+    read_l3,
+    read_state_part,
+    state_headers,
 )
 from l3tol1.log import get_logger
 from l3tol1.settings import Settings
@@ -64,7 +76,8 @@ __all__ = ["Worker"]
 
 PULL_BATCH = 64  # L3 messages per pull at most, and so per commit
 HEARTBEAT = 1.0  # seconds between a worker's "alive" puts in the workers bucket
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOP_GRACE = 2.0  # seconds a stopping worker has to finish the pull in hand (and commit it)
+LEAVE_WITHIN = 2.0  # seconds to hand its partitions over and leave the workers bucket
 
 
 class DeliveryGap(Exception):
@@ -89,7 +102,7 @@ class Owned:
 class Worker:
     """One `l3tol1 work` process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, stop_signals: Sequence[int] = ()) -> None:
         self.settings = settings
         self.names = Names(settings.subject_prefix, settings.feed)
         try:
@@ -97,7 +110,7 @@ class Worker:
         except ImportError as exc:
             raise ConfigError("--core compiled: the compiled core was not built") from exc
         self.log = get_logger()
-        self.stopping = False
+        self.stop = Stop(self.log, stop_signals)
         self.owned: dict[int, Owned] = {}
         self.id = uuid.uuid4().hex[:16]
         self.partitions = 0
@@ -116,38 +129,71 @@ class Worker:
         }
 
     async def run(self) -> None:
-        nc = await connect(self.settings.nats_url, f"l3tol1-work-{self.names.feed}")
-        js = JetStream(nc, self.names)
+        """Work until a stop signal (which is heeded from the first instant, connected or not)."""
         metrics = start_metrics(self.settings, "work", self.summary)
+        nc = None
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(watch_stop_signals, self)
-                partitions = await js.wait_for_feed(lambda: self.stopping)
-                await retrying("the L1 stream", js.ensure_l1_stream)
-                self.log.info("start", role="work", feed=self.names.feed, partitions=partitions,
-                              core=self.core.name)  # fmt: skip
-                for p in range(partitions):
-                    await retrying("a consumer", partial(js.ensure_pinned_consumer, p))
-                self.partitions = partitions
-                kv = await retrying("the workers bucket", js.workers_bucket)
-                tg.start_soon(self._heartbeat, kv)
-                async with anyio.create_task_group() as owners:
-                    for p in range(partitions):
-                        owners.start_soon(self._serve, js, p)
-                with anyio.move_on_after(2):
-                    await kv.delete(self.id)  # the others take this one's share at once
+                tg.start_soon(self.stop.watch)
+                with self.stop.interruptible():
+                    nc = await connect(self.settings.nats_url, f"l3tol1-work-{self.names.feed}")
+                    js = JetStream(nc, self.names)
+                    kv = await self._join(js)
+                if not self.stop.requested:
+                    await self._work(js, kv)
                 tg.cancel_scope.cancel()
         finally:
             if metrics is not None:
                 metrics.close()
-            await nc.close()
+            if nc is not None:
+                await close(nc)
+
+    async def _join(self, js: JetStream) -> Any:
+        """Wait for the feed; make sure of its L1 stream and consumers; the workers bucket."""
+        partitions = await js.wait_for_feed(lambda: self.stop.requested)
+        await retrying("the L1 stream", js.ensure_l1_stream)
+        self.log.info("start", role="work", feed=self.names.feed, partitions=partitions,
+                      core=self.core.name)  # fmt: skip
+        for p in range(partitions):
+            await retrying("a consumer", partial(js.ensure_pinned_consumer, p))
+        self.partitions = partitions
+        return await retrying("the workers bucket", js.workers_bucket)
+
+    async def _work(self, js: JetStream, kv: Any) -> None:
+        """Serve every partition until a stop; then leave."""
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._heartbeat, kv)
+            # At a stop, each partition finishes its step (and commits it); after STOP_GRACE,
+            # a step that waits for a server that is away is cut: it is committed or not, and
+            # either way its successor resumes from what JetStream holds.
+            with self.stop.interruptible(grace=STOP_GRACE):
+                async with anyio.create_task_group() as owners:
+                    for p in range(self.partitions):
+                        owners.start_soon(self._serve, js, p)
+            tasks.cancel_scope.cancel()  # no heartbeat after this one's key is deleted
+        await self._leave(js, kv)
+
+    async def _leave(self, js: JetStream, kv: Any) -> None:
+        """Hand the partitions over now rather than after PIN_TIMEOUT, and leave the workers
+        bucket so that the others take this one's share at once. Bounded, and skipped when the
+        server is away: the pins and the key then expire by themselves."""
+        owned, self.owned = sorted(self.owned), {}
+        if not js.nc.is_connected:
+            return
+        with anyio.move_on_after(LEAVE_WITHIN):
+            try:
+                for p in owned:
+                    await js.unpin(p)
+                await kv.delete(self.id)
+            except (TimeoutError, NatsError) as exc:
+                self.log.info("leave_failed", error=repr(exc)[:200])
 
     async def _serve(self, js: JetStream, p: int) -> None:
         """Pull partition ``p`` while this worker runs: wait for the pin, then own it."""
         puller = PinnedPuller(js, p)
         await puller.start()
         try:
-            while not self.stopping:
+            while not self.stop.requested:
                 try:
                     await self._step(js, p, puller)
                 except (TimeoutError, NatsError, BatchRejected, DeliveryGap) as exc:
@@ -158,12 +204,9 @@ class Worker:
                     if self.owned.pop(p, None) is not None:
                         self.log.warning("partition_reset", partition=p, error=repr(exc)[:200])
                     await anyio.sleep(PULL_EXPIRES)
-            if self.owned.pop(p, None) is not None:
-                # Stopping: hand the partition over now rather than after PIN_TIMEOUT.
-                with anyio.move_on_after(2):
-                    await js.unpin(p)
         finally:
-            await puller.stop()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                await puller.stop()
 
     @property
     def share(self) -> int:
@@ -216,32 +259,79 @@ class Worker:
         await self._apply(js, p, self.owned[p], msgs)
 
     async def _take(self, js: JetStream, p: int) -> Owned:
-        """The state of partition ``p`` as its last owner committed it."""
+        """The state of partition ``p`` as its last owner committed it (what is not an
+        owner's on its subjects is looked past)."""
         self.counts["takeovers"] += 1
         names = self.names
         owned = Owned(self.core.instruments())
-        last = await js.get_last(names.l1_stream, names.state(p))
-        if last is not None:
-            index = int(last.headers[STATE_PART].split("/")[0])
-            parts = [last.data]
-            for seq in range(last.seq - index + 1, last.seq):
-                parts.insert(-1, (await js.get(names.l1_stream, seq)).data)
-            state = _decode_state(b"".join(parts), names.state(p))
-            owned.instruments.restore(instruments_from_json(state["books"], names.state(p)))
+        state = await self._last_state(js, p)
+        if state is not None:
+            owned.instruments.restore(state["books"])
             owned.applied = state["applied"]
             owned.layout = state["layout"]
             owned.ended = state["ended"]
-        rows = await js.get_last(names.l1_stream, names.l1(p))
-        if rows is not None:
-            owned.fence = rows.seq
-            owned.covered = int(rows.headers.get(COVERS, "0"))
+        found = await js.get_last(names.l1_stream, names.l1(p))
+        if found is not None:
+            owned.fence = found.seq  # the fence is on the subject's true last message
+        while found is not None:
+            try:
+                owned.covered = read_l1(found.headers, found.data,
+                                        unpack=self.core.unpack_quotes).covers  # fmt: skip
+                break
+            except Malformed as exc:
+                self._quarantine(p, found, str(exc))
+                found = await js.previous(names.l1_stream, names.l1(p), found.seq)
         owned.state_due = time.monotonic() + self.settings.checkpoint_interval
         self.log.info("partition_taken", partition=p, resumes_after=owned.applied,
                       rows_cover=owned.covered)  # fmt: skip
         return owned
 
+    async def _last_state(self, js: JetStream, p: int) -> dict[str, Any] | None:
+        """The last whole, readable state saved of partition ``p`` (its parts were stored one
+        after the other, by one atomic batch), or None; any other message on the state subject
+        is quarantined and looked past (an older state is as good: more is applied again)."""
+        stream, subject = self.names.l1_stream, self.names.state(p)
+        found = await js.get_last(stream, subject)
+        while found is not None:
+            try:
+                index, count = read_state_part(found.headers)
+                if index != count:
+                    raise Malformed(f"part {index} of {count} of a state, not its last")
+                parts = [found.data]
+                for i, seq in enumerate(range(found.seq - count + 1, found.seq), start=1):
+                    try:
+                        part = await js.get(stream, seq)
+                    except NotFoundError:
+                        raise Malformed(f"part {i} of {count} is missing") from None
+                    if part.subject != subject or read_state_part(part.headers) != (i, count):
+                        raise Malformed(f"part {i} of {count} is not at stream seq {seq}")
+                    parts.insert(-1, part.data)
+                state = _decode_state(b"".join(parts))
+                try:
+                    state["books"] = instruments_from_json(state["books"], subject)
+                except CheckpointError as exc:
+                    raise Malformed(str(exc)) from exc
+                return state
+            except Malformed as exc:
+                self._quarantine(p, found, str(exc))
+                found = await js.previous(stream, subject, found.seq)
+        return None
+
+    def _quarantine(self, p: int, stored: Any, reason: str) -> None:
+        """A message that is not l3tol1's (or that lies): logged and counted, never acted on."""
+        if isinstance(stored, Stored):
+            subject, seq, size = stored.subject, stored.seq, len(stored.data)
+        else:  # a delivered message
+            subject, seq, size = stored.subject, stream_seq(stored), len(stored.data)
+        self.counts["quarantined"] += 1
+        self.log.error("message_quarantined", partition=p, subject=subject, stream_seq=seq,
+                       reason=reason[:200], size=size)  # fmt: skip
+
     async def _apply(self, js: JetStream, p: int, owned: Owned, msgs: list[Any]) -> None:
-        """Apply the pulled messages; commit their rows (and the books when due) at once; ack."""
+        """Apply the pulled messages; commit their rows (and the books when due) at once; ack.
+
+        :raises DeliveryGap: a message of the partition before one pulled was never delivered.
+        """
         quotes = self.core.quotes()  # the rows of every message pulled, in one container
         applied, ended, end_mark = owned.applied, owned.ended, False
         names: dict[tuple[str, int], str] = {}  # Databento rows: (book key, day) -> name
@@ -250,26 +340,34 @@ class Worker:
             if seq <= applied:
                 self.counts["redelivered"] += 1
                 continue
-            headers = msg.headers or {}
-            if int(headers.get(PREV, "0")) > applied:
-                # The message before this one never came (the server dropped it: a slow
+            try:
+                message = read_l3(msg.headers, msg.data, seq=seq, partitions=self.partitions,
+                                  unpack=self.core.unpack_events)  # fmt: skip
+                problem = None
+            except Malformed as exc:
+                message, problem = None, str(exc)
+            if message is None or message.prev > applied:
+                # What came before it on the subject, as the stream holds it: a message of the
+                # partition that was not applied never came (the server dropped it: a slow
                 # consumer): apply nothing of this pull; start again from the committed state.
-                raise DeliveryGap(f"stream seq {headers[PREV]} was not delivered before {seq}")
-            applied = seq
-            owned.layout = headers.get(LAYOUT, owned.layout)
-            if END in headers:
+                subject = self.names.l3(p)
+                before = await js.previous(self.names.l3_stream, subject, seq)
+                if before is not None and before.seq > applied:
+                    raise DeliveryGap(f"stream seq {before.seq} was not delivered before {seq}")
+                if message is not None:
+                    problem = (f"{PREV} {message.prev} is not a message of {subject} after"
+                               f" stream seq {applied}")  # fmt: skip
+            applied = seq  # seen, whatever it is: what follows may name it as its predecessor
+            if message is None or problem is not None:
+                self._quarantine(p, msg, problem or "")
+                continue
+            owned.layout = message.layout
+            if message.end:
                 ended = True
                 end_mark = seq > owned.covered
                 continue
-            try:
-                events = self.core.unpack_events(msg.data)
-                if ROW_NAMES in headers:
-                    names.update(_row_names(headers[ROW_NAMES]))
-            except (ValueError, TypeError) as exc:
-                self.counts["quarantined"] += 1
-                self.log.error("message_quarantined", partition=p, stream_seq=seq,
-                               reason=str(exc)[:200], size=len(msg.data))  # fmt: skip
-                continue
+            names.update(message.row_names)
+            events = message.events
             # Rows a previous owner published already (a takeover's replay): the books only.
             rows = quotes if seq > owned.covered else self.core.quotes()
             owned.instruments.apply(events, rows, owned.anomalies)
@@ -279,22 +377,22 @@ class Worker:
         if names:
             quotes = _named(quotes, names)
         now = time.monotonic()
-        save = applied > owned.covered and (ended or now >= owned.state_due or self.stopping)
+        stopping = self.stop.requested
+        save = applied > owned.covered and (ended or now >= owned.state_due or stopping)
         if applied > owned.covered and (len(quotes) or end_mark or save):
-            layout = {LAYOUT: owned.layout, COVERS: str(applied)}
-            messages = [(self.names.l1(p), body, dict(layout))
-                        for body in self.core.pack_quotes(quotes, MAX_BODY)]  # fmt: skip
+            l1, headers = self.names.l1(p), partial(l1_headers, layout=owned.layout, covers=applied)
+            messages = [(l1, body, headers()) for body in self.core.pack_quotes(quotes, MAX_BODY)]
             if end_mark:
-                messages.append((self.names.l1(p), b"", {**layout, END: "1"}))
+                messages.append((l1, b"", headers(end=True)))
             if not messages:  # books to save, no rows: an empty message carries the fence
-                messages.append((self.names.l1(p), b"", layout))
+                messages.append((l1, b"", headers()))
             messages[0][2]["Nats-Expected-Last-Subject-Sequence"] = str(owned.fence)
             rows_end = len(messages)
             if save:
                 state = _encode_state(owned, applied, ended)
                 parts = [state[i : i + MAX_BODY] for i in range(0, len(state), MAX_BODY)]
                 for i, part in enumerate(parts, start=1):
-                    messages.append((self.names.state(p), part, {STATE_PART: f"{i}/{len(parts)}"}))
+                    messages.append((self.names.state(p), part, state_headers(i, len(parts))))
             try:
                 last = await js.publish_atomic(messages)
             except BatchRejected as exc:
@@ -327,17 +425,6 @@ class Worker:
         }
 
 
-async def watch_stop_signals(role: Any) -> None:
-    """Set ``role.stopping`` at SIGTERM, SIGINT or SIGHUP; exit at once at a second one (the
-    worker's and the collector's stop, as the file job's, SPEC §8)."""
-    with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
-        async for signum in signals:
-            if role.stopping:
-                raise SystemExit(128 + signum)
-            role.log.info("stopping", signal=signal.Signals(signum).name)
-            role.stopping = True
-
-
 def start_metrics(settings: Settings, role: str, counters: Any) -> Any:
     """The metrics endpoint of a role (``--metrics-port``), serving its counters; or None."""
     if settings.metrics_port is None:
@@ -354,20 +441,6 @@ def start_metrics(settings: Settings, role: str, counters: Any) -> Any:
     server.start()
     get_logger().info("metrics_listening", host=settings.metrics_host, port=server.port)
     return server
-
-
-def _row_names(text: str) -> dict[tuple[str, int], str]:
-    """A message's ``L3tol1-Row-Names`` header.
-
-    :raises ValueError: it is not a list of [book key, day, name].
-    """
-    found = {}
-    for entry in json.loads(text):
-        key, day, name = entry
-        if not (type(key) is str and type(day) is int and type(name) is str):
-            raise ValueError(f"not a row name: {entry!r:.100}")
-        found[(key, day)] = name
-    return found
 
 
 def _named(quotes: Any, names: dict[tuple[str, int], str]) -> Any:
@@ -395,17 +468,21 @@ def _encode_state(owned: Owned, applied: int, ended: bool) -> bytes:
     return zstandard.ZstdCompressor(level=1).compress(json.dumps(state).encode())
 
 
-def _decode_state(data: bytes, where: str) -> dict[str, Any]:
+def _decode_state(data: bytes) -> dict[str, Any]:
+    """A worker's state, as `_encode_state` wrote it.
+
+    :raises Malformed: it is not (its books are checked when they are restored).
+    """
     import zstandard
 
     try:
         state = json.loads(zstandard.ZstdDecompressor().decompress(data))
         if not (
             type(state["applied"]) is int
-            and isinstance(state["layout"], str)
+            and state["layout"] in ("0,0", "0,1", "1,0", "1,1")
             and type(state["ended"]) is bool
         ):
             raise ValueError("bad fields")
     except (zstandard.ZstdError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"worker state on {where} is damaged: {exc}") from exc
+        raise Malformed(f"not a worker's state: {exc}") from exc
     return dict(state)
