@@ -347,6 +347,32 @@ class TestFollowedFileChangesKind:
         assert status == 2 and "header (line 1) is not valid UTF-8" in stderr.splitlines()[-1]
         assert out.read_bytes() == expected
 
+    def test_a_path_that_cannot_be_looked_at_is_waited_for(
+        self, tmp_path: Path, logged: Callable[..., subprocess.Popen[str]]
+    ) -> None:
+        """The followed path's directory is replaced by a file (stat fails with ENOTDIR, as it
+        fails with EACCES when a directory turns unreadable, which root cannot be shown): said
+        once, the run goes on (never a crash, exit 1), and reads the path again when it comes
+        back, as a rotated file."""
+        folder = tmp_path / "feed"
+        folder.mkdir()
+        src, out, log = folder / "l3.csv", tmp_path / "l1.csv", tmp_path / "log"
+        write_l3(src, book_rows(1, 10))
+        proc = logged(log, "-i", src, "-o", out, "-t", "0.02")
+        wait_for(lambda: data_rows(out) == 9, 20, "the first file's rows")
+        folder.rename(tmp_path / "feed.old")
+        folder.write_text("not a directory")
+        wait_for(lambda: events(log, "input_inaccessible"), 20, "input_inaccessible")
+        assert proc.poll() is None
+        folder.unlink()
+        folder.mkdir()
+        write_l3(src, book_rows(11, 20))
+        wait_for(lambda: data_rows(out) == 19, 20, "the new file's rows")
+        assert [e["error"] for e in events(log, "input_inaccessible")] == ["Not a directory"]
+        assert events(log, "input_accessible")
+        proc.send_signal(signal.SIGTERM)
+        assert exit_of(proc)[0] == 0
+
     def test_input_format_csv_still_decompresses(self, tmp_path: Path) -> None:
         """--input-format csv forces CSV over DBN; a gzip-compressed CSV is still read (to its
         end), not followed as raw bytes."""

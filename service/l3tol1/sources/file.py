@@ -94,6 +94,7 @@ class FileSource:
         self._resume = resume
         self._file: Any = None
         self._said_end = False
+        self._said_inaccessible = False  # the path cannot be looked at (logged once)
         self._log = get_logger()
         self._start_file(b"", how="is")
 
@@ -375,6 +376,16 @@ class FileSource:
             st = os.stat(self.path)
         except FileNotFoundError:
             return None  # deleted or being rotated: keep the old file until a new one appears
+        except OSError as exc:
+            # A directory of the path became unreadable or was replaced (as `tail -F`: say so,
+            # keep the open file, and look again; the path may come back).
+            if not self._said_inaccessible:
+                self._said_inaccessible = True
+                self._log.warning("input_inaccessible", path=str(self.path), error=exc.strerror)
+            return None
+        if self._said_inaccessible:
+            self._said_inaccessible = False
+            self._log.info("input_accessible", path=str(self.path))
         if _identity(st) != self._identity:
             return "rotated"
         offset = self._lines.offset + self._lines.buffered
@@ -383,8 +394,11 @@ class FileSource:
         # Truncated and rewritten past our offset between two looks: the size alone cannot
         # tell, but the first bytes (header and first rows) differ from what we read.
         head = self._head[: min(len(self._head), offset)]
-        if head and os.pread(fd, len(head), 0) != head:
-            return "truncated"
+        try:
+            if head and os.pread(fd, len(head), 0) != head:
+                return "truncated"
+        except OSError as exc:
+            raise InputError(f"cannot read input {self.path}: {exc.strerror}") from exc
         self.size = st.st_size
         return None
 
