@@ -293,7 +293,8 @@ class TestOneServer:
         assert "has 4 partitions; --partitions 8" in err.strip().splitlines()[-1]
 
     def test_publish_refuses_instruments(self, tmp_path: Path, nats_server: NatsServer) -> None:
-        """--instruments would be silently ignored by the roles: refused, one line, exit 2."""
+        """--instruments would be silently ignored by the roles: refused, one line, exit 2,
+        and no reject file left behind."""
         code, err = finish(role("publish", nats_server, "-i", REFERENCE_INPUT, "--instruments",
                                 "ESZ6", "--reject-file", tmp_path / "r.jsonl"))  # fmt: skip
         assert code == 2, err
@@ -301,6 +302,7 @@ class TestOneServer:
             "l3tol1: error: --instruments is not supported by publish: every instrument is"
             " published (leave it out, and select the instruments from the collected rows)"
         ]
+        assert not (tmp_path / "r.jsonl").exists()
 
     def test_a_second_publish_run_publishes_nothing_twice(
         self, tmp_path: Path, nats_server: NatsServer

@@ -79,13 +79,13 @@ class PublishPipeline(Pipeline):
                 "publish needs --reject-file PATH for the rows it rejects (or --checkpoint PATH:"
                 " they then go to PATH.rejects.jsonl)"
             )
-        settings = replace(settings, output_file=Path(os.devnull), reject_file=reject)
-        super().__init__(settings, **kwargs)
-        if settings.instruments is not None:
+        if settings.instruments is not None:  # refused before any file is created
             raise ConfigError(
                 "--instruments is not supported by publish: every instrument is published"
                 " (leave it out, and select the instruments from the collected rows)"
             )
+        settings = replace(settings, output_file=Path(os.devnull), reject_file=reject)
+        super().__init__(settings, **kwargs)
         self.publish = PublishStage(settings, self.core, self.instruments.snapshot(), self.namer)
         self.publish.follow = self.follow
 
