@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# kill -9 counts of the kill tests, shown at the end of the run (`survived` fixture)
+_KILLS = pytest.StashKey[list[tuple[str, int]]]()
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 REFERENCE_INPUT = DATA / "l3_data_v3.1.csv"
@@ -188,3 +191,25 @@ def core(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     from l3tol1.core import load
 
     return load(request.param)
+
+
+@pytest.fixture
+def survived(request: pytest.FixtureRequest) -> Callable[[str, int], None]:
+    """``survived(what, n)``: record that ``what`` survived ``n`` kill -9; the run's summary lists
+    every count (so a `make test` log says how many kills each guarantee survived)."""
+    counts = request.config.stash.setdefault(_KILLS, [])
+
+    def note(what: str, count: int) -> None:
+        counts.append((what, count))
+
+    return note
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    counts = config.stash.get(_KILLS, [])
+    if counts:
+        terminalreporter.section("kill -9 survived")
+        for what, count in counts:
+            terminalreporter.line(f"{count:4d}  {what}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,7 +266,9 @@ class TestWithTheRest:
         assert table.num_rows == len(expected)
         assert table.column("seq_num").to_pylist() == [int(x.rsplit(",", 1)[1]) for x in expected]
 
-    def test_kill_9_loop_with_a_checkpoint(self, tmp_path: Path) -> None:
+    def test_kill_9_loop_with_a_checkpoint(
+        self, survived: Callable[[str, int], None], tmp_path: Path
+    ) -> None:
         """300,000 records (zstd), >= 10 kill -9 mid-stream, then a clean finish: exactly the
         rows and rejects of one uninterrupted run."""
         recs = list(records(300_000, seed=8, publishers=(1, 2), bad_every=5_000))
@@ -286,7 +289,7 @@ class TestWithTheRest:
             assert out.read_text() == whole, "rows lost or duplicated"
             rejects = [json.loads(x) for x in Path(f"{out}.rejects.jsonl").read_text().splitlines()]
             assert rejects == whole_rejects
-        print(f"dbn: {kills} kill -9 survived")
+        survived("dbn input, checkpoint, CSV output", kills)
 
 
 # -- recordings of the live API: records of every type (issue 17) ---------------------------------
@@ -620,7 +623,9 @@ class TestExtremes:
 
 
 class TestCheckpointedNames:
-    def test_kill_9_loop_with_symbol_mappings_between_records(self, tmp_path: Path) -> None:
+    def test_kill_9_loop_with_symbol_mappings_between_records(
+        self, survived: Callable[[str, int], None], tmp_path: Path
+    ) -> None:
         """A live recording over ten days (zstd), its names learnt from mapping records among
         the MBO ones, some of which change a symbol: >= 10 kill -9 mid-stream, then a clean
         finish, give exactly the rows and rejects of one uninterrupted run, which are the
@@ -646,7 +651,7 @@ class TestCheckpointedNames:
             assert out.read_text() == whole, "rows lost, duplicated or named otherwise"
             rejects = [json.loads(x) for x in Path(f"{out}.rejects.jsonl").read_text().splitlines()]
             assert rejects == whole_rejects
-        print(f"dbn with mappings: {kills} kill -9 survived")
+        survived("dbn input with in-band symbol mappings", kills)
 
     def test_a_format_2_checkpoint_is_refused_in_one_line(self, tmp_path: Path) -> None:
         """A checkpoint of the format before in-band names (2) is refused in one line that says

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -324,7 +324,7 @@ class TestOneServer:
         assert out.read_bytes() == REFERENCE_OUTPUT.read_bytes()
 
     def test_publisher_killed_and_restarted_publishes_each_event_once(
-        self, tmp_path: Path, nats_server: NatsServer
+        self, survived: Callable[[str, int], None], tmp_path: Path, nats_server: NatsServer
     ) -> None:
         """kill -9 of a following publisher after some of the input, then a restart that
         reads the whole file again: the collected output is still the golden file."""
@@ -357,9 +357,10 @@ class TestOneServer:
             stop(collector)
             stop(worker)
         assert out.read_bytes() == REFERENCE_OUTPUT.read_bytes()
+        survived("JetStream: a publisher without checkpoint", 1)
 
     def test_publisher_with_a_checkpoint_killed_mid_stream_reads_on_from_it(
-        self, tmp_path: Path, nats_server: NatsServer
+        self, survived: Callable[[str, int], None], tmp_path: Path, nats_server: NatsServer
     ) -> None:
         """kill -9 of a following publisher with --checkpoint, three times while the file
         grows: each restart reads on from its checkpoint, not from the start of the file, and
@@ -393,6 +394,7 @@ class TestOneServer:
         seqs = published_seqs(nats_server.url)
         assert len(seqs) == len(set(seqs)) == 100_000
         assert by_instrument(out.read_bytes()) == expected
+        survived("JetStream: a publisher with --checkpoint", 3)
 
     def test_messages_the_server_drops_are_never_missing_from_the_output(
         self, tmp_path: Path
@@ -425,7 +427,7 @@ class TestOneServer:
 
 class TestCollect:
     def test_collector_killed_and_restarted_with_its_checkpoint(
-        self, tmp_path: Path, nats_server: NatsServer
+        self, survived: Callable[[str, int], None], tmp_path: Path, nats_server: NatsServer
     ) -> None:
         """kill -9 of a collector with --checkpoint, twice, mid-stream: each restart cuts the
         output back to its checkpoint and goes on from the stream sequence it records."""
@@ -457,11 +459,12 @@ class TestCollect:
         assert by_instrument(out.read_bytes()) == expected
         (start,) = events_of(log, "start")
         assert int(start["resumes_after"]) > 0  # type: ignore[call-overload]
+        survived("JetStream: a collector with --checkpoint", 2)
 
 
 class TestWorkers:
     def test_worker_killed_mid_stream_loses_and_doubles_nothing(
-        self, tmp_path: Path, nats_server: NatsServer
+        self, survived: Callable[[str, int], None], tmp_path: Path, nats_server: NatsServer
     ) -> None:
         """kill -9 of the worker that owns the partitions while the feed grows: another takes
         them over and the output is exactly the file job's, per instrument."""
@@ -493,6 +496,7 @@ class TestWorkers:
         taken = events_of(log, "partition_taken")
         assert any(e["rows_cover"] > e["resumes_after"] for e in taken), taken  # a replay
         assert by_instrument(out.read_bytes()) == expected
+        survived("JetStream: the worker owning every partition", 1)
 
     def test_stale_worker_is_fenced_and_publishes_nothing(
         self, tmp_path: Path, nats_server: NatsServer

@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -238,7 +238,7 @@ class TestCluster:
         assert replicated(cluster), cluster.streams()
 
     def test_worker_publisher_and_server_killed_mid_stream(
-        self, tmp_path: Path, cluster: ClusterServer
+        self, survived: Callable[[str, int], None], tmp_path: Path, cluster: ClusterServer
     ) -> None:
         """While the feed grows: kill -9 of a worker, of the publisher (restarted: it publishes
         nothing twice), of the stream leader's server (restarted on its store). The output is
@@ -324,3 +324,4 @@ class TestCluster:
         lines = (tmp_path / "full.csv").read_text().splitlines()[1:]
         assert sorted(seqs) == sorted(int(line.split(",")[1]) for line in lines)
         assert replicated(cluster), cluster.streams()
+        survived("JetStream cluster: a worker, the publisher, the L3 stream's leader node", 3)

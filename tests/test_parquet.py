@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import random
 import signal
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -122,7 +123,9 @@ class TestSameRowsAsCsv:
 
 
 class TestExactlyOnce:
-    def test_kill_9_loop_with_many_instruments(self, tmp_path: Path) -> None:
+    def test_kill_9_loop_with_many_instruments(
+        self, survived: Callable[[str, int], None], tmp_path: Path
+    ) -> None:
         """A hundred instruments to Parquet, >= 10 kill -9 mid-stream, then a clean finish:
         every row once, in complete parts, nothing else in the directory."""
         src = tmp_path / "l3.csv"
@@ -148,7 +151,7 @@ class TestExactlyOnce:
             names = parts(out)
             assert names == [f"part-{i:06d}.parquet" for i in range(len(names))]
             assert not any(p.name.endswith(".tmp") for p in out.iterdir())
-        print(f"parquet: {kills} kill -9 survived")
+        survived("parquet output", kills)
 
     def test_a_crash_between_checkpoint_and_rename_is_finished(self, tmp_path: Path) -> None:
         """A part the checkpoint names but which is still under its temporary name (the crash

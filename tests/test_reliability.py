@@ -137,7 +137,9 @@ def stream(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, bytes
 
 
 class TestKillNine:
-    def test_no_follow_survives_random_kills(self, tmp_path: Path, stream: tuple) -> None:
+    def test_no_follow_survives_random_kills(
+        self, survived: Callable[[str, int], None], tmp_path: Path, stream: tuple
+    ) -> None:
         """>= 20 kill -9 at random instants mid-stream: identical output and rejects.
 
         Each life is killed after its checkpoint moved on, so it always makes progress and
@@ -160,10 +162,10 @@ class TestKillNine:
             assert len(output) == len(expected)
             assert output == expected, "rows lost or duplicated"
             assert rejects == expected_rejects
-        print(f"no-follow: {kills} kill -9 survived in {rounds} run(s)")  # quoted (pytest -s)
+        survived(f"csv, no-follow ({rounds} run(s))", kills)
 
     def test_follow_survives_random_kills_while_the_file_grows(
-        self, tmp_path: Path, stream: tuple
+        self, survived: Callable[[str, int], None], tmp_path: Path, stream: tuple
     ) -> None:
         """Following a file that grows during every life, >= 20 kill -9: the batch run's bytes.
 
@@ -199,7 +201,7 @@ class TestKillNine:
             lambda: out.exists() and out.stat().st_size >= len(expected), 120, "the full output"
         )
         status, stderr = finish(proc)
-        print(f"follow: {kills} kill -9 survived")
+        survived("csv, following a growing file", kills)
         assert kills >= 20
         assert status == 0, stderr
         assert files_of(out) == (expected, expected_rejects)
