@@ -29,12 +29,15 @@ get ``@<publisher_id>`` after the name (``ESH1@2``).
 from __future__ import annotations
 
 import csv
+import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from l3tol1.core.numbers import MAX_TIME_NS
+from l3tol1.core.plain import PlainReader, natural
 from l3tol1.core.records import Action, Event, Reason, Reject, Side
 
 __all__ = [
@@ -61,7 +64,7 @@ __all__ = [
 
 F_LAST = 0x80
 UNDEF_PRICE = 2**63 - 1
-MAX_TS = 2**63 - 1  # the last ts_recv held: nanoseconds are int64 in every output
+MAX_TS = MAX_TIME_NS  # the last ts_recv held
 NS_PER_DAY = 86_400 * 10**9
 HEADER_SIZE = 16  # every DBN record starts with length (in 4-byte words), rtype, ids, ts_event
 RTYPE_MBO = 0xA0
@@ -169,6 +172,67 @@ class NamerState:
     mappings: list[tuple[int, str]] = field(default_factory=list)  # (instrument_id, symbol)
     names: list[tuple[str, int, str]] = field(default_factory=list)  # (key, day, name)
     matched: list[str] = field(default_factory=list)  # the names of `keep` met so far
+
+    def to_plain(self) -> dict[str, Any]:
+        """This state as plain data (a checkpoint's ``names``)."""
+        return {
+            "first_publisher": self.first_publisher,
+            "seen": self.seen,
+            "kept": self.kept,
+            "mappings": self.mappings,
+            "names": self.names,
+            "matched": self.matched,
+        }
+
+    @classmethod
+    def from_plain(cls, obj: Any, where: str, read: PlainReader) -> NamerState:
+        """The state `to_plain` gave, checked whole.
+
+        :raises PlainDataError: a value is missing or of the wrong type.
+        """
+
+        def is_key(value: Any) -> bool:
+            match = _BOOK_KEY.fullmatch(value) if isinstance(value, str) else None
+            return (
+                match is not None and int(match[1]) <= _MAX_PUBLISHER and int(match[2]) <= _MAX_ID
+            )
+
+        def is_mapping(value: Any) -> bool:
+            return (
+                isinstance(value, list)
+                and len(value) == 2
+                and natural(value[0])
+                and value[0] <= _MAX_ID
+                and isinstance(value[1], str)
+                and value[1] != ""
+            )
+
+        def is_name(value: Any) -> bool:
+            return (
+                isinstance(value, list)
+                and len(value) == 3
+                and is_key(value[0])
+                and natural(value[1])
+                and value[1] <= MAX_TS // NS_PER_DAY
+                and isinstance(value[2], str)
+            )
+
+        return cls(
+            first_publisher=read.integer(
+                obj, "first_publisher", where, hi=_MAX_PUBLISHER, null=True
+            ),
+            seen=read.items(obj, "seen", where, is_key),
+            kept=read.items(obj, "kept", where, is_key),
+            mappings=[(i, s) for i, s in read.items(obj, "mappings", where, is_mapping)],
+            names=[(k, d, n) for k, d, n in read.items(obj, "names", where, is_name)],
+            matched=read.items(obj, "matched", where, lambda value: isinstance(value, str)),
+        )
+
+
+# A Databento book's key (publisher_id:instrument_id, a u16 and a u32).
+_BOOK_KEY = re.compile(r"([0-9]{1,5}):([0-9]{1,10})")
+_MAX_PUBLISHER = 2**16 - 1
+_MAX_ID = 2**32 - 1
 
 
 class MboNamer:
