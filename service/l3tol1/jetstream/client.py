@@ -75,6 +75,7 @@ class BatchRejected(L3Error):
 
 
 FENCE_FAILED = (10071, 10164)  # wrong last sequence: someone else wrote the subject
+NOT_NOW = (10005,)  # "no suitable peers for placement": a starting cluster, a server away
 
 
 @dataclass(slots=True)
@@ -172,8 +173,12 @@ async def retrying(what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
         except (TimeoutError, NatsError) as exc:
-            # An answer that says no (a bad config, a missing stream) is not retried.
-            refused = isinstance(exc, APIError) and not isinstance(exc, ServiceUnavailableError)
+            # An answer that says no (a bad config, a missing stream) is not retried; one that
+            # says "not now" is: unavailable (503), or no peers to place a stream on yet (a
+            # cluster whose servers are still meeting, or one server away).
+            refused = isinstance(exc, APIError) and not (
+                isinstance(exc, ServiceUnavailableError) or exc.err_code in NOT_NOW
+            )
             if refused or loop.time() > give_up:
                 raise
             get_logger().info("jetstream_retry", what=what, error=repr(exc)[:200])
