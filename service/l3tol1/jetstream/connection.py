@@ -28,6 +28,7 @@ RETRY_FOR = 60.0  # seconds a publisher retries an unanswered publish (a cluster
 FIRST_TRY = 1.0  # seconds of trying the servers before saying that no server answers...
 TRY_EVERY = 5.0  # ... and then of each attempt, after which it is said again
 CLOSE_WITHIN = 2.0  # seconds a connection has to close (a server that is away: nothing to say)
+NOT_NOW = (10005,)  # "no suitable peers for placement": a starting cluster, a server away
 
 
 async def connect(urls: str, name: str) -> Client:
@@ -115,8 +116,12 @@ async def retrying(what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
         except (TimeoutError, NatsError) as exc:
-            # An answer that says no (a bad config, a missing stream) is not retried.
-            refused = isinstance(exc, APIError) and not isinstance(exc, ServiceUnavailableError)
+            # An answer that says no (a bad config, a missing stream) is not retried; one that
+            # says "not now" is: unavailable (503), or no peers to place a stream on yet (a
+            # cluster whose servers are still meeting, or one server away).
+            refused = isinstance(exc, APIError) and not (
+                isinstance(exc, ServiceUnavailableError) or exc.err_code in NOT_NOW
+            )
             if refused or loop.time() > give_up:
                 raise
             get_logger().info("jetstream_retry", what=what, error=repr(exc)[:200])
