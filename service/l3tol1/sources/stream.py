@@ -117,9 +117,15 @@ class StreamSource:
 
     @property
     def position(self) -> Position:
-        """Where reading stands now (``offset`` counts decompressed bytes)."""
+        """Where reading stands now (``offset`` counts decompressed bytes). On resume, never
+        before the checkpoint's position: the lines skipped on the way there are accounted for
+        by the checkpoint's state (a checkpoint cut while skipping must not claim less, or a
+        restart from it would apply them again)."""
         path = self.name if self.path == STDIN else os.path.abspath(self.path)
-        return Position(path, *self._identity, self._head, self._lines.offset, self._lines.line)
+        offset, line = self._lines.offset, self._lines.line
+        if self._resume is not None and line < self._resume[1]:
+            offset, line = self._resume
+        return Position(path, *self._identity, self._head, offset, line)
 
     async def open(self) -> str | MboMetadata | None:
         """Start reading and wait for the header line (None: the input ended before one).
