@@ -106,6 +106,7 @@ class StreamSource:
         self._identity = (0, 0)
         self._ready: deque[Chunk] = deque()  # chunks read by `open`, not yet yielded
         self._receive: ObjectReceiveStream[bytes | BaseException] | None = None
+        self._send: MemoryObjectSendStream[bytes | BaseException] | None = None  # the thread's
         # The reading thread hands chunks over without waiting on the event loop: a free slot
         # (taken before, given back when the chunk is received) bounds what is in flight, and
         # the loop only ever runs a plain callback for it, never a task that could outlive it.
@@ -117,9 +118,15 @@ class StreamSource:
 
     @property
     def position(self) -> Position:
-        """Where reading stands now (``offset`` counts decompressed bytes)."""
+        """Where reading stands now (``offset`` counts decompressed bytes). On resume, never
+        before the checkpoint's position: the lines skipped on the way there are accounted for
+        by the checkpoint's state (a checkpoint cut while skipping must not claim less, or a
+        restart from it would apply them again)."""
         path = self.name if self.path == STDIN else os.path.abspath(self.path)
-        return Position(path, *self._identity, self._head, self._lines.offset, self._lines.line)
+        offset, line = self._lines.offset, self._lines.line
+        if self._resume is not None and line < self._resume[1]:
+            offset, line = self._resume
+        return Position(path, *self._identity, self._head, offset, line)
 
     async def open(self) -> str | MboMetadata | None:
         """Start reading and wait for the header line (None: the input ended before one).
@@ -142,6 +149,7 @@ class StreamSource:
         send, self._receive = anyio.create_memory_object_stream[bytes | BaseException](
             _BUFFERED_CHUNKS + 1
         )
+        self._send = send
         token = anyio.lowlevel.current_token()
         threading.Thread(
             target=self._pump, args=(send, token), name="l3tol1-input", daemon=True
@@ -187,6 +195,10 @@ class StreamSource:
     async def aclose(self) -> None:
         """Stop reading; safe to call twice. A thread blocked in a read is left to the exit."""
         self._stopped.set()
+        if self._send is not None:
+            # Closed here, in the loop's thread (where the reading thread's sends run too): a
+            # thread that stops early, told to, leaves it open.
+            self._send.close()
         if self._receive is not None:
             await self._receive.aclose()
 
