@@ -28,9 +28,10 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from l3tol1.checkpoint import Checkpoint, CheckpointStore, InputRecord, RunOptions
+from l3tol1.core import protocols
 from l3tol1.core.csv_parser import HeaderError
-from l3tol1.core.feed import Feed, FeedState
-from l3tol1.core.instruments import Instruments, InstrumentsState
+from l3tol1.core.feed import FeedState
+from l3tol1.core.instruments import InstrumentsState
 from l3tol1.core.mbo import MboCsvParser, MboMetadata, MboNamer, NamerState, is_mbo_header
 from l3tol1.core.records import Event, Quote, Reject
 from l3tol1.errors import InputError
@@ -300,7 +301,7 @@ class FeedStage:
 
     def __init__(
         self,
-        feed: Feed,
+        feed: protocols.Feed[Any],
         position: Position,
         *,
         names: NamerState,
@@ -398,7 +399,7 @@ class FeedStage:
 
 
 def instruments_not_seen(
-    listed: tuple[str, ...], instruments: Instruments, namer: MboNamer
+    listed: tuple[str, ...], instruments: protocols.Instruments[Any, Any], namer: MboNamer
 ) -> list[str]:
     """The instruments of ``--instruments`` of which no event was applied (a book of
     Databento's is named by the namer, its key being no name), in the order listed."""
@@ -417,7 +418,7 @@ class ApplyStage:
 
     def __init__(
         self,
-        instruments: Instruments,
+        instruments: protocols.Instruments[Any, Any],
         namer: MboNamer,
         *,
         core: Any,

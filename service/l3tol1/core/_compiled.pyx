@@ -321,13 +321,17 @@ cdef class EventBatch:
     cdef Arena arena
     cdef InstrumentTable table
 
-    def __cinit__(self, InstrumentTable table):
+    def __cinit__(self, InstrumentTable table, events=()):
         self.table = table
         self.keep = []
         self.capacity = 0
         self.n = 0
         self.ev = NULL
         memset(&self.arena, 0, sizeof(Arena))
+
+    def __init__(self, InstrumentTable table, events=()):
+        """A batch of these events (Python `Event`s; none: an empty batch)."""
+        self.extend(events)
 
     def __dealloc__(self):
         free(self.ev)
@@ -2613,53 +2617,3 @@ def unpack_quotes(InstrumentTable table, bytes body):
         q.time_size = <int32_t>w.time_size if w.time_ns >= -1 else 30
         at += w.time_size
     return quotes
-
-
-# -- the core, as the pipeline sees it -------------------------------------------------------------
-
-class Core:
-    """The compiled core's classes, sharing one table of instrument names."""
-
-    name = "compiled"
-
-    def __init__(self):
-        self.table = InstrumentTable()
-
-    def csv_parser(self, header, *, instrument_column=None, max_line=None):
-        return CsvParser(header, instrument_column=instrument_column, max_line=max_line,
-                         table=self.table)
-
-    def mbo_parser(self, metadata, namer):
-        return MboParser(metadata, namer, table=self.table)
-
-    def feed(self, **kwargs):
-        return Feed(table=self.table, **kwargs)
-
-    def instruments(self, keep=None, *, kept=None):
-        return Instruments(keep, kept=kept, table=self.table)
-
-    def formatter(self, *, with_instrument=False):
-        return L1Formatter(with_instrument=with_instrument)
-
-    def events(self, events=()):
-        batch = EventBatch(self.table)
-        batch.extend(events)
-        return batch
-
-    def quotes(self):
-        return QuoteBatch(self.table)
-
-    def pack_events(self, events, partitions, last_seq, max_body, *, by_line=False):
-        return pack_events(events, partitions, last_seq, max_body, by_line=by_line)
-
-    def instrument_days(self, events):
-        return instrument_days(events)
-
-    def unpack_events(self, body):
-        return unpack_events(self.table, body)
-
-    def pack_quotes(self, quotes, max_body):
-        return pack_quotes(quotes, max_body)
-
-    def unpack_quotes(self, body):
-        return unpack_quotes(self.table, body)
