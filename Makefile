@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # The compiled core is built here too (a C compiler is needed; see README): required, so that
 # the demo and the tests never run on the fallback by accident. Rebuilt when its source changes.
-$(STAMP): pyproject.toml setup.py service/l3tol1/core/_compiled.pyx
+$(STAMP): pyproject.toml setup.py $(wildcard service/l3tol1/core/*.pyx service/l3tol1/core/cy/*.pyx service/l3tol1/core/cy/*.pxd)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	L3TOL1_REQUIRE_COMPILED=1 $(BIN)/python -m pip install --quiet -e '.[test]'

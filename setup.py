@@ -1,13 +1,14 @@
 """Build of l3tol1's optional compiled core (metadata is in pyproject.toml).
 
-`pip install .` compiles ``l3tol1.core._compiled`` with Cython (a build requirement) when a C
-compiler is there; when compiling fails the install still succeeds, with the pure-Python core
+`pip install .` compiles ``l3tol1.core._compiled`` and its modules (``l3tol1.core.cy.*``) with
+Cython (a build requirement) when a C compiler is there; when compiling fails the install still succeeds, with the pure-Python core
 (``Extension.optional``). ``L3TOL1_REQUIRE_COMPILED=1`` makes a failed compile fatal (CI, the
 Docker build stage); ``L3TOL1_NO_COMPILE=1`` skips it.
 """
 
 import os
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext as _build_ext
@@ -43,18 +44,23 @@ def _extensions():
             raise
         print("warning: Cython is not importable: the pure-Python core only", file=sys.stderr)
         return []
+    sources = ["service/l3tol1/core/_compiled.pyx"]
+    sources += sorted(str(p) for p in Path("service/l3tol1/core/cy").glob("*.pyx"))
     try:
         extensions = cythonize(
             [
                 Extension(
-                    "l3tol1.core._compiled",
-                    ["service/l3tol1/core/_compiled.pyx"],
+                    # service/l3tol1/core/cy/feed.pyx -> l3tol1.core.cy.feed
+                    ".".join(Path(source).with_suffix("").parts[1:]),
+                    [source],
                     # -O3 is portable; not -march=native (another CPU would crash), nor
                     # -ffast-math. -g0: a five times smaller library.
                     extra_compile_args=["-O3", "-g0"],
                 )
+                for source in sources
             ],
             build_dir="build/cython",
+            include_path=["service"],  # where `cimport l3tol1.core.cy.records` is found
             compiler_directives={"language_level": "3"},
             quiet=True,
         )
