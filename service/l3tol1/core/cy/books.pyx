@@ -22,7 +22,7 @@ from l3tol1.core.book import OrderBook
 from l3tol1.core.instruments import InstrumentsState, InstrumentState
 from l3tol1.core.records import Anomaly
 
-# Each anomaly kind by its place in the enum (the A_* constants).
+# Each anomaly kind by its place in the enum (the A_* constants, checked at import).
 _ANOMALIES = tuple(Anomaly)
 
 

@@ -1,5 +1,8 @@
 # The values the compiled core shares with the Python core, declared once for every module of
-# the compiled core. The Python core defines them (records.py, numbers.py, mbo.py, wire.py...).
+# the compiled core. The Python core defines them (records.py, numbers.py, mbo.py, wire.py...);
+# `l3tol1.core._compiled` checks, when it is imported, that each value here equals the Python
+# core's (core/constants.py), and refuses to load otherwise: a mismatch fails at import, never
+# in a row.
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 

@@ -2,7 +2,7 @@
 # cython: initializedcheck=False, nonecheck=False
 """The compiled core's message bodies (SPEC §13): the wire format of core/wire.py, packed from
 and unpacked into the C arrays, with no Python object per record. The record layouts are
-declared in constants.pxd."""
+declared in constants.pxd (and checked against core/wire.py's at import)."""
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free
