@@ -3,15 +3,18 @@ have every member of core/protocols.py's protocols."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
-from l3tol1.core import CORES, Core, load
+from l3tol1.core import CORES, Core, available, load
 from l3tol1.core import protocols as p
 from l3tol1.core.csv_parser import REQUIRED_COLUMNS
 from l3tol1.core.mbo import MboMetadata, MboNamer
 from l3tol1.core.records import Action, Event, Side
+from tests.conftest import ROOT
 
 HEADER = ",".join(REQUIRED_COLUMNS)
 EVENT = Event(1, Action.ADD, "", "7", Side.BUY, 10**9, 5, "2024-01-02 03:04:05.000006 UTC", 2,
@@ -68,3 +71,19 @@ def test_load_names_the_core(name: str) -> None:
     assert core.name in ("python", "compiled")
     if name != "auto":
         assert core.name == name
+
+
+@pytest.mark.skipif(not available(), reason="the compiled core was not built")
+def test_the_stub_is_the_compiled_module() -> None:
+    """core/_compiled.pyi, which mypy checks the compiled core's makers with, says what the
+    built module has: every name, method and signature (mypy's stubtest; what it cannot see is
+    listed in tests/stubtest_allowlist.txt)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "l3tol1.core._compiled",
+         "--allowlist", str(ROOT / "tests" / "stubtest_allowlist.txt")],
+        cwd=ROOT / "service",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr

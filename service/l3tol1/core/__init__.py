@@ -23,7 +23,17 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    Literal,
+    ParamSpec,
+    TypeAlias,
+    TypeVar,
+    overload,
+)
 
 from l3tol1.core import protocols as p
 from l3tol1.core import wire
@@ -53,6 +63,9 @@ CORES = ("auto", "compiled", "python")
 
 E = TypeVar("E", bound=p.Events)
 Q = TypeVar("Q", bound=p.Quotes)
+T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +130,8 @@ def python_core() -> PythonCore:
 
 def compiled_core() -> CompiledCore:
     """The compiled core: the same classes over C arrays. Its objects share one table of
-    instrument names (events, books and quotes hold an index into it), bound here.
+    instrument names (events, books and quotes hold an index into it): each of its classes
+    takes that table first, bound here.
 
     :raises ImportError: it was not built, or does not match the Python core (the message
         names what differs).
@@ -127,19 +141,25 @@ def compiled_core() -> CompiledCore:
     table = c.InstrumentTable()
     return Core(
         name="compiled",
-        csv_parser=partial(c.CsvParser, table=table),
-        mbo_parser=partial(c.MboParser, table=table),
-        feed=partial(c.Feed, table=table),
-        instruments=partial(c.Instruments, table=table),
+        csv_parser=_bind(c.CsvParser, table),
+        mbo_parser=_bind(c.MboParser, table),
+        feed=_bind(c.Feed, table),
+        instruments=_bind(c.Instruments, table),
         formatter=c.L1Formatter,
-        events=partial(c.EventBatch, table),
-        quotes=partial(c.QuoteBatch, table),
+        events=_bind(c.EventBatch, table),
+        quotes=_bind(c.QuoteBatch, table),
         pack_events=c.pack_events,
         instrument_days=c.instrument_days,
-        unpack_events=partial(c.unpack_events, table),
+        unpack_events=_bind(c.unpack_events, table),
         pack_quotes=c.pack_quotes,
-        unpack_quotes=partial(c.unpack_quotes, table),
+        unpack_quotes=_bind(c.unpack_quotes, table),
     )
+
+
+def _bind(make: Callable[Concatenate[T, P], R], first: T) -> Callable[P, R]:
+    """``make`` with its first argument given: typed, so that mypy checks what is left of its
+    signature against the protocol of the field it fills (a bare `partial` would not)."""
+    return partial(make, first)
 
 
 def available() -> bool:

@@ -112,8 +112,8 @@ cdef class Instruments:
         if self.orders == NULL or self.levels == NULL:
             raise MemoryError()
 
-    def __init__(self, keep=None, *, kept=None, InstrumentTable table=None):
-        self.table = table if table is not None else InstrumentTable()
+    def __init__(self, InstrumentTable table not None, keep=None, *, kept=None):
+        self.table = table
         self.keep = None if keep is None else frozenset(keep)
         self.kept = kept if kept is not None else frozenset()
         self.applied = self.skipped = self.crossed = self.locked = 0

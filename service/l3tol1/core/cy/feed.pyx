@@ -115,9 +115,9 @@ cdef class Feed:
             raise MemoryError()
         self.free_head = -1
 
-    def __init__(self, *, start_seq=None, max_pending=100_000, gap_timeout=None,
-                 InstrumentTable table=None):
-        self.table = table if table is not None else InstrumentTable()
+    def __init__(self, InstrumentTable table not None, *, start_seq=None, max_pending=100_000,
+                 gap_timeout=None):
+        self.table = table
         self.has_next = self.has_first = start_seq is not None
         if start_seq is not None:
             self.next = self.first = start_seq

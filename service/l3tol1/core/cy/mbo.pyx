@@ -57,11 +57,11 @@ cdef class MboParser:
     cdef int64_t counts[256]
     cdef int64_t types[256]
 
-    def __init__(self, metadata, namer, *, InstrumentTable table=None):
+    def __init__(self, InstrumentTable table not None, metadata, namer):
         self.metadata = metadata
         self.namer = namer
         namer.symbols = metadata.symbols
-        self.table = table if table is not None else InstrumentTable()
+        self.table = table
         self.size = metadata.record_size
         self.ts_out = metadata.record_size - MBO_SIZE
         self.keys = {}

@@ -168,11 +168,11 @@ cdef class CsvParser:
     cdef int qty_i[4]
     cdef public object instrument_column
 
-    def __init__(self, str header, *, instrument_column=None, max_line=None,
-                 InstrumentTable table=None):
+    def __init__(self, InstrumentTable table not None, str header, *, instrument_column=None,
+                 max_line=None):
         kwargs = {} if max_line is None else {"max_line": max_line}
         self.py = PyCsvParser(header, instrument_column=instrument_column, **kwargs)
-        self.table = table if table is not None else InstrumentTable()
+        self.table = table
         self.instrument_column = self.py.instrument_column
         self.field_count = self.py.field_count
         self.max_line = self.py.max_line

@@ -135,7 +135,7 @@ cdef class InstrumentTable:
 cdef class EventBatch:
     """Events in a C array; their strings point into the bytes in ``keep`` or the arena."""
 
-    def __cinit__(self, InstrumentTable table, events=()):
+    def __cinit__(self, InstrumentTable table not None, events=()):
         self.table = table
         self.keep = []
         self.capacity = 0
@@ -143,7 +143,7 @@ cdef class EventBatch:
         self.ev = NULL
         memset(&self.arena, 0, sizeof(Arena))
 
-    def __init__(self, InstrumentTable table, events=()):
+    def __init__(self, InstrumentTable table not None, events=()):
         """A batch of these events (Python `Event`s; none: an empty batch)."""
         self.extend(events)
 
@@ -228,7 +228,7 @@ cdef object event_of(Ev* e, InstrumentTable table):
 cdef class QuoteBatch:
     """L1 quotes in a C array; their times point into the events' batches, kept in ``keep``."""
 
-    def __cinit__(self, InstrumentTable table):
+    def __cinit__(self, InstrumentTable table not None):
         self.table = table
         self.keep = []
         self.q = NULL
