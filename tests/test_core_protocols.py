@@ -87,3 +87,66 @@ def test_the_stub_is_the_compiled_module() -> None:
         timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Every call of the rest of the package, with None where a container, bytes, a list or a name
+# belongs: run in a child process each (a crash must not take the test run with it).
+NONE_CALLS = """
+import os, sys
+from l3tol1.core import load
+from l3tol1.core.mbo import MboMetadata, MboNamer
+from tests.test_core_protocols import EVENT, HEADER
+
+core = load(sys.argv[1])
+twice = [EVENT, EVENT]  # the second is a duplicate (a reject) and an add of a live order
+calls = {
+    "feed.push events": lambda: core.feed().push(None, 0.0, core.events(), []),
+    "feed.push ready": lambda: core.feed(start_seq=1).push(core.events([EVENT]), 0.0, None, []),
+    "feed.push rejects": lambda: core.feed(start_seq=1).push(core.events(twice), 0.0,
+                                                             core.events(), None),
+    "feed.expire": lambda: core.feed(gap_timeout=0.0).expire(1.0, None),
+    "feed.finish": lambda: core.feed().finish(None),
+    "apply events": lambda: core.instruments().apply(None, core.quotes(), []),
+    "apply quotes": lambda: core.instruments().apply(core.events([EVENT]), None, []),
+    "apply anomalies": lambda: core.instruments().apply(core.events(twice), core.quotes(), None),
+    "book": lambda: core.instruments().book(None),
+    "heap_sizes": lambda: core.instruments().heap_sizes(None),
+    "last_quote": lambda: core.instruments().last_quote(None),
+    "format": lambda: core.formatter().format(None),
+    "csv parse": lambda: core.csv_parser(HEADER).parse(None, 1),
+    "csv parse_row": lambda: core.csv_parser(HEADER).parse_row(None, 1),
+    "mbo parse": lambda: core.mbo_parser(MboMetadata("x", 56), MboNamer()).parse(None, 1),
+    "events": lambda: core.events(None),
+    "pack_events": lambda: core.pack_events(None, 1, [-1], 100),
+    "instrument_days": lambda: core.instrument_days(None),
+    "unpack_events": lambda: core.unpack_events(None),
+    "pack_quotes": lambda: core.pack_quotes(None, 100),
+    "unpack_quotes": lambda: core.unpack_quotes(None),
+}
+for name, call in calls.items():
+    pid = os.fork()
+    if pid == 0:
+        try:
+            call()
+        except Exception:
+            pass
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    if status:
+        print(name)
+"""
+
+
+def test_none_is_refused_never_a_crash(core: Core[Any, Any]) -> None:
+    """A core given None for a container, bytes, a list or a name raises (or ignores it, where
+    the Python core does): the compiled one never reads the None object as one of its own."""
+    result = subprocess.run(
+        [sys.executable, "-c", NONE_CALLS, core.name],
+        cwd=ROOT,
+        env={"PYTHONPATH": f"{ROOT / 'service'}:{ROOT}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [], "crashed: " + ", ".join(result.stdout.splitlines())

@@ -362,7 +362,7 @@ cdef class Instruments:
         self.anomaly_counts[kind] += 1
         anomalies.append((_ANOMALIES[kind], event_of(e, self.table)))
 
-    def apply(self, EventBatch events, QuoteBatch quotes, list anomalies):
+    def apply(self, EventBatch events not None, QuoteBatch quotes not None, list anomalies):
         """Apply events in order; append the quotes they write and the anomalies they show."""
         cdef Py_ssize_t i
         cdef Ev* e

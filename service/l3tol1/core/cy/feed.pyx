@@ -412,7 +412,8 @@ cdef class Feed:
                 kept += 1
         self.arr_n = kept
 
-    def push(self, EventBatch events, double now, EventBatch ready, list rejects):
+    def push(self, EventBatch events not None, double now, EventBatch ready not None,
+             list rejects):
         """Take a batch of events in arrival order; append to ``ready`` those that can go on,
         in seq order, and late and duplicate rows to ``rejects``."""
         cdef Py_ssize_t i, k
@@ -466,7 +467,7 @@ cdef class Feed:
             self.release(k, ready)
             self.step()
 
-    def expire(self, double now, EventBatch ready):
+    def expire(self, double now, EventBatch ready not None):
         """Skip every gap (or close the start-up window) whose timeout has passed by ``now``."""
         while True:
             deadline = self.deadline()
@@ -486,7 +487,7 @@ cdef class Feed:
             self.arr_head = (self.arr_head + 1) % self.arr_cap
             self.arr_n -= 1
 
-    def finish(self, EventBatch ready):
+    def finish(self, EventBatch ready not None):
         """End of input: release everything, skipping the gaps."""
         while self.used:
             self.skip_gap(ready)

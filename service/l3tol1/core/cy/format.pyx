@@ -87,7 +87,7 @@ cdef class L1Formatter:
         memcpy(t.text, <const char*>text, t.size)
         return t
 
-    def format(self, QuoteBatch quotes):
+    def format(self, QuoteBatch quotes not None):
         """The CSV lines of ``quotes``, each ending in LF."""
         cdef Py_ssize_t i, n = 0, need
         cdef Qt* q

@@ -80,7 +80,7 @@ cdef class MboParser:
         return dict(sorted((record_type_name(t), int(self.types[t]))
                            for t in range(256) if self.types[t]))
 
-    def parse(self, bytes data, Py_ssize_t first_record):
+    def parse(self, bytes data not None, Py_ssize_t first_record):
         """Convert whole records numbered from ``first_record``."""
         cdef EventBatch events = EventBatch(self.table)
         cdef list rejects = []

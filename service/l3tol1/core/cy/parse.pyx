@@ -191,7 +191,7 @@ cdef class CsvParser:
         """The reference's verdict on one row."""
         return self.py.parse_row(text, line)
 
-    def parse(self, bytes data, Py_ssize_t first_line):
+    def parse(self, bytes data not None, Py_ssize_t first_line):
         """Parse whole lines, each ending in a newline, numbered from ``first_line``."""
         cdef EventBatch events = EventBatch(self.table)
         cdef list rejects = []

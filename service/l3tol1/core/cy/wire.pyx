@@ -79,8 +79,8 @@ cdef inline uint64_t place_of(Ev* e, bint by_line) noexcept:
     return <uint64_t>e.line if by_line else e.seq
 
 
-def pack_events(EventBatch events, int partitions, last_seq, Py_ssize_t max_body, *,
-                bint by_line=False):
+def pack_events(EventBatch events not None, int partitions, last_seq, Py_ssize_t max_body,
+                *, bint by_line=False):
     """As `core.wire.pack_events`, from the C array: no Python object per event."""
     cdef Py_ssize_t n = events.n, i, j, last, size, record, count, c
     cdef InstrumentTable table = events.table
@@ -153,7 +153,7 @@ def pack_events(EventBatch events, int partitions, last_seq, Py_ssize_t max_body
     return packed, skipped
 
 
-def instrument_days(EventBatch events):
+def instrument_days(EventBatch events not None):
     """As `core.wire.instrument_days`."""
     cdef set pairs = set()
     cdef Py_ssize_t i
@@ -203,7 +203,7 @@ cdef inline void check_mark(bytes body, const char* mark, str kind) except *:
         raise ValueError(f"not a batch of {kind}s (no {mark.decode()} mark)")
 
 
-def unpack_events(InstrumentTable table, bytes body):
+def unpack_events(InstrumentTable table not None, bytes body not None):
     """As `core.wire.unpack_events`, into an `EventBatch` whose strings point into ``body``.
 
     :raises ValueError: the body is not a batch of events (a malformed message).
@@ -257,7 +257,7 @@ cdef inline Py_ssize_t quote_size(Qt* q, InstrumentTable table) noexcept:
             + (q.time_size if time_field(q.time_ns, q.time, q.time_size) == -1 else 0))
 
 
-def pack_quotes(QuoteBatch quotes, Py_ssize_t max_body):
+def pack_quotes(QuoteBatch quotes not None, Py_ssize_t max_body):
     """As `core.wire.pack_quotes`, from the C array."""
     cdef InstrumentTable table = quotes.table
     cdef Py_ssize_t i = 0, j, size, record
@@ -298,7 +298,7 @@ def pack_quotes(QuoteBatch quotes, Py_ssize_t max_body):
     return bodies
 
 
-def unpack_quotes(InstrumentTable table, bytes body):
+def unpack_quotes(InstrumentTable table not None, bytes body not None):
     """As `core.wire.unpack_quotes`, into a `QuoteBatch` whose times point into ``body``.
 
     :raises ValueError: the body is not a batch of quotes (a malformed message).
