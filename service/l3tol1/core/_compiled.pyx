@@ -1,5 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False, nonecheck=False
+# cython: language_level=3, cdivision=True
 """The compiled core: the Python core's classes, over whole batches in C (issue 11).
 
 The pure-Python modules beside this one are the reference and the fallback; the compiled core

@@ -1,5 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False, nonecheck=False
+# cython: language_level=3, cdivision=True
 """The compiled core's books (SPEC §1-3, §9, §12): the rules of core/instruments.py and
 core/book.py, over whole batches. Every order is in one hash table keyed by (instrument, side,
 order id) and every price level in another keyed by (instrument, side, price); each book side
@@ -382,7 +381,10 @@ cdef class Instruments:
         for i in range(events.n):
             e = &events.ev[i]
             inst = e.inst
-            b = self.book_at(inst)
+            if inst < self.book_cap and self.books[inst].decided:
+                b = &self.books[inst]
+            else:  # met first: the cold path, out of the loop's way
+                b = self.book_at(inst)
             if not b.kept:
                 skipped += 1
                 continue

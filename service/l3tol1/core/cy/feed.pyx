@@ -1,5 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False, nonecheck=False
+# cython: language_level=3, cdivision=True
 """The compiled core's resequencer (SPEC §5): the rules of core/feed.py, over whole batches."""
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t

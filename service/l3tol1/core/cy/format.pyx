@@ -1,5 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False, nonecheck=False
+# cython: language_level=3, cdivision=True
 """The compiled core's L1 formatter (SPEC §2): rows written from cached price texts into one
 growing buffer, byte for byte as core/l1.py writes them."""
 

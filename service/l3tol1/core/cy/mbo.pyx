@@ -1,5 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False, nonecheck=False
+# cython: language_level=3, cdivision=True
 """The compiled core's Databento MBO parser: DBN records (whole records, as bytes) to an
 `EventBatch` and rejects (SPEC §12), by the rules of core/mbo.py's `MboParser`. MBO records are
 read in place; the rare others (symbol mappings, errors, rejects) go to the reference's

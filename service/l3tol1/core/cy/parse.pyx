@@ -1,5 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False, nonecheck=False
+# cython: language_level=3, cdivision=True
 """The compiled core's CSV parser: L3 rows to an `EventBatch` and rejects (SPEC §1, §4, §9),
 with the number and time rules of core/numbers.py in C. A row the fast path does not take
 whole goes to the Python parser's `parse_row`, the reference, so every reject is its own."""

@@ -1,5 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False, nonecheck=False
+# cython: language_level=3, cdivision=True
 """The compiled core's records and memory: the table of instrument names, and the batches of
 events and quotes that travel between the stages (C arrays of fixed-size records, declared in
 records.pxd with the inline helpers every module shares)."""

@@ -1,5 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False, nonecheck=False
+# cython: language_level=3, cdivision=True
 """The compiled core's message bodies (SPEC §13): the wire format of core/wire.py, packed from
 and unpacked into the C arrays, with no Python object per record. The record layouts are
 declared in constants.pxd (and checked against core/wire.py's at import)."""
