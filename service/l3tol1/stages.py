@@ -22,13 +22,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from l3tol1.checkpoint import Checkpoint, CheckpointStore, InputRecord, RunOptions
-from l3tol1.core import protocols
 from l3tol1.core.csv_parser import HeaderError
 from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState
@@ -39,6 +38,9 @@ from l3tol1.log import get_logger
 from l3tol1.settings import FINAL_FLUSH_TIMEOUT
 from l3tol1.sinks.writer import Writer
 from l3tol1.sources.base import Chunk, Position, Source
+
+if TYPE_CHECKING:
+    from l3tol1.core import protocols
 
 __all__ = [
     "ApplyStage",

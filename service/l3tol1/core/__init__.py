@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import partial
 from typing import (
     TYPE_CHECKING,
@@ -29,13 +28,13 @@ from typing import (
     Concatenate,
     Generic,
     Literal,
+    NamedTuple,
     ParamSpec,
     TypeAlias,
     TypeVar,
     overload,
 )
 
-from l3tol1.core import protocols as p
 from l3tol1.core import wire
 from l3tol1.core.csv_parser import CsvParser
 from l3tol1.core.feed import Feed
@@ -44,7 +43,8 @@ from l3tol1.core.l1 import L1Formatter
 from l3tol1.core.mbo import MboMetadata, MboNamer, MboParser
 from l3tol1.core.records import Event, Quote
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for mypy: defining the protocols costs the start-up ~2 ms
+    from l3tol1.core import protocols as p
     from l3tol1.core._compiled import EventBatch, QuoteBatch
 
 __all__ = [
@@ -61,15 +61,14 @@ __all__ = [
 
 CORES = ("auto", "compiled", "python")
 
-E = TypeVar("E", bound=p.Events)
-Q = TypeVar("Q", bound=p.Quotes)
+E = TypeVar("E", bound="p.Events")
+Q = TypeVar("Q", bound="p.Quotes")
 T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
 
 
-@dataclass(frozen=True, slots=True)
-class Core(Generic[E, Q]):
+class Core(NamedTuple, Generic[E, Q]):
     """One core as the rest of the package sees it: what it builds each of its objects with.
 
     Both cores are this one class, each filled with its own classes and functions (`load`), so
@@ -77,6 +76,7 @@ class Core(Generic[E, Q]):
     and mypy checks each core's makers against it (the compiled ones through _compiled.pyi).
     ``E`` and ``Q`` are the core's containers of events and quotes: the objects of one core
     take the containers that core makes (`events`, `quotes`, the parsers, `unpack_*`).
+    A NamedTuple: immutable, and cheap to define at start-up (a dataclass costs ~1 ms more).
     """
 
     name: str  # "python" or "compiled", as the start log line says
