@@ -3,12 +3,15 @@ have every member of core/protocols.py's protocols."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import l3tol1
 from l3tol1.core import CORES, Core, available, load
 from l3tol1.core import protocols as p
 from l3tol1.core.csv_parser import REQUIRED_COLUMNS
@@ -140,13 +143,24 @@ for name, call in calls.items():
 def test_none_is_refused_never_a_crash(core: Core[Any, Any]) -> None:
     """A core given None for a container, bytes, a list or a name raises (or ignores it, where
     the Python core does): the compiled one never reads the None object as one of its own."""
+    tree = Path(l3tol1.__file__).parent.parent  # this build: the sanitized one under sanitize
     result = subprocess.run(
         [sys.executable, "-c", NONE_CALLS, core.name],
         cwd=ROOT,
-        env={"PYTHONPATH": f"{ROOT / 'service'}:{ROOT}"},
+        env={**os.environ, "PYTHONPATH": f"{tree}:{ROOT}"},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [], "crashed: " + ", ".join(result.stdout.splitlines())
+
+
+@pytest.mark.skipif("L3TOL1_SANITIZED_TREE" not in os.environ, reason="only under make sanitize")
+def test_make_sanitize_tests_the_sanitized_build() -> None:
+    """`make sanitize` runs these tests on its own build of the compiled core (built with
+    AddressSanitizer: its runtime is in the process), not on the normal one."""
+    from l3tol1.core import _compiled
+
+    assert _compiled.__file__.startswith(os.environ["L3TOL1_SANITIZED_TREE"]), _compiled.__file__
+    assert "libasan" in Path("/proc/self/maps").read_text()
