@@ -180,7 +180,7 @@ class TestInstrumentsOption:
     def test_met_names_survive_a_restart(self) -> None:
         """The names met are in the checkpoint (so a resumed run does not call them unseen),
         and a checkpoint's names without them are damage, never a silent "none met"."""
-        from l3tol1.core.mbo import MboNamer, NamerState
+        from l3tol1.core.naming import MboNamer, NamerState
         from l3tol1.core.plain import PlainDataError, PlainReader
 
         namer = MboNamer(frozenset({"ESH1"}))

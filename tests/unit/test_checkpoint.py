@@ -12,7 +12,7 @@ import pytest
 from l3tol1.checkpoint import Checkpoint, CheckpointStore, InputRecord, RunOptions, decode, encode
 from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState, InstrumentState
-from l3tol1.core.mbo import NamerState
+from l3tol1.core.naming import NamerState
 from l3tol1.core.plain import PlainDataError, PlainReader
 from l3tol1.errors import CheckpointError, ConfigError
 from l3tol1.sinks.base import output_state_from_plain

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from l3tol1.core.mbo import MboNamer
+from l3tol1.core.naming import MboNamer
 from l3tol1.errors import InputError
 from l3tol1.run.batch import Batch
 from l3tol1.run.cuts import CutPolicy

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from l3tol1.checkpoint import CheckpointStore, RunOptions
-from l3tol1.core import PythonCore
+from l3tol1.core import load
 from l3tol1.core.records import Quote, Reason, Reject
 from l3tol1.run.batch import Batch, Cut
 from l3tol1.run.cuts import CheckpointSaver, CutPolicy
@@ -23,6 +23,7 @@ from tests.unit.test_checkpoint import PIECES
 
 T = "2021-08-03 01:00:00.100000 UTC"
 pytestmark = pytest.mark.asyncio
+FORMATTER = load("python").formatter
 
 
 def quotes(*seqs: int) -> list[Quote]:
@@ -80,7 +81,10 @@ class TestWriteStage:
     async def test_a_cut_is_saved_once_its_rows_are_durable(self, tmp_path: Path) -> None:
         """The checkpoint records the output as it stands with the cut's rows written."""
         out = tmp_path / "l1.csv"
-        output, rejects = CsvSink(out, formatter=PythonCore().formatter), RejectSink(tmp_path / "r")
+        output, rejects = (
+            CsvSink(out, formatter=FORMATTER),
+            RejectSink(tmp_path / "r"),
+        )
         await started(output, rejects)
         clock = Clock()
         writer = Writer(
@@ -112,7 +116,10 @@ class TestWriteStage:
     async def test_rows_are_durable_as_soon_as_the_input_is_caught_up(self, tmp_path: Path) -> None:
         """Following: a batch that ends where the file ends is written at once, not after -t."""
         out = tmp_path / "l1.csv"
-        output, rejects = CsvSink(out, formatter=PythonCore().formatter), RejectSink(tmp_path / "r")
+        output, rejects = (
+            CsvSink(out, formatter=FORMATTER),
+            RejectSink(tmp_path / "r"),
+        )
         await started(output, rejects)
         writer = Writer(output, rejects, batch_size=1000, max_flush_interval=3600)
         stage = WriteStage(writer, saver=None, cuts=None, clock=Clock())

@@ -19,7 +19,7 @@ from typing import Any
 from l3tol1.checkpoint.model import Checkpoint, InputRecord, RunOptions
 from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState
-from l3tol1.core.mbo import NamerState
+from l3tol1.core.naming import NamerState
 from l3tol1.core.plain import PlainDataError, PlainReader
 from l3tol1.errors import CheckpointError
 from l3tol1.sinks.base import output_state_from_plain

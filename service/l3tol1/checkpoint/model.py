@@ -24,7 +24,7 @@ from typing import Any
 
 from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState
-from l3tol1.core.mbo import NamerState
+from l3tol1.core.naming import NamerState
 from l3tol1.core.plain import PlainReader
 from l3tol1.sinks.base import OutputState
 from l3tol1.sinks.rejects import RejectsState

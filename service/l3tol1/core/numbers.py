@@ -39,6 +39,7 @@ MAX_PRICE = 2**63 - 1
 MAX_QTY = 2**32 - 1
 MAX_SEQ = 2**64 - 1
 MAX_TIME_NS = 2**63 - 1  # the last time held, in ns since the epoch: int64 in every output
+NS_PER_DAY = 86_400 * 10**9
 
 # Plain decimals only: "1.62794E+18", "nan", "inf", "1_000", "+3" and " 5" are spreadsheet or
 # programming artefacts, not prices. [0-9] rather than \d: no other scripts' digits.

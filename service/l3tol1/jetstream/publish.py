@@ -30,8 +30,9 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from l3tol1.core.mbo import MboNamer
-from l3tol1.core.wire import EVENTS_MAGIC, NS_PER_DAY, partition_of
+from l3tol1.core.naming import MboNamer
+from l3tol1.core.numbers import NS_PER_DAY
+from l3tol1.core.wire import EVENTS_MAGIC, partition_of
 from l3tol1.errors import ConfigError, L3Error
 from l3tol1.jetstream.client import (
     FENCE_FAILED,

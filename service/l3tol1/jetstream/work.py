@@ -39,7 +39,7 @@ import anyio
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
-from l3tol1.core.wire import NS_PER_DAY
+from l3tol1.core.numbers import NS_PER_DAY
 from l3tol1.jetstream.client import (
     FENCE_FAILED,
     PULL_EXPIRES,

@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l3tol1.checkpoint import CheckpointStore, RunOptions
-from l3tol1.core import load
-from l3tol1.core.mbo import MboNamer
+from l3tol1.core import AnyCore, load
+from l3tol1.core.naming import MboNamer
 from l3tol1.errors import ConfigError
 from l3tol1.run.checks import check_checkpointable, check_paths, input_kind
 from l3tol1.run.resume import Resume, open_checkpoint
@@ -32,6 +32,9 @@ from l3tol1.sources.base import Source
 from l3tol1.sources.file import FileSource
 from l3tol1.sources.stream import StreamSource
 
+if TYPE_CHECKING:
+    from l3tol1.core import protocols
+
 __all__ = ["Parts", "assemble", "build_output", "load_core"]
 
 
@@ -39,22 +42,22 @@ __all__ = ["Parts", "assemble", "build_output", "load_core"]
 class Parts:
     """Everything one run is made of (see `assemble`)."""
 
-    core: Any
+    core: AnyCore
     follow: bool  # the input is followed (tail -F)
     options: RunOptions  # what decides the rows: a checkpoint records them
     source: Source
     output: Sink
     rejects: RejectSink
     writer: Writer
-    feed: Any
+    feed: protocols.Feed[Any]
     namer: MboNamer
-    instruments: Any
+    instruments: protocols.Instruments[Any, Any]
     store: CheckpointStore | None = None
     resume: Resume | None = None
     notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # said at start
 
 
-def load_core(name: str) -> Any:
+def load_core(name: str) -> AnyCore:
     """The core ``--core`` names.
 
     :raises ConfigError: the compiled core was asked for and was not built.
@@ -63,13 +66,12 @@ def load_core(name: str) -> Any:
         return load(name)
     except ImportError as exc:
         raise ConfigError(
-            "--core compiled: the compiled core was not built (no C compiler at install?);"
-            " use --core python or auto"
+            f"--core compiled: the compiled core cannot be used ({exc}); use --core python or auto"
         ) from exc
 
 
 def build_output(
-    settings: Settings, core: Any, *, follow: bool, clock: Callable[[], float] = time.monotonic
+    settings: Settings, core: AnyCore, *, follow: bool, clock: Callable[[], float] = time.monotonic
 ) -> Sink:
     """The L1 output the settings name: a CSV file, or a Parquet dataset (SPEC §11)."""
     if settings.parquet:

@@ -9,7 +9,7 @@ from typing import Any
 from l3tol1.checkpoint import InputRecord
 from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState
-from l3tol1.core.mbo import NamerState
+from l3tol1.core.naming import NamerState
 from l3tol1.core.records import Reject
 from l3tol1.errors import InputError
 from l3tol1.sources.base import Position

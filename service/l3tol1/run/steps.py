@@ -12,17 +12,23 @@ has to say (a gap declared lost, an error record in a Databento file) goes to th
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from l3tol1.checkpoint import InputRecord
+from l3tol1.core import AnyCore
 from l3tol1.core.csv_parser import HeaderError
-from l3tol1.core.mbo import MboCsvParser, MboMetadata, MboNamer, NamerState, is_mbo_header
+from l3tol1.core.mbo import MboMetadata
+from l3tol1.core.mbo_csv import MboCsvParser, is_mbo_header
+from l3tol1.core.naming import MboNamer, NamerState
 from l3tol1.core.records import Event
 from l3tol1.errors import InputError
 from l3tol1.log import get_logger
 from l3tol1.run.batch import Batch, Cut
 from l3tol1.run.cuts import CutPolicy
 from l3tol1.sources.base import Chunk, Position
+
+if TYPE_CHECKING:
+    from l3tol1.core import protocols
 
 __all__ = ["ApplyStep", "FeedStep", "ParseStep", "instruments_not_seen"]
 
@@ -44,7 +50,7 @@ class ParseStep:
     """
 
     def __init__(
-        self, name: str, *, core: Any, instrument_column: str | None, namer: MboNamer
+        self, name: str, *, core: AnyCore, instrument_column: str | None, namer: MboNamer
     ) -> None:
         self.name = name
         self.core = core
@@ -141,11 +147,11 @@ class FeedStep:
 
     def __init__(
         self,
-        feed: Any,
+        feed: protocols.Feed[Any],
         position: Position,
         names: NamerState,
         *,
-        core: Any,
+        core: AnyCore,
         cuts: CutPolicy | None,
     ) -> None:
         self.feed = feed
@@ -219,7 +225,9 @@ class FeedStep:
         self.feed.skipped.clear()
 
 
-def instruments_not_seen(listed: tuple[str, ...], instruments: Any, namer: MboNamer) -> list[str]:
+def instruments_not_seen(
+    listed: tuple[str, ...], instruments: protocols.Instruments[Any, Any], namer: MboNamer
+) -> list[str]:
     """The instruments of ``--instruments`` of which no event was applied (a book of
     Databento's is named by the namer, its key being no name), in the order listed."""
     seen = instruments.names() | namer.matched
@@ -237,10 +245,10 @@ class ApplyStep:
 
     def __init__(
         self,
-        instruments: Any,
+        instruments: protocols.Instruments[Any, Any],
         namer: MboNamer,
         *,
-        core: Any,
+        core: AnyCore,
         listed: tuple[str, ...] | None = None,
     ) -> None:
         self.instruments = instruments
