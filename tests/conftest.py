@@ -213,3 +213,12 @@ def pytest_terminal_summary(
         terminalreporter.section("kill -9 survived")
         for what, count in counts:
             terminalreporter.line(f"{count:4d}  {what}")
+
+
+def first_difference(got: str, expected: str) -> str:
+    """Where two texts of lines part: for an assertion's message (not the whole files)."""
+    got_lines, expected_lines = got.splitlines(), expected.splitlines()
+    for number, (a, b) in enumerate(zip(got_lines, expected_lines, strict=False), start=1):
+        if a != b:
+            return f"line {number}: got {a!r}, expected {b!r}"
+    return f"{len(got_lines)} lines, expected {len(expected_lines)}"

@@ -25,9 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from l3tol1.checkpoint import Checkpoint, InputRecord, RunOptions, decode, encode
-from l3tol1.core import PythonCore, available, load
+from l3tol1.core import available, load
 from l3tol1.core.csv_parser import REQUIRED_COLUMNS
-from l3tol1.core.mbo import MboMetadata, MboNamer
+from l3tol1.core.mbo import MboMetadata
+from l3tol1.core.naming import MboNamer
 from l3tol1.core.records import Reason
 from l3tol1.errors import InputError
 from l3tol1.sinks.csv import CsvState
@@ -207,10 +208,10 @@ class TestCsvStreams:
         core; and a run that restarts on the other core at random batches gives what the same
         restarts on the Python core give (a restart's clock differs, so it may differ from a
         run without restarts in what the gap timeout skips)."""
-        python, compiled = PythonCore(), load("compiled")
+        python, compiled = load("python"), load("compiled")
         batches = len(case.cuts) + 1
         assert convert_csv([compiled] * batches, case) == convert_csv([python] * batches, case)
-        again = PythonCore()  # a restart on the Python core
+        again = load("python")  # a restart on the Python core
         restarted = convert_csv([again if s else python for s in case.switch], case)
         assert convert_csv([compiled if s else python for s in case.switch], case) == restarted
 
@@ -223,7 +224,7 @@ class TestCsvStreams:
         @settings(max_examples=150, derandomize=True, database=None, deadline=None)
         @given(csv_cases())
         def collect(case: CsvCase) -> None:
-            result = convert_csv([PythonCore()] * (len(case.cuts) + 1), case)
+            result = convert_csv([load("python")] * (len(case.cuts) + 1), case)
             seen["reasons"] |= {r.reason for r in result.rejects}
             seen["anomalies"] |= set(result.counters["anomalies"])
             rows.append(result.text.count("\n"))
@@ -240,7 +241,7 @@ class TestMboStreams:
     def test_both_cores_agree(self, recs: list, cuts: list[int], keep: bool) -> None:
         """DBN records in random batches: same L1 text, rejects and counters by action."""
         data = [pack(r) for r in recs]
-        python = convert_mbo(PythonCore(), data, sorted(cuts), keep)
+        python = convert_mbo(load("python"), data, sorted(cuts), keep)
         assert convert_mbo(load("compiled"), data, sorted(cuts), keep) == python
 
 
@@ -472,7 +473,7 @@ class TestCorruptedDbn:
         events, rejects, rows, counters, names, damage and books from both cores; and a run
         that restarts on the other core (through a checkpoint's bytes) at random chunks gives
         the rows of the run without restarts."""
-        python, compiled = PythonCore(), load("compiled")
+        python, compiled = load("python"), load("compiled")
         chunks = len(case.cuts) + 1
         reference = convert_dbn([python] * chunks, case)
         assert convert_dbn([compiled] * chunks, case) == reference
@@ -495,7 +496,7 @@ class TestCorruptedDbn:
         @settings(max_examples=200, derandomize=True, database=None, deadline=None)
         @given(dbn_cases())
         def collect(case: DbnCase) -> None:
-            result = convert_dbn([PythonCore()] * (len(case.cuts) + 1), case)
+            result = convert_dbn([load("python")] * (len(case.cuts) + 1), case)
             seen["reasons"] |= {r.reason for r in result.rejects}
             seen["types"] |= set(result.counters.get("by_type", {}))
             found["damage"] += bool(result.damage)
@@ -515,7 +516,7 @@ class TestCorruptedDbn:
         give the same events and rejects, and never read past the block."""
         meta = MboMetadata("test", size)
         out = []
-        for core in (PythonCore(), load("compiled")):
+        for core in (load("python"), load("compiled")):
             events, rejects = core.mbo_parser(meta, MboNamer()).parse(data, 1)
             out.append((list(events), rejects))
         assert out[0] == out[1]
@@ -537,7 +538,7 @@ class TestExtremeSeqs:
                 for i, s in enumerate(seqs)]  # fmt: skip
         data = "".join(r + "\n" for r in rows).encode()
         out = []
-        for core in (PythonCore(), load("compiled")):
+        for core in (load("python"), load("compiled")):
             parser, feed = core.csv_parser(HEADER), core.feed(start_seq=start, max_pending=2)
             events, rejects = parser.parse(data, 2)
             ready = core.events()
@@ -574,7 +575,7 @@ class TestExtremeSeqs:
         """Databento's CSV export with a field beyond its DBN type: rejected with its reason by
         both cores (never an overflow in the compiled core's containers); at the type's limit:
         the same row from both."""
-        from l3tol1.core.mbo import MboCsvParser
+        from l3tol1.core.mbo_csv import MboCsvParser
 
         header = (
             "ts_recv,ts_event,rtype,publisher_id,instrument_id,action,side,price,size,channel_id,"
@@ -592,7 +593,7 @@ class TestExtremeSeqs:
         rows.append({**good, "action": "A", "order_id": "3", "price": "50", column: value})
         data = "".join(",".join(r[n] for n in names) + "\n" for r in rows).encode()
         out = []
-        for core in (PythonCore(), load("compiled")):
+        for core in (load("python"), load("compiled")):
             namer = MboNamer()
             events, rejects = MboCsvParser(header, namer).parse(data, 2)
             batch = core.events(events)
@@ -616,7 +617,7 @@ def _through_codec(state: Any) -> Any:
         options=RunOptions(None, 100_000, None),
         input=InputRecord("in.csv", 1, 2, 0, "", 0, 0),
         feed=state,
-        instruments=PythonCore().instruments().snapshot(),
+        instruments=load("python").instruments().snapshot(),
         output=CsvState(FileRecord("out.csv", 1, 3, 0), 0, False),
         rejects=RejectsState(FileRecord("out.csv.rejects.jsonl", 1, 4, 0)),
     )

@@ -20,7 +20,7 @@ from databento_dbn import v1, v2, v3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import cli, read_checkpoint
+from tests.conftest import cli, first_difference, read_checkpoint
 from tests.model import mbo_model_csv
 from tests.test_reliability import kill_after_progress
 
@@ -286,7 +286,8 @@ class TestWithTheRest:
                 kills += 1
             result = cli(*args, timeout=300)
             assert result.returncode == 0, result.stderr
-            assert out.read_text() == whole, "rows lost or duplicated"
+            text = out.read_text()
+            assert text == whole, f"rows lost or doubled: {first_difference(text, whole)}"
             rejects = [json.loads(x) for x in Path(f"{out}.rejects.jsonl").read_text().splitlines()]
             assert rejects == whole_rejects
         survived("dbn input, checkpoint, CSV output", kills)

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from l3tol1.core.csv_parser import REQUIRED_COLUMNS, CsvParser
 from l3tol1.core.records import Event, Reason, Reject
 from l3tol1.log import configure_logging
-from l3tol1.pipeline import Pipeline
+from l3tol1.run import file_job
 from l3tol1.settings import Settings
+from l3tol1.signals import Stop
 from tests.conftest import HEADER
 
 EXAMPLES = int(os.environ.get("L3TOL1_FUZZ_EXAMPLES", "150"))
@@ -160,15 +161,14 @@ class TestPipelineFuzz:
             src = folder / "l3.csv"
             src.write_bytes(",".join(columns).encode() + b"\n" + body)
             configure_logging("json", "error", stream=io.StringIO())
-            pipeline = Pipeline(
-                Settings(
-                    input_file=src,
-                    output_file=folder / "l1.csv",
-                    follow=False,
-                    max_pending=max_pending,
-                    progress_interval=3600,
-                )
+            settings = Settings(
+                input_file=src,
+                output_file=folder / "l1.csv",
+                follow=False,
+                max_pending=max_pending,
+                progress_interval=3600,
             )
+            pipeline = file_job(settings, stop=Stop(structlog.get_logger()))
 
             async def run() -> None:
                 with anyio.fail_after(30):  # never hangs
@@ -178,7 +178,7 @@ class TestPipelineFuzz:
                 anyio.run(run)
             finally:
                 structlog.reset_defaults()
-            counters = pipeline.counters()
+            counters = pipeline.report.counters()
             lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
             rejected = sum(counters["rejects"].values())
             assert counters["events_applied"] + rejected == lines

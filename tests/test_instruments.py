@@ -180,11 +180,8 @@ class TestInstrumentsOption:
     def test_met_names_survive_a_restart(self) -> None:
         """The names met are in the checkpoint (so a resumed run does not call them unseen),
         and a checkpoint's names without them are damage, never a silent "none met"."""
-        from dataclasses import asdict
-
-        from l3tol1.checkpoint import _Checker
-        from l3tol1.core.mbo import MboNamer
-        from l3tol1.errors import CheckpointError
+        from l3tol1.core.naming import MboNamer, NamerState
+        from l3tol1.core.plain import PlainDataError, PlainReader
 
         namer = MboNamer(frozenset({"ESH1"}))
         namer.key(1, 5482, 1_609_459_200_000_000_000, "ESH1")
@@ -193,11 +190,11 @@ class TestInstrumentsOption:
         restored = MboNamer(frozenset({"ESH1"}))
         restored.restore(state)
         assert restored.matched == {"ESH1"}
-        stored = json.loads(json.dumps({"names": asdict(state)}))
-        assert _Checker(Path("c.ckpt")).names(stored).matched == ["ESH1"]
-        del stored["names"]["matched"]
-        with pytest.raises(CheckpointError, match=r"names\.matched: missing"):
-            _Checker(Path("c.ckpt")).names(stored)
+        stored = json.loads(json.dumps(state.to_plain()))
+        assert NamerState.from_plain(stored, "names", PlainReader()).matched == ["ESH1"]
+        del stored["matched"]
+        with pytest.raises(PlainDataError, match=r"names\.matched: missing"):
+            NamerState.from_plain(stored, "names", PlainReader())
 
     def test_both_cores_name_the_instruments_with_a_book(self, core) -> None:  # type: ignore[no-untyped-def]
         """`Instruments.names()`: the kept instruments met in an applied event, on each core."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
-from l3tol1.jetstream.client import retrying
+from l3tol1.jetstream.connection import retrying
 
-pytestmark = pytest.mark.anyio
+pytestmark = pytest.mark.asyncio
 
 
 class TestRetrying:

@@ -12,8 +12,9 @@ action once l3tol1 is running).
 from __future__ import annotations
 
 import os
-import signal
 import sys
+
+from l3tol1.signals import StopSignals  # stdlib only: the handlers go in first
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing first
 if TYPE_CHECKING:
@@ -22,33 +23,11 @@ if TYPE_CHECKING:
     from typing import Any
 
     from l3tol1.log import SafeStream
-    from l3tol1.pipeline import Pipeline
+    from l3tol1.run import Pipeline
     from l3tol1.settings import Settings
+    from l3tol1.signals import Stop
 
-__all__ = ["StopSignals", "build_parser", "main", "parse_settings"]
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-class StopSignals:
-    """Stop signals that arrive before the pipeline listens for them.
-
-    The first is remembered (the pipeline stops at once when it starts); a second one exits
-    at once, as it does during a running shutdown.
-    """
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-
-    def install(self) -> None:
-        """Handle SIGTERM, SIGINT and SIGHUP from now on."""
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.received:
-            os._exit(128 + signum)
-        self.received.append(signum)
+__all__ = ["build_parser", "main", "parse_settings"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,16 +141,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from l3tol1.log import configure_logging
 
         configure_logging(settings.log_format, settings.log_level, stderr)
+        from l3tol1.log import get_logger
+        from l3tol1.signals import Stop
+
+        # From here on the event loop's watcher handles the signals (one for every face).
+        stop = Stop(get_logger(), stops.received)
         if role in ("work", "collect"):
-            return _run_role(role, settings, stderr, stops)
+            return _run_role(role, settings, stderr, stop)
         if role == "publish":
-            from l3tol1.jetstream.publish import PublishPipeline
+            from l3tol1.jetstream.publish import publish_pipeline
 
-            pipeline: Pipeline = PublishPipeline(settings, stops=stops, stderr=stderr)
+            pipeline = publish_pipeline(settings, stop=stop, stderr=stderr)
         else:
-            from l3tol1.pipeline import Pipeline
+            from l3tol1.run import file_job
 
-            pipeline = Pipeline(settings, stops=stops, stderr=stderr)
+            pipeline = file_job(settings, stop=stop, stderr=stderr)
     except ConfigError as exc:
         stderr.line(f"l3tol1: error: {exc}")
         return exc.exit_code
@@ -215,7 +199,7 @@ def _run(pipeline: Pipeline, stderr: SafeStream) -> int:
     return 0
 
 
-def _run_role(role: str, settings: Settings, stderr: SafeStream, stops: StopSignals) -> int:
+def _run_role(role: str, settings: Settings, stderr: SafeStream, stop: Stop) -> int:
     """Run `l3tol1 work` or `l3tol1 collect` (SPEC §13) to its end or a stop signal (one that
     came already, while starting, counts: the role stops as soon as it listens)."""
     import anyio
@@ -227,18 +211,16 @@ def _run_role(role: str, settings: Settings, stderr: SafeStream, stops: StopSign
     if role == "work":
         from l3tol1.jetstream.work import Worker
 
-        runner = Worker(settings, stop_signals=stops.received)
+        runner = Worker(settings, stop=stop)
     else:
         from l3tol1.jetstream.collect import Collector
 
-        runner = Collector(settings, stop_signals=stops.received)
+        runner = Collector(settings, stop=stop)
     log = get_logger()
     try:
         anyio.run(runner.run, **_backend())
     except BaseException as exc:
         error = _root_error(exc)
-        if isinstance(error, SystemExit):
-            return int(error.code or 0)
         if isinstance(error, L3Error):
             log.error("failed", error=str(error))
             stderr.line(f"l3tol1: error: {error}")

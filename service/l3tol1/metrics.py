@@ -20,8 +20,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from l3tol1.errors import ConfigError
+from l3tol1.log import get_logger
 
-__all__ = ["MetricsServer"]
+__all__ = ["MetricsServer", "RoleCollector", "serve_role_metrics"]
 
 Counters = Callable[[], dict[str, Any]]
 Health = Callable[[], tuple[bool, str]]
@@ -192,3 +193,20 @@ class MetricsServer:
             self._server.shutdown()
             self._thread.join()
         self._server.server_close()
+
+
+def serve_role_metrics(settings: Any, role: str, counters: Counters) -> MetricsServer | None:
+    """The metrics endpoint of `l3tol1 work` or `collect` (``--metrics-port``), serving its
+    counters, started; None without the option."""
+    if settings.metrics_port is None:
+        return None
+    server = MetricsServer(
+        counters,
+        lambda: (True, "ok"),
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        collector=RoleCollector(role, counters),
+    )
+    server.start()
+    get_logger().info("metrics_listening", host=settings.metrics_host, port=server.port)
+    return server

@@ -19,100 +19,185 @@ C arrays in the compiled core.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from typing import Any
+import warnings
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    Literal,
+    NamedTuple,
+    ParamSpec,
+    TypeAlias,
+    TypeVar,
+    overload,
+)
 
+from l3tol1.core import wire
 from l3tol1.core.csv_parser import CsvParser
 from l3tol1.core.feed import Feed
 from l3tol1.core.instruments import Instruments
 from l3tol1.core.l1 import L1Formatter
-from l3tol1.core.mbo import MboMetadata, MboNamer, MboParser
+from l3tol1.core.mbo import MboMetadata, MboParser
+from l3tol1.core.naming import MboNamer
 from l3tol1.core.records import Event, Quote
-from l3tol1.core.wire import (
-    Packed,
-    instrument_days,
-    pack_events,
-    pack_quotes,
-    unpack_events,
-    unpack_quotes,
-)
 
-__all__ = ["CORES", "PythonCore", "available", "load"]
+if TYPE_CHECKING:  # for mypy: defining the protocols costs the start-up ~2 ms
+    from l3tol1.core import protocols as p
+    from l3tol1.core._compiled import EventBatch, QuoteBatch
+
+__all__ = [
+    "CORES",
+    "AnyCore",
+    "CompiledCore",
+    "Core",
+    "PythonCore",
+    "available",
+    "compiled_core",
+    "load",
+    "python_core",
+]
 
 CORES = ("auto", "compiled", "python")
 
+E = TypeVar("E", bound="p.Events")
+Q = TypeVar("Q", bound="p.Quotes")
+T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 
-class PythonCore:
+
+class Core(NamedTuple, Generic[E, Q]):
+    """One core as the rest of the package sees it: what it builds each of its objects with.
+
+    Both cores are this one class, each filled with its own classes and functions (`load`), so
+    their interfaces cannot drift apart: a field's type (core/protocols.py) is the interface,
+    and mypy checks each core's makers against it (the compiled ones through _compiled.pyi).
+    ``E`` and ``Q`` are the core's containers of events and quotes: the objects of one core
+    take the containers that core makes (`events`, `quotes`, the parsers, `unpack_*`).
+    A NamedTuple: immutable, and cheap to define at start-up (a dataclass costs ~1 ms more).
+    """
+
+    name: str  # "python" or "compiled", as the start log line says
+    csv_parser: p.CsvParserMaker[E]
+    mbo_parser: Callable[[MboMetadata, MboNamer], p.MboParser[E]]
+    feed: p.FeedMaker[E]
+    instruments: p.InstrumentsMaker[E, Q]
+    formatter: p.FormatterMaker[Q]
+    events: p.EventsMaker[E]  # a container of these events (none: an empty one)
+    quotes: Callable[[], Q]  # an empty container of quotes
+    pack_events: p.PackEvents[E]  # as `core.wire.pack_events`
+    instrument_days: Callable[[E], set[tuple[str, int]]]
+    unpack_events: Callable[[bytes], E]  # raises ValueError on a body it cannot read
+    pack_quotes: Callable[[Q, int], list[bytes]]
+    unpack_quotes: Callable[[bytes], Q]  # raises ValueError on a body it cannot read
+
+
+PythonCore: TypeAlias = Core[list[Event], list[Quote]]
+CompiledCore: TypeAlias = "Core[EventBatch, QuoteBatch]"
+# What `load` returns: either core, chosen at run time. Code that holds it passes each core's
+# containers back to the same core only; the protocols still check every call's shape.
+AnyCore: TypeAlias = Core[Any, Any]
+
+
+def _events(events: Iterable[Event] = (), /) -> list[Event]:
+    return list(events)
+
+
+def _quotes() -> list[Quote]:
+    return []
+
+
+def python_core() -> PythonCore:
     """The pure-Python core: the reference, and the fallback where nothing was compiled."""
+    return Core(
+        name="python",
+        csv_parser=CsvParser,
+        mbo_parser=MboParser,
+        feed=Feed,
+        instruments=Instruments,
+        formatter=L1Formatter,
+        events=_events,
+        quotes=_quotes,
+        pack_events=wire.pack_events,
+        instrument_days=wire.instrument_days,
+        unpack_events=wire.unpack_events,
+        pack_quotes=wire.pack_quotes,
+        unpack_quotes=wire.unpack_quotes,
+    )
 
-    name = "python"
 
-    def csv_parser(
-        self, header: str, *, instrument_column: str | None = None, max_line: int | None = None
-    ) -> CsvParser:
-        kwargs = {} if max_line is None else {"max_line": max_line}
-        return CsvParser(header, instrument_column=instrument_column, **kwargs)
+def compiled_core() -> CompiledCore:
+    """The compiled core: the same classes over C arrays. Its objects share one table of
+    instrument names (events, books and quotes hold an index into it): each of its classes
+    takes that table first, bound here.
 
-    def mbo_parser(self, metadata: MboMetadata, namer: MboNamer) -> MboParser:
-        return MboParser(metadata, namer)
+    :raises ImportError: it was not built, or does not match the Python core (the message
+        names what differs).
+    """
+    from l3tol1.core import _compiled as c
 
-    def feed(self, **kwargs: Any) -> Feed:
-        return Feed(**kwargs)
+    table = c.InstrumentTable()
+    return Core(
+        name="compiled",
+        csv_parser=_bind(c.CsvParser, table),
+        mbo_parser=_bind(c.MboParser, table),
+        feed=_bind(c.Feed, table),
+        instruments=_bind(c.Instruments, table),
+        formatter=c.L1Formatter,
+        events=_bind(c.EventBatch, table),
+        quotes=_bind(c.QuoteBatch, table),
+        pack_events=c.pack_events,
+        instrument_days=c.instrument_days,
+        unpack_events=_bind(c.unpack_events, table),
+        pack_quotes=c.pack_quotes,
+        unpack_quotes=_bind(c.unpack_quotes, table),
+    )
 
-    def instruments(
-        self, keep: Collection[str] | None = None, *, kept: Collection[str] | None = None
-    ) -> Instruments:
-        return Instruments(keep, kept=kept)
 
-    def formatter(self, *, with_instrument: bool = False) -> L1Formatter:
-        return L1Formatter(with_instrument=with_instrument)
-
-    def events(self, events: Iterable[Event] = ()) -> list[Event]:
-        return list(events)
-
-    def quotes(self) -> list[Quote]:
-        return []
-
-    def pack_events(
-        self,
-        events: Iterable[Event],
-        partitions: int,
-        last_seq: list[int],
-        max_body: int,
-        *,
-        by_line: bool = False,
-    ) -> tuple[list[Packed], int]:
-        return pack_events(events, partitions, last_seq, max_body, by_line=by_line)
-
-    def instrument_days(self, events: Iterable[Event]) -> set[tuple[str, int]]:
-        return instrument_days(events)
-
-    def unpack_events(self, body: bytes) -> list[Event]:
-        return unpack_events(body)
-
-    def pack_quotes(self, quotes: Iterable[Quote], max_body: int) -> list[bytes]:
-        return pack_quotes(quotes, max_body)
-
-    def unpack_quotes(self, body: bytes) -> list[Quote]:
-        return unpack_quotes(body)
+def _bind(make: Callable[Concatenate[T, P], R], first: T) -> Callable[P, R]:
+    """``make`` with its first argument given: typed, so that mypy checks what is left of its
+    signature against the protocol of the field it fills (a bare `partial` would not)."""
+    return partial(make, first)
 
 
 def available() -> bool:
-    """Whether the compiled core was built (and loads)."""
+    """Whether the compiled core was built and loads. One that was built but does not load
+    (it does not match the Python core, or a piece of it is missing) is said in a warning."""
     try:
         import l3tol1.core._compiled  # noqa: F401
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name == "l3tol1.core._compiled":  # not built: the usual fallback, silent
+            return False
+        _warn_unusable(exc)
+        return False
+    except ImportError as exc:
+        _warn_unusable(exc)
         return False
     return True
 
 
-def load(name: str = "auto") -> Any:
+def _warn_unusable(exc: ImportError) -> None:
+    warnings.warn(
+        f"the compiled core was built but cannot be used ({exc}): running the Python core",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+@overload
+def load(name: Literal["python"]) -> PythonCore: ...
+@overload
+def load(name: Literal["compiled"]) -> CompiledCore: ...
+@overload
+def load(name: str = "auto") -> AnyCore: ...
+def load(name: str = "auto") -> AnyCore:
     """The core to run with: "compiled", "python", or "auto" (compiled when it was built).
 
-    :raises ImportError: "compiled" was asked for and was not built.
+    :raises ImportError: "compiled" was asked for and was not built, or cannot be used.
     """
     if name == "python" or (name == "auto" and not available()):
-        return PythonCore()
-    from l3tol1.core._compiled import Core
-
-    return Core()
+        return python_core()
+    return compiled_core()

@@ -24,10 +24,15 @@ from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush
+from typing import Any
 
-from l3tol1.core.records import Event, Reason, Reject
+from l3tol1.core.numbers import MAX_SEQ
+from l3tol1.core.plain import PlainReader, natural
+from l3tol1.core.records import Event, Reason, Reject, events_from_plain, events_to_plain
 
 __all__ = ["Feed", "FeedState"]
+
+_COUNTERS = ("received", "late", "duplicate", "gaps_skipped", "seqs_lost")
 
 # How many skipped gap ranges are remembered to tell `late` from `duplicate`; older ones are
 # forgotten and a row in them is called `duplicate` (it is rejected either way).
@@ -48,6 +53,42 @@ class FeedState:
     duplicate: int = 0
     gaps_skipped: int = 0
     seqs_lost: int = 0
+
+    def to_plain(self) -> dict[str, Any]:
+        """This state as plain data (a checkpoint's ``feed``)."""
+        return {
+            "next_seq": self.next_seq,
+            "first_seq": self.first_seq,
+            "gaps": self.gaps,
+            "pending": events_to_plain(self.pending),
+            "counters": {name: getattr(self, name) for name in _COUNTERS},
+        }
+
+    @classmethod
+    def from_plain(cls, obj: Any, where: str, read: PlainReader) -> FeedState:
+        """The state `to_plain` gave, checked whole (`check` included).
+
+        :raises PlainDataError: a value is missing, of the wrong type, or inconsistent.
+        """
+        gaps = read.items(
+            obj,
+            "gaps",
+            where,
+            lambda g: isinstance(g, list) and len(g) == 2 and all(natural(x) for x in g),
+        )
+        counters = read.get(obj, "counters", where)
+        state = cls(
+            # 2^64 once seq 2^64 - 1 was passed: every seq is behind then
+            next_seq=read.integer(obj, "next_seq", where, hi=MAX_SEQ + 1, null=True),
+            first_seq=read.integer(obj, "first_seq", where, null=True),
+            gaps=[(g[0], g[1]) for g in gaps],
+            pending=events_from_plain(obj, "pending", where, read),
+            **{name: read.integer(counters, name, f"{where}.counters") for name in _COUNTERS},
+        )
+        problem = state.check()
+        if problem is not None:
+            read.fail(where, problem)
+        return state
 
     def check(self) -> str | None:
         """What is inconsistent in this state, or None: waiting events must lie after the next

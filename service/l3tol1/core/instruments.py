@@ -14,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
+from typing import Any
 
 from l3tol1.core.book import COMPACT_SLACK, SIGN, OrderBook
-from l3tol1.core.records import Action, Anomaly, Event, Quote
+from l3tol1.core.numbers import MAX_QTY
+from l3tol1.core.plain import PlainReader, columns, int64, natural
+from l3tol1.core.records import Action, Anomaly, Event, Quote, Side
 
 __all__ = ["Bbo", "Instrument", "InstrumentState", "Instruments", "InstrumentsState"]
 
@@ -62,7 +65,7 @@ class InstrumentState:
 
 @dataclass(slots=True)
 class InstrumentsState:
-    """`Instruments` as plain data, for the checkpoint."""
+    """`Instruments` as plain data, for the checkpoint (and a worker's state, SPEC §13)."""
 
     instruments: list[InstrumentState] = field(default_factory=list)
     anomalies: dict[str, int] = field(default_factory=dict)
@@ -71,6 +74,69 @@ class InstrumentsState:
     crossed: int = 0
     locked: int = 0
     last_seq: int | None = None
+
+    def to_plain(self) -> dict[str, Any]:
+        """This state as plain data: each book's orders column by column."""
+        return {
+            "books": [
+                {"name": i.name, "last": i.last, "orders": columns(i.orders, _ORDER_COLUMNS)}
+                for i in self.instruments
+            ],
+            "anomalies": self.anomalies,
+            "counters": {name: getattr(self, name) for name in _COUNTERS},
+            "last_seq": self.last_seq,
+        }
+
+    @classmethod
+    def from_plain(cls, obj: Any, where: str, read: PlainReader) -> InstrumentsState:
+        """The state `to_plain` gave, checked whole.
+
+        :raises PlainDataError: a value is missing, of the wrong type, or an order twice.
+        """
+        books = read.get(obj, "books", where)
+        if not isinstance(books, list):
+            read.fail(f"{where}.books", "not a list")
+        counters = read.get(obj, "counters", where)
+        return cls(
+            instruments=[_book(b, f"{where}.books[{i}]", read) for i, b in enumerate(books)],
+            anomalies=read.counts(obj, "anomalies", where),
+            last_seq=read.integer(obj, "last_seq", where, null=True),
+            **{name: read.integer(counters, name, f"{where}.counters") for name in _COUNTERS},
+        )
+
+
+_ORDER_COLUMNS = ("side", "order_id", "price", "qty")
+_COUNTERS = ("applied", "skipped", "crossed", "locked")
+_SIDES = frozenset(int(side) for side in Side)
+
+
+def _book(obj: Any, where: str, read: PlainReader) -> InstrumentState:
+    """One book of `InstrumentsState.from_plain` (prices are any int64: Databento's may be
+    negative, SPEC §12)."""
+    name = read.string(obj, "name", where)
+    last = read.get(obj, "last", where)
+    if last is not None and not (
+        isinstance(last, list)
+        and len(last) == 4
+        and int64(last[0])
+        and int64(last[1])
+        and all(natural(v) for v in last[2:])
+    ):
+        read.fail(f"{where}.last", "not a quote")
+    orders = read.columns(
+        obj,
+        "orders",
+        where,
+        (
+            ("side", lambda v: type(v) is int and v in _SIDES),
+            ("order_id", lambda v: isinstance(v, str)),
+            ("price", int64),
+            ("qty", lambda v: natural(v) and 0 < v <= MAX_QTY),
+        ),
+    )
+    if len({(side, order_id) for side, order_id, _, _ in orders}) != len(orders):
+        read.fail(f"{where}.orders", "an order appears twice")
+    return InstrumentState(name, orders, None if last is None else (*last,))
 
 
 class Instruments:

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_PRICE",
     "MAX_QTY",
     "MAX_SEQ",
+    "MAX_TIME_NS",
     "PRICE_SCALE",
     "format_price",
     "format_time",
@@ -37,6 +38,8 @@ _PRICE_DIGITS = 9
 MAX_PRICE = 2**63 - 1
 MAX_QTY = 2**32 - 1
 MAX_SEQ = 2**64 - 1
+MAX_TIME_NS = 2**63 - 1  # the last time held, in ns since the epoch: int64 in every output
+NS_PER_DAY = 86_400 * 10**9
 
 # Plain decimals only: "1.62794E+18", "nan", "inf", "1_000", "+3" and " 5" are spreadsheet or
 # programming artefacts, not prices. [0-9] rather than \d: no other scripts' digits.

@@ -12,9 +12,22 @@ rules that bound every numeric field.
 # No `from __future__ import annotations` here: NamedTuple would turn each string annotation
 # into a ForwardRef, compiling it, which was a fifth of the start-up's compile time.
 from enum import IntEnum, StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-__all__ = ["Action", "Anomaly", "Event", "Quote", "Reason", "Reject", "Side"]
+if TYPE_CHECKING:
+    from l3tol1.core.plain import PlainReader
+
+__all__ = [
+    "Action",
+    "Anomaly",
+    "Event",
+    "Quote",
+    "Reason",
+    "Reject",
+    "Side",
+    "events_from_plain",
+    "events_to_plain",
+]
 
 
 class Action(IntEnum):
@@ -103,3 +116,36 @@ class Quote(NamedTuple):
     bid_size: int
     ask_size: int
     seq: int
+
+
+def events_to_plain(events: "list[Event]") -> "dict[str, list[object]]":
+    """Events as plain data, column by column (a checkpoint's waiting events)."""
+    from l3tol1.core.plain import columns
+
+    return columns(events, Event._fields)
+
+
+def events_from_plain(obj: object, key: str, where: str, read: "PlainReader") -> "list[Event]":
+    """The events `events_to_plain` stored under ``key``, each field checked.
+
+    :raises PlainDataError: a column is missing, of another length, or holds a bad value.
+    """
+    from l3tol1.core.numbers import MAX_QTY, MAX_SEQ, MAX_TIME_NS
+    from l3tol1.core.plain import int64, natural
+
+    actions = frozenset(int(a) for a in Action)
+    sides = frozenset(int(s) for s in Side)
+    checks = (
+        ("seq", lambda v: natural(v) and v <= MAX_SEQ),
+        ("action", lambda v: type(v) is int and v in actions),
+        ("instrument", lambda v: isinstance(v, str)),
+        ("order_id", lambda v: isinstance(v, str)),
+        ("side", lambda v: type(v) is int and v in sides),
+        ("price", int64),
+        ("qty", lambda v: natural(v) and v <= MAX_QTY),
+        ("time", lambda v: isinstance(v, str) or (natural(v) and v <= MAX_TIME_NS)),
+        ("line", natural),
+        ("raw", lambda v: isinstance(v, str)),
+        ("last", lambda v: isinstance(v, bool)),
+    )
+    return [Event(*row) for row in read.columns(obj, key, where, checks)]

@@ -23,6 +23,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 
+from l3tol1.core.numbers import NS_PER_DAY
 from l3tol1.core.records import Event, Quote
 
 __all__ = [
@@ -43,7 +44,6 @@ EVENT = struct.Struct("<QqqqqBBBxIII")
 QUOTE = struct.Struct("<qqqqqQII")
 MAX_SEQ = 2**64 - 1
 PACKED_TIMES = 1 << 60
-NS_PER_DAY = 86_400 * 10**9
 # Each field of a canonical time: its place in the packed form (shift, bits), in the text
 # (offset, width), and the most it may be to be packed.
 _TIME_FIELDS = ((46, 14, 0, 4, 9999), (42, 4, 5, 2, 15), (37, 5, 8, 2, 31), (32, 5, 11, 2, 31),

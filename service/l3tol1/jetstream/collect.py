@@ -17,24 +17,27 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from l3tol1.core import load
-from l3tol1.errors import ConfigError
-from l3tol1.jetstream.client import JetStream, close, connect, retrying
-from l3tol1.jetstream.stop import Stop
+from l3tol1.checkpoint.codec import damaged
+from l3tol1.core.plain import PlainDataError, PlainReader
+from l3tol1.errors import CheckpointError, ConfigError
+from l3tol1.jetstream.client import (
+    JetStream,
+)
+from l3tol1.jetstream.connection import close, connect, retrying
 from l3tol1.jetstream.wire import Malformed, Names, decode_layout, partition_of_subject, read_l1
-from l3tol1.jetstream.work import start_metrics
 from l3tol1.log import get_logger
+from l3tol1.metrics import serve_role_metrics
+from l3tol1.run.assembly import build_output, load_core
 from l3tol1.settings import Settings
-from l3tol1.sinks.base import Sink
-from l3tol1.sinks.csv import CsvSink
-from l3tol1.sinks.parquet import ParquetSink
+from l3tol1.signals import Stop
+from l3tol1.sinks.base import OutputState, Sink, output_state_from_plain
+from l3tol1.sinks.files import replace_file, take_lock
 from l3tol1.sinks.rejects import RejectSink
 from l3tol1.sinks.writer import Writer
 
@@ -46,25 +49,13 @@ FETCH_BATCH = 32  # messages of at most 512 KiB: 16 MiB at once, well under a cl
 class Collector:
     """One `l3tol1 collect` process."""
 
-    def __init__(self, settings: Settings, *, stop_signals: Sequence[int] = ()) -> None:
+    def __init__(self, settings: Settings, *, stop: Stop) -> None:
         self.settings = settings
         self.names = Names(settings.subject_prefix, settings.feed)
         self.follow = settings.follow is not False
         self.log = get_logger()
-        try:
-            self.core = load(settings.core)  # unpacks and formats the rows, in C when compiled
-        except ImportError as exc:
-            raise ConfigError("--core compiled: the compiled core was not built") from exc
-        self.output: Sink
-        if settings.parquet:
-            self.output = ParquetSink(
-                settings.output_file,
-                part_rows=settings.part_rows,
-                part_interval=settings.part_interval if self.follow else None,
-                clock=time.monotonic,
-            )
-        else:
-            self.output = CsvSink(settings.output_file, formatter=self.core.formatter)
+        self.core = load_core(settings.core)  # unpacks and formats the rows, in C when compiled
+        self.output: Sink = build_output(settings, self.core, follow=self.follow)
         self.output.open()
         self.store = None if settings.checkpoint is None else CollectCheckpoint(settings.checkpoint)
         self.resume: tuple[int, Any] | None = None
@@ -82,7 +73,7 @@ class Collector:
             max_flush_interval=settings.max_flush_interval,
             checkpointing=self.store is not None,
         )
-        self.stop = Stop(self.log, stop_signals)
+        self.stop = stop
         self.rows = 0
         self.quarantined = 0
         self.delivery_gaps = 0
@@ -93,7 +84,7 @@ class Collector:
     async def run(self) -> None:
         """Collect until the feed ends (``--no-follow``) or a stop signal (which is heeded from
         the first instant, connected or not); what was taken is written either way."""
-        metrics = start_metrics(self.settings, "collect", self.summary)
+        metrics = serve_role_metrics(self.settings, "collect", self.summary)
         nc = None
         try:
             async with anyio.create_task_group() as tg:
@@ -221,10 +212,8 @@ class Collector:
                 await writer.flush_if_due(now)
                 continue
             if self.settings.parquet:  # a part is durable only whole: save when one closes
-                await writer.flush_if_due(now)
-                if writer.cut_wanted:
+                if await writer.flush_if_due(now):
                     await self._flush(now)
-                    writer.cut_wanted = False
                 continue
             deadline = writer.deadline()
             if (
@@ -260,8 +249,6 @@ class CollectCheckpoint:
     VERSION = 1
 
     def __init__(self, path: Path) -> None:
-        from l3tol1.sinks.files import take_lock
-
         self.path = path
         self.ended: list[str] = []
         try:
@@ -271,9 +258,10 @@ class CollectCheckpoint:
         take_lock(self._lock, path, "checkpoint")
 
     def load(self) -> tuple[int, Any] | None:
-        """(stream seq, output state) of the last save, or None before the first."""
-        from l3tol1.checkpoint import output_from_json
-        from l3tol1.errors import CheckpointError
+        """(stream seq, output state) of the last save, or None before the first.
+
+        :raises CheckpointError: it is unreadable, not a collector's, or damaged.
+        """
 
         try:
             data = json.loads(self.path.read_bytes())
@@ -287,23 +275,18 @@ class CollectCheckpoint:
         if type(seq) is not int or seq < 0 or not isinstance(ended, list):
             raise CheckpointError(f"checkpoint {self.path} is damaged (stream_seq, ended)")
         self.ended = [str(p) for p in ended]
-        return seq, output_from_json(data.get("output"), self.path)
-
-    def save(self, seq: int, output: Any, ended: set[str]) -> None:
-        from l3tol1.checkpoint import output_json
-
-        data = json.dumps(
-            {"version": self.VERSION, "stream_seq": seq, "output": output_json(output),
-             "ended": sorted(ended)}
-        ).encode()  # fmt: skip
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            output = output_state_from_plain(data.get("output"), "output", PlainReader())
+        except PlainDataError as exc:
+            raise damaged(self.path, exc) from exc
+        return seq, output
+
+    def save(self, seq: int, output: OutputState, ended: set[str]) -> None:
+        """Replace the checkpoint atomically and durably (`replace_file`)."""
+        state = {
+            "version": self.VERSION,
+            "stream_seq": seq,
+            "output": output.to_plain(),
+            "ended": sorted(ended),
+        }
+        replace_file(self.path, json.dumps(state).encode())

@@ -21,28 +21,26 @@ configuration error, which a unit with ``RestartPreventExitStatus=2`` does not r
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from l3tol1.core.mbo import MboNamer
-from l3tol1.core.wire import EVENTS_MAGIC, NS_PER_DAY, partition_of
+from l3tol1.core.naming import MboNamer
+from l3tol1.core.numbers import NS_PER_DAY
+from l3tol1.core.wire import EVENTS_MAGIC, partition_of
 from l3tol1.errors import ConfigError, L3Error
 from l3tol1.jetstream.client import (
     FENCE_FAILED,
     BatchRejected,
     JetStream,
     Stored,
-    close,
-    connect,
-    retrying,
 )
+from l3tol1.jetstream.connection import close, connect, retrying
 from l3tol1.jetstream.wire import (
     MAX_BODY,
     L3Message,
@@ -52,58 +50,47 @@ from l3tol1.jetstream.wire import (
     l3_headers,
     read_l3,
 )
-from l3tol1.log import get_logger
-from l3tol1.pipeline import Pipeline
+from l3tol1.log import SafeStream, get_logger
+from l3tol1.run.assembly import Parts, assemble
+from l3tol1.run.batch import Batch
+from l3tol1.run.pipeline import Pipeline
+from l3tol1.run.stages import Health
 from l3tol1.settings import Settings
-from l3tol1.stages import Batch, Health
+from l3tol1.signals import Stop
 
-__all__ = ["PublishPipeline"]
+__all__ = ["PublishStage", "publish_pipeline"]
 
 
-class PublishPipeline(Pipeline):
-    """The file job up to the resequencer, then JetStream."""
+def publish_pipeline(
+    settings: Settings, *, stop: Stop, stderr: SafeStream | None = None
+) -> Pipeline:
+    """The file job up to the resequencer, then JetStream (`PublishStage`): no L1 output, no
+    books; the rejects and the checkpoint as the file job's.
 
-    writes_rows = False
-    rate_counter = "events_published"
-
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        # No L1 file: the rows are the workers'. Rejects stay local: --reject-file, else beside
-        # the checkpoint (whose state they are part of); never a file the user did not name in
-        # whatever the working directory is.
-        if settings.reject_file is not None:
-            reject = settings.reject_file
-        elif settings.checkpoint is not None:
-            reject = Path(f"{settings.checkpoint}.rejects.jsonl")
-        else:
+    :raises ConfigError: the run is impossible (the file job's reasons, ``--instruments``, no
+        place for the rejects).
+    """
+    if settings.instruments is not None:  # refused before any file is created
+        raise ConfigError(
+            "--instruments is not supported by publish: every instrument is published"
+            " (leave it out, and select the instruments from the collected rows)"
+        )
+    # The rows are the workers'. Rejects stay local: --reject-file, else beside the checkpoint
+    # (whose state they are part of); never a file the user did not name in whatever the
+    # working directory is.
+    if settings.reject_file is None:
+        if settings.checkpoint is None:
             raise ConfigError(
                 "publish needs --reject-file PATH for the rows it rejects (or --checkpoint PATH:"
                 " they then go to PATH.rejects.jsonl)"
             )
-        if settings.instruments is not None:  # refused before any file is created
-            raise ConfigError(
-                "--instruments is not supported by publish: every instrument is published"
-                " (leave it out, and select the instruments from the collected rows)"
-            )
-        settings = replace(settings, output_file=Path(os.devnull), reject_file=reject)
-        super().__init__(settings, **kwargs)
-        self.publish = PublishStage(settings, self.core, self.instruments.snapshot(), self.namer)
-        self.publish.follow = self.follow
+        settings = replace(settings, reject_file=Path(f"{settings.checkpoint}.rejects.jsonl"))
+    parts = assemble(settings, rows=False)
 
-    def _apply_stage(self) -> PublishStage:
-        return self.publish
+    def publisher(parts: Parts) -> PublishStage:
+        return PublishStage(settings, parts.core, parts.namer, follow=parts.follow, stop=stop)
 
-    def counters(self) -> dict[str, Any]:
-        counters = super().counters()
-        counters["last_seq"] = self.publish.last_seq_out  # no books: the last event sent
-        counters["events_published"] = self.publish.events_published
-        counters["messages_published"] = self.publish.messages_published
-        counters["events_already_published"] = self.publish.events_already_published
-        counters["foreign_messages_skipped"] = self.publish.foreign_skipped
-        return counters
-
-    def _stop(self, signum: int, outer: TaskGroup) -> None:
-        super()._stop(signum, outer)
-        self.publish.stop_setup()  # no server yet: nothing to wait for
+    return Pipeline(settings, parts, publisher, stop=stop, stderr=stderr)
 
 
 FLUSH_BODY = 256 * 1024  # a partition's message is sent once this full (or when nothing waits)
@@ -133,14 +120,23 @@ class Pending:
 
 
 class PublishStage:
-    """Ordered events to their partitions' subjects; rejects passed on to the writer."""
+    """The publisher's tail of the pipeline: ordered events to their partitions' subjects;
+    rejects (and the checkpoint's cuts, which hold no books) passed on to the writer.
 
-    def __init__(self, settings: Settings, core: Any, no_books: Any, namer: MboNamer) -> None:
+    :param follow: the input is followed (tail -F).
+    :param stop: a stop signal ends connecting at once.
+    """
+
+    rate_counter = "events_published"
+
+    def __init__(
+        self, settings: Settings, core: Any, namer: MboNamer, *, follow: bool, stop: Stop
+    ) -> None:
         self.settings = settings
         self.core = core  # packs the events, in C when compiled
-        self.no_books = no_books  # the checkpoint's books: the publisher keeps none
         self.namer = namer  # the names of Databento's rows, by book key and day
-        self.follow = False  # the input is followed (tail -F)
+        self.follow = follow
+        self.stop = stop
         self.names = Names(settings.subject_prefix, settings.feed)
         self.partitions = settings.partitions
         self.js: JetStream | None = None
@@ -157,15 +153,17 @@ class PublishStage:
         self.foreign_skipped = 0  # messages on the partitions' subjects that are not l3tol1's
         self.last_seq_out: int | None = None  # seq of the last event in the stream from this run
         self.log = get_logger()
-        # Connecting and learning what the stream holds: a stop signal ends it at once.
-        self._setup: anyio.CancelScope | None = None
-        self._stopped = False
 
-    def stop_setup(self) -> None:
-        """Stop connecting (a stop signal): nothing was published, nothing is lost."""
-        self._stopped = True
-        if self._setup is not None:
-            self._setup.cancel()
+    def counters(self) -> dict[str, Any]:
+        """What was published, over the run's counters (no books: ``last_seq`` is the last
+        event in the stream)."""
+        return {
+            "last_seq": self.last_seq_out,
+            "events_published": self.events_published,
+            "messages_published": self.messages_published,
+            "events_already_published": self.events_already_published,
+            "foreign_messages_skipped": self.foreign_skipped,
+        }
 
     async def start(self) -> JetStream:
         """Connect, create the stream (or check its partition count), learn what it holds."""
@@ -215,10 +213,7 @@ class PublishStage:
         self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch], health: Health
     ) -> None:
         js = None
-        self._setup = anyio.CancelScope()
-        if self._stopped:
-            self._setup.cancel()
-        with self._setup:
+        with self.stop.interruptible():  # connecting: a stop ends it at once
             js = await self.start()
         if js is None:
             # Stopped before the stream could be reached: nothing is published, and nothing goes
@@ -255,9 +250,8 @@ class PublishStage:
                         self.last_seq_out = last_seq
                     if batch.end_of_input:
                         await self._end(js)
-                    if batch.cut is not None:  # its events are in the stream now: a checkpoint
-                        batch.cut.instruments = self.no_books
-                    batch.events = []
+                    # A cut's events are in the stream now: its checkpoint may be saved.
+                    batch.events = None
                     await send.send(batch)  # the rejects, for the writer
                     health.done("apply")
                 await self._flush(js, everything=True)  # stopped: what was read goes out

@@ -29,10 +29,8 @@ header lies and the message is quarantined.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -41,10 +39,7 @@ import anyio
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
-from l3tol1.checkpoint import instruments_from_json, instruments_json
-from l3tol1.core import load
-from l3tol1.core.wire import NS_PER_DAY
-from l3tol1.errors import CheckpointError, ConfigError
+from l3tol1.core.numbers import NS_PER_DAY
 from l3tol1.jetstream.client import (
     FENCE_FAILED,
     PULL_EXPIRES,
@@ -52,12 +47,10 @@ from l3tol1.jetstream.client import (
     JetStream,
     PinnedPuller,
     Stored,
-    close,
-    connect,
-    retrying,
     stream_seq,
 )
-from l3tol1.jetstream.stop import Stop
+from l3tol1.jetstream.connection import close, connect, retrying
+from l3tol1.jetstream.state import decode_state, encode_state
 from l3tol1.jetstream.wire import (
     MAX_BODY,
     PREV,
@@ -70,7 +63,10 @@ from l3tol1.jetstream.wire import (
     state_headers,
 )
 from l3tol1.log import get_logger
+from l3tol1.metrics import serve_role_metrics
+from l3tol1.run.assembly import load_core
 from l3tol1.settings import Settings
+from l3tol1.signals import Stop
 
 __all__ = ["Worker"]
 
@@ -102,15 +98,12 @@ class Owned:
 class Worker:
     """One `l3tol1 work` process."""
 
-    def __init__(self, settings: Settings, *, stop_signals: Sequence[int] = ()) -> None:
+    def __init__(self, settings: Settings, *, stop: Stop) -> None:
         self.settings = settings
         self.names = Names(settings.subject_prefix, settings.feed)
-        try:
-            self.core = load(settings.core)
-        except ImportError as exc:
-            raise ConfigError("--core compiled: the compiled core was not built") from exc
+        self.core = load_core(settings.core)
         self.log = get_logger()
-        self.stop = Stop(self.log, stop_signals)
+        self.stop = stop
         self.owned: dict[int, Owned] = {}
         self.id = uuid.uuid4().hex[:16]
         self.partitions = 0
@@ -130,7 +123,7 @@ class Worker:
 
     async def run(self) -> None:
         """Work until a stop signal (which is heeded from the first instant, connected or not)."""
-        metrics = start_metrics(self.settings, "work", self.summary)
+        metrics = serve_role_metrics(self.settings, "work", self.summary)
         nc = None
         try:
             async with anyio.create_task_group() as tg:
@@ -306,12 +299,7 @@ class Worker:
                     if part.subject != subject or read_state_part(part.headers) != (i, count):
                         raise Malformed(f"part {i} of {count} is not at stream seq {seq}")
                     parts.insert(-1, part.data)
-                state = _decode_state(b"".join(parts))
-                try:
-                    state["books"] = instruments_from_json(state["books"], subject)
-                except CheckpointError as exc:
-                    raise Malformed(str(exc)) from exc
-                return state
+                return decode_state(b"".join(parts))
             except Malformed as exc:
                 self._quarantine(p, found, str(exc))
                 found = await js.previous(stream, subject, found.seq)
@@ -389,7 +377,7 @@ class Worker:
             messages[0][2]["Nats-Expected-Last-Subject-Sequence"] = str(owned.fence)
             rows_end = len(messages)
             if save:
-                state = _encode_state(owned, applied, ended)
+                state = encode_state(owned.instruments.snapshot(), applied, owned.layout, ended)
                 parts = [state[i : i + MAX_BODY] for i in range(0, len(state), MAX_BODY)]
                 for i, part in enumerate(parts, start=1):
                     messages.append((self.names.state(p), part, state_headers(i, len(parts))))
@@ -425,24 +413,6 @@ class Worker:
         }
 
 
-def start_metrics(settings: Settings, role: str, counters: Any) -> Any:
-    """The metrics endpoint of a role (``--metrics-port``), serving its counters; or None."""
-    if settings.metrics_port is None:
-        return None
-    from l3tol1.metrics import MetricsServer, RoleCollector
-
-    server = MetricsServer(
-        counters,
-        lambda: (True, "ok"),
-        host=settings.metrics_host,
-        port=settings.metrics_port,
-        collector=RoleCollector(role, counters),
-    )
-    server.start()
-    get_logger().info("metrics_listening", host=settings.metrics_host, port=server.port)
-    return server
-
-
 def _named(quotes: Any, names: dict[tuple[str, int], str]) -> Any:
     """Databento's quotes named by their book's symbol on their day (as the file job's
     `MboNamer.name_quotes`, from the names the publisher sent)."""
@@ -454,35 +424,3 @@ def _named(quotes: Any, names: dict[tuple[str, int], str]) -> Any:
         return [q._replace(instrument=name(q.instrument, q.time)) for q in quotes]
     quotes.rename(name)
     return quotes
-
-
-def _encode_state(owned: Owned, applied: int, ended: bool) -> bytes:
-    import zstandard
-
-    state = {
-        "applied": applied,
-        "layout": owned.layout,
-        "ended": ended,
-        "books": instruments_json(owned.instruments.snapshot()),
-    }
-    return zstandard.ZstdCompressor(level=1).compress(json.dumps(state).encode())
-
-
-def _decode_state(data: bytes) -> dict[str, Any]:
-    """A worker's state, as `_encode_state` wrote it.
-
-    :raises Malformed: it is not (its books are checked when they are restored).
-    """
-    import zstandard
-
-    try:
-        state = json.loads(zstandard.ZstdDecompressor().decompress(data))
-        if not (
-            type(state["applied"]) is int
-            and state["layout"] in ("0,0", "0,1", "1,0", "1,1")
-            and type(state["ended"]) is bool
-        ):
-            raise ValueError("bad fields")
-    except (zstandard.ZstdError, ValueError, KeyError, TypeError) as exc:
-        raise Malformed(f"not a worker's state: {exc}") from exc
-    return dict(state)

@@ -19,9 +19,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from l3tol1.core.plain import PlainReader
 from l3tol1.core.records import Quote
+from l3tol1.sinks.csv import CsvState
+from l3tol1.sinks.parquet import ParquetState
 
-__all__ = ["Sink"]
+__all__ = ["OutputState", "Sink", "output_state_from_plain"]
+
+# What a checkpoint records of the L1 output, by its kind
+OutputState = CsvState | ParquetState
+_STATES: dict[str, type[CsvState] | type[ParquetState]] = {
+    CsvState.kind: CsvState,
+    ParquetState.kind: ParquetState,
+}
+
+
+def output_state_from_plain(obj: Any, where: str, read: PlainReader) -> OutputState:
+    """An output's state from its ``to_plain`` (tagged with its ``kind``), checked.
+
+    :raises PlainDataError: an unknown kind, or a value missing or of the wrong type.
+    """
+    kind = read.get(obj, "kind", where)
+    state = _STATES.get(kind) if isinstance(kind, str) else None
+    if state is None:
+        read.fail(f"{where}.kind", f"not one of {', '.join(sorted(_STATES))}")
+    assert state is not None
+    return state.from_plain(obj, where, read)
 
 
 class Sink(Protocol):

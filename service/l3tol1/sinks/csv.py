@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from l3tol1.core.l1 import L1Formatter, csv_header
+from l3tol1.core.plain import PlainReader
 from l3tol1.core.records import Quote
 from l3tol1.errors import ConfigError
 from l3tol1.sinks.files import FileRecord, OutputFile, check_record
@@ -23,6 +24,28 @@ class CsvState:
     file: FileRecord
     rows: int
     instrument: bool | None = None
+
+    kind = "csv"
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "file": self.file.to_plain(),
+            "rows": self.rows,
+            "instrument": self.instrument,
+        }
+
+    @classmethod
+    def from_plain(cls, obj: Any, where: str, read: PlainReader) -> CsvState:
+        """The state `to_plain` gave, checked.
+
+        :raises PlainDataError: a value is missing or of the wrong type.
+        """
+        return cls(
+            FileRecord.from_plain(read.get(obj, "file", where), f"{where}.file", read),
+            read.integer(obj, "rows", where),
+            read.boolean(obj, "instrument", where, null=True),
+        )
 
 
 class CsvSink:

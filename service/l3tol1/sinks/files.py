@@ -18,12 +18,21 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 
+from l3tol1.core.plain import PlainReader
 from l3tol1.errors import CheckpointError, ConfigError, OutputError
 
-__all__ = ["FileRecord", "OutputFile", "check_record", "lock_holder", "take_lock"]
+__all__ = [
+    "FileRecord",
+    "OutputFile",
+    "check_record",
+    "lock_holder",
+    "replace_file",
+    "take_lock",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,22 @@ class FileRecord:
     dev: int
     ino: int
     size: int
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"path": self.path, "dev": self.dev, "ino": self.ino, "size": self.size}
+
+    @classmethod
+    def from_plain(cls, obj: Any, where: str, read: PlainReader) -> FileRecord:
+        """The record `to_plain` gave, checked.
+
+        :raises PlainDataError: a value is missing or of the wrong type.
+        """
+        return cls(
+            path=read.string(obj, "path", where),
+            dev=read.integer(obj, "dev", where),
+            ino=read.integer(obj, "ino", where),
+            size=read.integer(obj, "size", where),
+        )
 
 
 def check_record(record: FileRecord, path: Path, what: str, checkpoint: Path) -> None:
@@ -208,3 +233,28 @@ class OutputFile:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` atomically and durably: a temporary file beside it, written
+    and fsynced, renamed over it, and the directory fsynced. A crash leaves the old file or the
+    new one, never a mix (the temporary ``<path>.tmp`` may remain: a reader removes it). The one
+    way every piece of l3tol1's own state (checkpoints) reaches the disk; blocking.
+
+    :raises OSError: the write, sync or rename failed.
+    """
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

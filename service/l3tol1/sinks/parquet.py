@@ -20,21 +20,19 @@ is written as part 0 and replaces it, so part names and rows are an uninterrupte
 
 from __future__ import annotations
 
-import array
 import contextlib
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from l3tol1.core.numbers import format_price
+from l3tol1.core.plain import PlainReader, natural
 from l3tol1.core.records import Quote
 from l3tol1.errors import CheckpointError, ConfigError, OutputError
+from l3tol1.sinks.arrow import ArrowValues, L1Columns, l1_schema
 from l3tol1.sinks.files import take_lock
 
 if TYPE_CHECKING:
@@ -69,10 +67,48 @@ class ParquetState:
     instrument: bool | None  # whether the rows have an instrument column (None: no row yet)
     nanoseconds: bool | None
 
+    kind = "parquet"
+
     @property
     def rows(self) -> int:
         """Rows in every part."""
         return sum(rows for _, rows in self.parts)
+
+    def to_plain(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "dev": self.dev,
+            "ino": self.ino,
+            "parts": self.parts,
+            "instrument": self.instrument,
+            "nanoseconds": self.nanoseconds,
+        }
+
+    @classmethod
+    def from_plain(cls, obj: Any, where: str, read: PlainReader) -> ParquetState:
+        """The state `to_plain` gave, checked: the parts must be part 0, 1... in order.
+
+        :raises PlainDataError: a value is missing or of the wrong type.
+        """
+        parts = read.items(
+            obj,
+            "parts",
+            where,
+            lambda p: (
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and natural(p[1])
+            ),
+        )
+        if [name for name, _ in parts] != [part_name(i) for i in range(len(parts))]:
+            read.fail(f"{where}.parts", f"not the parts {part_name(0)}... in order")
+        return cls(
+            path=read.string(obj, "path", where),
+            dev=read.integer(obj, "dev", where),
+            ino=read.integer(obj, "ino", where),
+            parts=tuple((name, rows) for name, rows in parts),
+            instrument=read.boolean(obj, "instrument", where, null=True),
+            nanoseconds=read.boolean(obj, "nanoseconds", where, null=True),
+        )
 
 
 class ParquetSink:
@@ -103,10 +139,8 @@ class ParquetSink:
         self._writer: Any = None  # the open pyarrow ParquetWriter of the current part
         self._part_rows = 0  # rows written into the current part's file
         self._part_started: float | None = None
-        self._seconds: dict[str, int] = {}  # "YYYY-MM-DD HH:MM:SS" -> µs since the epoch
-        self._prices: dict[int, float] = {}  # price in 1e-9 -> the double nearest its decimal
+        self._values = ArrowValues()
         self._columns = self._new_columns()
-        self._schema: tuple[tuple[bool, bool], pa.Schema] | None = None  # by layout
 
     # -- the interface of base.Sink ---------------------------------------------------------------
 
@@ -358,106 +392,10 @@ class ParquetSink:
 
     def _arrow_schema(self) -> pa.Schema:
         """The columns of the rows' layout (before it is known: no instrument, µs)."""
-        layout = (bool(self.instrument), bool(self.nanoseconds))
-        if self._schema is None or self._schema[0] != layout:
-            import pyarrow as pa
+        return l1_schema(bool(self.instrument), bool(self.nanoseconds))
 
-            unit = "ns" if self.nanoseconds else "us"
-            fields = [pa.field("time", pa.timestamp(unit, tz="UTC"), nullable=False)]
-            if self.instrument:
-                fields.append(pa.field("instrument", pa.string(), nullable=False))
-            fields += [
-                pa.field("bid_price", pa.float64(), nullable=False),
-                pa.field("ask_price", pa.float64(), nullable=False),
-                pa.field("bid_size", pa.int64(), nullable=False),
-                pa.field("ask_size", pa.int64(), nullable=False),
-                pa.field("seq_num", pa.uint64(), nullable=False),
-            ]
-            self._schema = (layout, pa.schema(fields))
-        return self._schema[1]
-
-    def _new_columns(self) -> _Columns:
-        return _Columns(self._price, self._micros)
-
-    def _price(self, price: int) -> float:
-        value = self._prices.get(price)
-        if value is None:
-            if len(self._prices) > 1 << 16:
-                self._prices.clear()
-            # float() of the shortest decimal is the double nearest the price, rounded once.
-            value = self._prices[price] = float(format_price(price))
-        return value
-
-    def _micros(self, time: str) -> int:
-        """A valid CSV time (``2021-08-03 01:00:03.22333 UTC``) in µs since the epoch."""
-        second = time[:19]
-        base = self._seconds.get(second)
-        if base is None:
-            if len(self._seconds) > 1 << 16:
-                self._seconds.clear()
-            stamp = datetime.fromisoformat(second).replace(tzinfo=UTC)
-            base = self._seconds[second] = int(stamp.timestamp()) * 1_000_000
-        fraction = time[20:-4]
-        return base + (int(fraction.ljust(6, "0")) if fraction else 0)
-
-
-class _Columns:
-    """Quotes buffered column by column, in typed arrays (8 bytes a value, not a Python int)."""
-
-    def __init__(self, price: Callable[[int], float], micros: Callable[[str], int]) -> None:
-        self._price = price
-        self._micros = micros
-        self.time = array.array("q")
-        self.instrument: list[str] = []
-        self.bid = array.array("d")
-        self.ask = array.array("d")
-        self.bid_size = array.array("q")
-        self.ask_size = array.array("q")
-        self.seq = array.array("Q")
-
-    def __len__(self) -> int:
-        return len(self.seq)
-
-    def add(self, quotes: list[Quote]) -> None:
-        price = self._price
-        for time, instrument, bid, ask, bid_size, ask_size, seq in quotes:
-            self.time.append(time if isinstance(time, int) else self._micros(time))
-            self.instrument.append(instrument)
-            self.bid.append(price(bid))
-            self.ask.append(price(ask))
-            self.bid_size.append(bid_size)
-            self.ask_size.append(ask_size)
-            self.seq.append(seq)
-
-    def split(self, count: int, rest: _Columns) -> tuple[_Columns, _Columns]:
-        """(these columns' first ``count`` rows, ``rest`` filled with the others)."""
-        if count >= len(self):
-            return self, rest
-        for name in ("time", "instrument", "bid", "ask", "bid_size", "ask_size", "seq"):
-            column = getattr(self, name)
-            getattr(rest, name).extend(column[count:])
-            del column[count:]
-        return self, rest
-
-    def table(self, schema: pa.Schema) -> pa.Table:
-        import pyarrow as pa
-
-        n = len(self)
-        columns: list[Any] = []
-        for field in schema:
-            if field.name == "instrument":
-                columns.append(pa.array(self.instrument, pa.string()))
-                continue
-            values = {
-                "time": self.time,
-                "bid_price": self.bid,
-                "ask_price": self.ask,
-                "bid_size": self.bid_size,
-                "ask_size": self.ask_size,
-                "seq_num": self.seq,
-            }[field.name]
-            columns.append(pa.Array.from_buffers(field.type, n, [None, pa.py_buffer(values)]))
-        return pa.Table.from_arrays(columns, schema=schema)
+    def _new_columns(self) -> L1Columns:
+        return L1Columns(self._values)
 
 
 def _describe(instrument: bool | None, nanoseconds: bool | None) -> str:

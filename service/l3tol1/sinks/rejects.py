@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from l3tol1.core.plain import PlainReader
 from l3tol1.core.records import Reject
 from l3tol1.sinks.files import FileRecord, OutputFile, check_record
 
@@ -18,6 +20,20 @@ class RejectsState:
 
     file: FileRecord
     by_reason: dict[str, int] = field(default_factory=dict)
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"file": self.file.to_plain(), "by_reason": self.by_reason}
+
+    @classmethod
+    def from_plain(cls, obj: Any, where: str, read: PlainReader) -> RejectsState:
+        """The state `to_plain` gave, checked.
+
+        :raises PlainDataError: a value is missing or of the wrong type.
+        """
+        return cls(
+            FileRecord.from_plain(read.get(obj, "file", where), f"{where}.file", read),
+            read.counts(obj, "by_reason", where),
+        )
 
 
 class RejectSink:

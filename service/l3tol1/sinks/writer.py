@@ -11,7 +11,7 @@ written and a fast batch run does not pay one fsync per batch.
 
 A part-based sink (Parquet) closes its parts when it says so (full, or old enough). Without a
 checkpoint the writer closes and commits them itself; with one, a part closes only at a
-checkpoint cut, so the writer asks for a cut instead (`cut_wanted`).
+checkpoint cut, so the writer says it wants one instead (`flush_if_due` returns True).
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ class Writer:
         self.max_flush_interval = max_flush_interval
         self.parts_at_cuts = checkpointing and output.cut_aligned
         self.observe_flush = observe_flush  # told each flush's duration (metrics)
-        self.cut_wanted = False  # a part is due: the next checkpoint cut should come soon
         self._oldest: float | None = None  # when the oldest unflushed item was added
         self._last_sync = 0.0
 
@@ -74,23 +73,26 @@ class Writer:
             return due
         return part
 
-    async def flush_if_due(self, now: float) -> None:
+    async def flush_if_due(self, now: float) -> bool:
         """Flush when ``batch_size`` quotes wait (fsync at most once per interval) or by age;
-        close a due part (or ask for a cut to close it at)."""
+        close a due part. True when a part is due that closes only at a checkpoint cut: a cut
+        is wanted soon."""
         deadline = None if self._oldest is None else self._oldest + self.max_flush_interval
         if deadline is not None and now >= deadline:
             await self.flush(now, sync=True)
         elif self.output.buffered >= self.batch_size:
             await self.flush(now, sync=now - self._last_sync >= self.max_flush_interval)
+        cut_wanted = False
         if self.output.part_due(now):
             if self.parts_at_cuts:
-                self.cut_wanted = True  # the last, partial part closes at the cut
+                cut_wanted = True  # the last, partial part closes at the cut
             else:
                 part_deadline = self.output.deadline()
                 old = part_deadline is not None and now >= part_deadline
                 await self.output.close_parts(all_rows=old)
         if not self.parts_at_cuts:
             await self.output.commit()  # without a checkpoint, a closed part shows at once
+        return cut_wanted
 
     async def flush(self, now: float, *, sync: bool) -> None:
         """Write everything buffered; with ``sync``, make both outputs durable."""

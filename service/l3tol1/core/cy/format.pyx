@@ -1,0 +1,172 @@
+# cython: language_level=3, cdivision=True
+"""The compiled core's L1 formatter (SPEC §2): rows written from cached price texts into one
+growing buffer, byte for byte as core/l1.py writes them."""
+
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+
+from l3tol1.core.cy.records cimport Qt, QuoteBatch, grow, mix, write_u64
+
+from l3tol1.core.numbers import format_price
+
+
+# -- L1 text (SPEC §2) -----------------------------------------------------------------------------
+
+cdef struct PriceText:
+    int64_t price
+    uint8_t used
+    uint8_t size
+    char text[30]
+
+
+cdef inline int civil(int64_t days, int* year, int* month, int* day) noexcept nogil:
+    # Howard Hinnant's days-to-civil: days since 1970-01-01 to a proleptic Gregorian date.
+    cdef int64_t z = days + 719468
+    cdef int64_t era = (z if z >= 0 else z - 146096) // 146097
+    cdef int64_t doe = z - era * 146097
+    cdef int64_t yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    cdef int64_t y = yoe + era * 400
+    cdef int64_t doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    cdef int64_t mp = (5 * doy + 2) // 153
+    day[0] = <int>(doy - (153 * mp + 2) // 5 + 1)
+    month[0] = <int>(mp + 3 if mp < 10 else mp - 9)
+    year[0] = <int>(y + (1 if month[0] <= 2 else 0))
+    return 0
+
+
+cdef inline void put2(char* out, int value) noexcept nogil:
+    out[0] = <char>(48 + value // 10)
+    out[1] = <char>(48 + value % 10)
+
+
+cdef class L1Formatter:
+    """Formats quotes to CSV lines, remembering each price's text."""
+
+    cdef PriceText* prices
+    cdef Py_ssize_t price_cap
+    cdef char* out
+    cdef Py_ssize_t out_cap
+    cdef public bint with_instrument
+    cdef int64_t second  # the second whose "YYYY-MM-DD HH:MM:SS" is in `stamp`
+    cdef char stamp[19]
+
+    def __cinit__(self):
+        self.price_cap = 1 << 14
+        self.prices = <PriceText*>calloc(self.price_cap, sizeof(PriceText))
+        if self.prices == NULL:
+            raise MemoryError()
+        self.second = -1
+
+    def __init__(self, *, with_instrument=False):
+        self.with_instrument = with_instrument
+
+    def __dealloc__(self):
+        free(self.prices)
+        free(self.out)
+
+    cdef PriceText* price_text(self, int64_t price) except NULL:
+        cdef Py_ssize_t mask = self.price_cap - 1
+        cdef Py_ssize_t i = <Py_ssize_t>(mix(<uint64_t>price) & mask), probes = 0
+        cdef PriceText* t
+        while True:
+            t = &self.prices[i]
+            if not t.used or probes > 16:
+                break
+            if t.price == price:
+                return t
+            i = (i + 1) & mask
+            probes += 1
+        text = format_price(price).encode()  # the reference's formatting, once per price
+        t.used = 1
+        t.price = price
+        t.size = <uint8_t>len(text)
+        memcpy(t.text, <const char*>text, t.size)
+        return t
+
+    def format(self, QuoteBatch quotes not None):
+        """The CSV lines of ``quotes``, each ending in LF."""
+        cdef Py_ssize_t i, n = 0, need
+        cdef Qt* q
+        cdef PriceText* t
+        cdef char* w
+        cdef bytes name
+        cdef list fields = quotes.table.fields
+        cdef int64_t second, fraction
+        cdef int year, month, day, k
+        cdef Py_ssize_t size
+        for i in range(quotes.n):
+            q = &quotes.q[i]
+            name = fields[q.inst] if self.with_instrument else b""
+            need = n + 200 + PyBytes_GET_SIZE(name)
+            if need > self.out_cap:
+                self.out_cap = need * 2 + 65536
+                self.out = <char*>grow(self.out, self.out_cap)
+            w = self.out + n
+            if q.time_ns >= 0:
+                second = q.time_ns // 1000000000
+                fraction = q.time_ns % 1000000000
+                if second != self.second:
+                    self.second = second
+                    civil(second // 86400, &year, &month, &day)
+                    k = <int>(second % 86400)
+                    put2(self.stamp, year // 100)
+                    put2(self.stamp + 2, year % 100)
+                    self.stamp[4] = 45
+                    put2(self.stamp + 5, month)
+                    self.stamp[7] = 45
+                    put2(self.stamp + 8, day)
+                    self.stamp[10] = 32
+                    put2(self.stamp + 11, k // 3600)
+                    self.stamp[13] = 58
+                    put2(self.stamp + 14, k // 60 % 60)
+                    self.stamp[16] = 58
+                    put2(self.stamp + 17, k % 60)
+                memcpy(w, self.stamp, 19)
+                w[19] = 46
+                for k in range(9):
+                    w[28 - k] = <char>(48 + fraction % 10)
+                    fraction //= 10
+                memcpy(w + 29, b" UTC", 4)
+                w += 33
+            elif q.time_size == 30:
+                memcpy(w, q.time, 30)
+                w += 30
+            else:
+                memcpy(w, q.time, 19)
+                w[19] = 46
+                size = q.time_size - 24 if q.time_size > 23 else 0  # fraction digits
+                memcpy(w + 20, q.time + 20, size)
+                memset(w + 20 + size, 48, 6 - size)
+                memcpy(w + 26, b" UTC", 4)
+                w += 30
+            w[0] = 44
+            w += 1
+            if self.with_instrument:
+                memcpy(w, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name))
+                w += PyBytes_GET_SIZE(name)
+                w[0] = 44
+                w += 1
+            t = self.price_text(q.bid)
+            memcpy(w, t.text, t.size)
+            w += t.size
+            w[0] = 44
+            w += 1
+            t = self.price_text(q.ask)
+            memcpy(w, t.text, t.size)
+            w += t.size
+            w[0] = 44
+            w += 1
+            w += write_u64(w, <uint64_t>q.bid_size)
+            w[0] = 44
+            w += 1
+            w += write_u64(w, <uint64_t>q.ask_size)
+            w[0] = 44
+            w += 1
+            w += write_u64(w, q.seq)
+            w[0] = 10
+            w += 1
+            n = w - self.out
+        return PyUnicode_DecodeUTF8(self.out, n, NULL)

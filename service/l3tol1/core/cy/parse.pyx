@@ -1,0 +1,312 @@
+# cython: language_level=3, cdivision=True
+"""The compiled core's CSV parser: L3 rows to an `EventBatch` and rejects (SPEC §1, §4, §9),
+with the number and time rules of core/numbers.py in C. A row the fast path does not take
+whole goes to the Python parser's `parse_row`, the reference, so every reject is its own."""
+
+from libc.stdint cimport int64_t, int32_t, uint8_t, uint64_t
+from libc.string cimport memchr, memcmp, memset
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+from l3tol1.core.cy.constants cimport (
+    ADD, BUY, DELETE, MAX_INSTRUMENT_BYTES, MAX_PRICE, MAX_QTY, MAX_SEQ_TEXT, PRICE_DIGITS,
+    PRICE_SCALE, SELL,
+)
+from l3tol1.core.cy.records cimport Ev, EventBatch, InstrumentTable
+
+from l3tol1.core.csv_parser import CsvParser as PyCsvParser
+from l3tol1.core.csv_parser import too_long_reject
+from l3tol1.core.records import Reason, Reject
+
+
+# -- numbers (the rules of numbers.py, in C) -------------------------------------------------------
+
+cdef inline bint all_digits(const char* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if p[i] < 48 or p[i] > 57:
+            return False
+    return True
+
+
+cdef inline bint parse_seq(const char* p, Py_ssize_t n, uint64_t* out) noexcept nogil:
+    cdef uint64_t value = 0
+    cdef Py_ssize_t i
+    if n == 0 or not all_digits(p, n):
+        return False
+    while n > 1 and p[0] == 48:
+        p += 1
+        n -= 1
+    if n > 20 or (n == 20 and memcmp(p, MAX_SEQ_TEXT, 20) > 0):
+        return False
+    for i in range(n):
+        value = value * 10 + <uint64_t>(p[i] - 48)
+    out[0] = value
+    return True
+
+
+cdef inline bint parse_qty(const char* p, Py_ssize_t n, int64_t* out) noexcept nogil:
+    cdef Py_ssize_t digits = 0, i
+    cdef uint64_t value = 0
+    while digits < n and 48 <= p[digits] <= 57:
+        digits += 1
+    if digits == 0:
+        return False
+    if digits < n:
+        if p[digits] != 46:  # "."
+            return False
+        for i in range(digits + 1, n):
+            if p[i] != 48:
+                return False
+    while digits > 1 and p[0] == 48:
+        p += 1
+        digits -= 1
+    if digits > 10:
+        return False
+    for i in range(digits):
+        value = value * 10 + <uint64_t>(p[i] - 48)
+    if value > MAX_QTY:
+        return False
+    out[0] = <int64_t>value
+    return True
+
+
+cdef inline bint parse_price(const char* p, Py_ssize_t n, int64_t* out) noexcept nogil:
+    cdef Py_ssize_t whole = 0, i, fraction_start, fraction = 0
+    cdef uint64_t value = 0, scale = PRICE_SCALE
+    while whole < n and 48 <= p[whole] <= 57:
+        whole += 1
+    fraction_start = whole + 1
+    if whole < n:
+        if p[whole] != 46:
+            return False
+        if not all_digits(p + fraction_start, n - fraction_start):
+            return False
+        fraction = n - fraction_start
+    if whole == 0 and fraction == 0:
+        return False
+    while fraction > 0 and p[fraction_start + fraction - 1] == 48:
+        fraction -= 1
+    i = 0
+    while i < whole and p[i] == 48:
+        i += 1
+    if whole - i > 10 or fraction > PRICE_DIGITS:
+        return False
+    for i in range(i, whole):
+        value = value * 10 + <uint64_t>(p[i] - 48)
+    value *= scale
+    for i in range(fraction):
+        scale //= 10
+        value += <uint64_t>(p[fraction_start + i] - 48) * scale
+    if value == 0 or value > <uint64_t>MAX_PRICE:
+        return False
+    out[0] = <int64_t>value
+    return True
+
+
+cdef inline int two(const char* p) noexcept nogil:
+    return (p[0] - 48) * 10 + (p[1] - 48)
+
+
+cdef inline bint time_is_valid(const char* p, Py_ssize_t n) noexcept nogil:
+    """``YYYY-MM-DD HH:MM:SS[.f] UTC``, 0 to 6 fraction digits, a real calendar date."""
+    cdef int year, month, day, days
+    if n < 23 or n > 30 or memcmp(p + n - 4, b" UTC", 4) != 0:
+        return False
+    if n > 23 and (p[19] != 46 or not all_digits(p + 20, n - 24)):
+        return False
+    if (p[4] != 45 or p[7] != 45 or p[10] != 32 or p[13] != 58 or p[16] != 58
+            or not all_digits(p, 4) or not all_digits(p + 5, 2) or not all_digits(p + 8, 2)
+            or not all_digits(p + 11, 2) or not all_digits(p + 14, 2)
+            or not all_digits(p + 17, 2)):
+        return False
+    year = two(p) * 100 + two(p + 2)
+    month = two(p + 5)
+    day = two(p + 8)
+    if year < 1 or month < 1 or month > 12 or day < 1:
+        return False
+    if two(p + 11) > 23 or two(p + 14) > 59 or two(p + 17) > 59:
+        return False
+    if month == 2:
+        days = 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
+    elif month == 4 or month == 6 or month == 9 or month == 11:
+        days = 30
+    else:
+        days = 31
+    return day <= days
+
+
+# -- the CSV parser --------------------------------------------------------------------------------
+
+cdef enum:
+    MAX_FIELDS = 64
+
+
+# What the fast path must notice in a line's bytes: a comma, or a byte it leaves to the
+# reference parser (non-ASCII, a quote, a stray CR); every other byte is 0.
+cdef enum:
+    BYTE_COMMA = 1
+    BYTE_ODD = 2
+cdef uint8_t BYTE_CLASS[256]
+memset(BYTE_CLASS, 0, 128)
+memset(BYTE_CLASS + 128, BYTE_ODD, 128)
+BYTE_CLASS[44] = BYTE_COMMA
+BYTE_CLASS[34] = BYTE_ODD
+BYTE_CLASS[13] = BYTE_ODD
+
+
+cdef class CsvParser:
+    """L3 CSV rows to events and rejects (SPEC §1, §4, §9): the common row in C, any other
+    by the reference parser's `parse_row`."""
+
+    cdef object py
+    cdef InstrumentTable table
+    cdef int field_count, seq_i, time_i, inst_i, max_line
+    cdef int oid_i[4]
+    cdef int side_i[4]
+    cdef int price_i[4]
+    cdef int qty_i[4]
+    cdef public object instrument_column
+
+    def __init__(self, InstrumentTable table not None, str header, *, instrument_column=None,
+                 max_line=None):
+        kwargs = {} if max_line is None else {"max_line": max_line}
+        self.py = PyCsvParser(header, instrument_column=instrument_column, **kwargs)
+        self.table = table
+        self.instrument_column = self.py.instrument_column
+        self.field_count = self.py.field_count
+        self.max_line = self.py.max_line
+        self.seq_i = self.py._seq_i
+        self.time_i = self.py._time_i
+        self.inst_i = self.py._inst_i
+        for action, id_i, side_i, price_i, qty_i in self.py._actions:
+            self.oid_i[action] = id_i
+            self.side_i[action] = side_i
+            self.price_i[action] = price_i
+            self.qty_i[action] = qty_i
+        if self.field_count > MAX_FIELDS:
+            self.field_count = -1  # every row to the reference parser
+
+    def parse_row(self, str text, line):
+        """The reference's verdict on one row."""
+        return self.py.parse_row(text, line)
+
+    def parse(self, bytes data not None, Py_ssize_t first_line):
+        """Parse whole lines, each ending in a newline, numbered from ``first_line``."""
+        cdef EventBatch events = EventBatch(self.table)
+        cdef list rejects = []
+        cdef const char* p = PyBytes_AS_STRING(data)
+        cdef const char* end = p + PyBytes_GET_SIZE(data)
+        cdef const char* newline
+        cdef Py_ssize_t line = first_line
+        events.keep.append(data)
+        while p < end:
+            newline = <const char*>memchr(p, 10, end - p)
+            if newline == NULL:
+                newline = end
+            if not self.fast(p, newline - p, line, events):
+                self.slow(p, newline - p, line, events, rejects)
+            p = newline + 1
+            line += 1
+        return events, rejects
+
+    cdef bint fast(self, const char* p, Py_ssize_t size, Py_ssize_t line, EventBatch events) except -1:
+        cdef Py_ssize_t starts[MAX_FIELDS + 1]
+        cdef Py_ssize_t count = 0, i, n = size
+        cdef int action = -1, a
+        cdef uint8_t c
+        cdef const char* f
+        cdef Py_ssize_t flen
+        cdef uint64_t seq
+        cdef int64_t price = 0, qty = 0
+        cdef Ev* e
+        cdef int side
+        if size > self.max_line or self.field_count < 0:
+            return False
+        if n and p[n - 1] == 13:  # one CR before the newline
+            n -= 1
+        starts[0] = 0
+        for i in range(n):
+            c = BYTE_CLASS[<uint8_t>p[i]]  # one load and one branch for most bytes
+            if c:
+                if c == BYTE_ODD:
+                    return False
+                count += 1
+                if count >= self.field_count:
+                    return False
+                starts[count] = i + 1
+        if count + 1 != self.field_count:
+            return False
+        starts[count + 1] = n + 1
+        for a in range(4):
+            if starts[self.oid_i[a] + 1] - 1 > starts[self.oid_i[a]]:
+                if action >= 0:
+                    return False
+                action = a
+        if action < 0:
+            return False
+        # side
+        f = p + starts[self.side_i[action]]
+        flen = starts[self.side_i[action] + 1] - 1 - starts[self.side_i[action]]
+        if flen == 3 and memcmp(f, b"BUY", 3) == 0:
+            side = BUY
+        elif flen == 4 and memcmp(f, b"SELL", 4) == 0:
+            side = SELL
+        else:
+            return False
+        f = p + starts[self.seq_i]
+        if not parse_seq(f, starts[self.seq_i + 1] - 1 - starts[self.seq_i], &seq):
+            return False
+        if action != DELETE:
+            f = p + starts[self.price_i[action]]
+            if not parse_price(f, starts[self.price_i[action] + 1] - 1 - starts[self.price_i[action]], &price):
+                return False
+            f = p + starts[self.qty_i[action]]
+            if not parse_qty(f, starts[self.qty_i[action] + 1] - 1 - starts[self.qty_i[action]], &qty):
+                return False
+            if qty == 0 and action == ADD:
+                return False
+        f = p + starts[self.time_i]
+        flen = starts[self.time_i + 1] - 1 - starts[self.time_i]
+        if not time_is_valid(f, flen):
+            return False
+        e = events.add()
+        if self.inst_i >= 0:
+            i = starts[self.inst_i + 1] - 1 - starts[self.inst_i]
+            if i < 1 or i > MAX_INSTRUMENT_BYTES:
+                events.n -= 1
+                return False
+            e.inst = self.table.intern(p + starts[self.inst_i], i)
+        else:
+            e.inst = 0
+        e.seq = seq
+        e.action = <uint8_t>action
+        e.side = <uint8_t>side
+        e.price = price
+        e.qty = qty
+        e.line = line
+        e.last = 1
+        e.time_ns = -1
+        e.time = f
+        e.time_size = <int32_t>flen
+        e.oid = p + starts[self.oid_i[action]]
+        e.oid_size = <int32_t>(starts[self.oid_i[action] + 1] - 1 - starts[self.oid_i[action]])
+        e.raw = p
+        e.raw_size = <int32_t>n
+        return True
+
+    cdef void slow(self, const char* p, Py_ssize_t size, Py_ssize_t line, EventBatch events,
+                   list rejects) except *:
+        raw = p[:size]
+        if size > self.max_line:
+            rejects.append(too_long_reject(line, raw, self.max_line))
+            return
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            rejects.append(Reject(line, Reason.UTF8, raw.decode("utf-8", "backslashreplace")))
+            return
+        result = self.py.parse_row(text, line)
+        if type(result) is Reject:
+            rejects.append(result)
+        else:
+            events.append_event(result)

@@ -1,0 +1,128 @@
+"""L1 rows as Arrow columns (SPEC §11): the Parquet output's schema and its buffered columns.
+
+Quotes are buffered column by column in typed arrays (8 bytes a value, not a Python int) and
+handed to Arrow without a copy. Prices become the double nearest their decimal (rounded once),
+CSV times microseconds since the epoch, Databento's nanoseconds as they are.
+"""
+
+from __future__ import annotations
+
+import array
+import functools
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from l3tol1.core.numbers import format_price
+from l3tol1.core.records import Quote
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["ArrowValues", "L1Columns", "l1_schema"]
+
+
+@functools.cache
+def l1_schema(instrument: bool, nanoseconds: bool) -> pa.Schema:
+    """The columns of an L1 layout: an instrument column or not, times in ns or µs."""
+    import pyarrow as pa
+
+    unit = "ns" if nanoseconds else "us"
+    fields = [pa.field("time", pa.timestamp(unit, tz="UTC"), nullable=False)]
+    if instrument:
+        fields.append(pa.field("instrument", pa.string(), nullable=False))
+    fields += [
+        pa.field("bid_price", pa.float64(), nullable=False),
+        pa.field("ask_price", pa.float64(), nullable=False),
+        pa.field("bid_size", pa.int64(), nullable=False),
+        pa.field("ask_size", pa.int64(), nullable=False),
+        pa.field("seq_num", pa.uint64(), nullable=False),
+    ]
+    return pa.schema(fields)
+
+
+class ArrowValues:
+    """Prices and CSV times as Arrow holds them, with small caches (bounded: cleared when full)."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, int] = {}  # "YYYY-MM-DD HH:MM:SS" -> µs since the epoch
+        self._prices: dict[int, float] = {}  # price in 1e-9 -> the double nearest its decimal
+
+    def price(self, price: int) -> float:
+        value = self._prices.get(price)
+        if value is None:
+            if len(self._prices) > 1 << 16:
+                self._prices.clear()
+            # float() of the shortest decimal is the double nearest the price, rounded once.
+            value = self._prices[price] = float(format_price(price))
+        return value
+
+    def micros(self, time: str) -> int:
+        """A valid CSV time (``2021-08-03 01:00:03.22333 UTC``) in µs since the epoch."""
+        second = time[:19]
+        base = self._seconds.get(second)
+        if base is None:
+            if len(self._seconds) > 1 << 16:
+                self._seconds.clear()
+            stamp = datetime.fromisoformat(second).replace(tzinfo=UTC)
+            base = self._seconds[second] = int(stamp.timestamp()) * 1_000_000
+        fraction = time[20:-4]
+        return base + (int(fraction.ljust(6, "0")) if fraction else 0)
+
+
+class L1Columns:
+    """Quotes buffered column by column, in typed arrays."""
+
+    def __init__(self, values: ArrowValues) -> None:
+        self._values = values
+        self.time = array.array("q")
+        self.instrument: list[str] = []
+        self.bid = array.array("d")
+        self.ask = array.array("d")
+        self.bid_size = array.array("q")
+        self.ask_size = array.array("q")
+        self.seq = array.array("Q")
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def add(self, quotes: list[Quote]) -> None:
+        price, micros = self._values.price, self._values.micros
+        for time, instrument, bid, ask, bid_size, ask_size, seq in quotes:
+            self.time.append(time if isinstance(time, int) else micros(time))
+            self.instrument.append(instrument)
+            self.bid.append(price(bid))
+            self.ask.append(price(ask))
+            self.bid_size.append(bid_size)
+            self.ask_size.append(ask_size)
+            self.seq.append(seq)
+
+    def split(self, count: int, rest: L1Columns) -> tuple[L1Columns, L1Columns]:
+        """(these columns' first ``count`` rows, ``rest`` filled with the others)."""
+        if count >= len(self):
+            return self, rest
+        for name in ("time", "instrument", "bid", "ask", "bid_size", "ask_size", "seq"):
+            column = getattr(self, name)
+            getattr(rest, name).extend(column[count:])
+            del column[count:]
+        return self, rest
+
+    def table(self, schema: pa.Schema) -> pa.Table:
+        """The columns as an Arrow table of ``schema`` (the buffers are not copied)."""
+        import pyarrow as pa
+
+        n = len(self)
+        columns: list[Any] = []
+        for field in schema:
+            if field.name == "instrument":
+                columns.append(pa.array(self.instrument, pa.string()))
+                continue
+            values = {
+                "time": self.time,
+                "bid_price": self.bid,
+                "ask_price": self.ask,
+                "bid_size": self.bid_size,
+                "ask_size": self.ask_size,
+                "seq_num": self.seq,
+            }[field.name]
+            columns.append(pa.Array.from_buffers(field.type, n, [None, pa.py_buffer(values)]))
+        return pa.Table.from_arrays(columns, schema=schema)
