@@ -183,7 +183,7 @@ class TestOneServer:
         publishes nothing twice (Databento records are placed by their index in the file)."""
         from bench.generate_mbo import records
 
-        from tests.test_dbn import write_dbn
+        from tests.system.test_dbn import write_dbn
 
         recs = list(records(20_000, seed=7, publishers=(1, 2), bad_every=500))
         src = write_dbn(tmp_path / "feed.dbn.zst", recs, zstd=True)
@@ -214,7 +214,7 @@ class TestOneServer:
         start again: following such an input is refused, exit 2."""
         from bench.generate_mbo import records
 
-        from tests.test_dbn import write_csv_export, write_dbn
+        from tests.system.test_dbn import write_csv_export, write_dbn
 
         dbn = write_dbn(tmp_path / "f.dbn", list(records(200, seed=1)))
         export = write_csv_export(tmp_path / "f.csv", dbn, pretty=False, symbols=True)

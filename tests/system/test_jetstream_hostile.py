@@ -5,7 +5,7 @@ wedge the partition (4); SIGTERM ends a role with exit 0 within seconds while th
 away, at start or mid-run (7, 8); a second publisher is refused in one line (10); a publisher
 keeps its rejects beside its checkpoint and says what it published (13).
 
-Real nats-servers (the `NatsServer` of tests/test_jetstream.py) and the real CLI in
+Real nats-servers (the `NatsServer` of tests/system/test_jetstream.py) and the real CLI in
 subprocesses; foreign messages are published with a plain nats-py client, as anyone could.
 Waits are for observable progress with timeouts generous for a slow machine; the bound on a
 stop (`STOPS_WITHIN`) is far below the minute that the roles used to take.
@@ -33,7 +33,7 @@ from tests.conftest import (
     wait_for,
     wait_listening,
 )
-from tests.test_jetstream import (
+from tests.system.test_jetstream import (
     SERVER,
     NatsServer,
     _logged,
@@ -74,7 +74,7 @@ def publish_all(server: NatsServer, tmp_path: Path, partitions: int) -> str:
 
 def events_of(log: str, name: str) -> list[dict[str, Any]]:
     """The log lines of event ``name`` (not the counters of that name in other lines)."""
-    from tests.test_jetstream import events_of as lines_naming
+    from tests.system.test_jetstream import events_of as lines_naming
 
     return [e for e in lines_naming(log, name) if e.get("event") == name]
 

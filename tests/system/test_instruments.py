@@ -11,7 +11,7 @@ import pytest
 from bench.generate import generate
 from bench.naive import convert
 
-from tests.conftest import HEADER, add, cli
+from tests.conftest import DATA, HEADER, add, cli
 
 
 def naive(src: Path, folder: Path) -> bytes:
@@ -170,7 +170,7 @@ class TestInstrumentsOption:
     def test_databento_names_never_met_are_said(self, tmp_path: Path) -> None:
         """Databento's books are named by their symbol: a listed symbol that is met is not
         reported, one that is not is."""
-        src = Path(__file__).resolve().parents[1] / "data" / "dbn" / "test_data.mbo.dbn"
+        src = DATA / "dbn" / "test_data.mbo.dbn"
         out = tmp_path / "l1.csv"
         result = cli("-i", src, "-o", out, "--log-format", "json", "--instruments", "ESH1,NOPE")
         assert result.returncode == 0, result.stderr

@@ -20,11 +20,11 @@ from databento_dbn import v1, v2, v3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import cli, first_difference, read_checkpoint
+from tests.conftest import DATA, cli, first_difference, read_checkpoint
 from tests.model import mbo_model_csv
-from tests.test_reliability import kill_after_progress
+from tests.system.test_reliability import kill_after_progress
 
-DBN_SAMPLES = Path(__file__).resolve().parents[1] / "data" / "dbn"  # copies of ../shared/data/dbn
+DBN_SAMPLES = DATA / "dbn"  # copies of ../shared/data/dbn
 T0 = 1_703_541_600_000_000_000  # 2023-12-25 22:00:00 UTC, the day the metadata starts
 DAY = 86_400 * 10**9
 LAST = 0x80

@@ -36,8 +36,8 @@ from l3tol1.sinks.files import FileRecord
 from l3tol1.sinks.rejects import RejectsState
 from l3tol1.sources.dbn import RecordSplitter, read_metadata
 from tests.conftest import REFERENCE_INPUT, cli
-from tests.test_core_parser import BAD, GOOD
-from tests.test_dbn import streams as mbo_streams
+from tests.system.test_dbn import streams as mbo_streams
+from tests.unit.test_core_parser import BAD, GOOD
 
 pytestmark = pytest.mark.skipif(not available(), reason="the compiled core was not built")
 

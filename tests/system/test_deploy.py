@@ -33,9 +33,8 @@ import pytest
 
 from l3tol1.cli import parse_settings
 from l3tol1.options import ENV_PREFIX, OPTIONS
-from tests.conftest import REFERENCE_INPUT, REFERENCE_OUTPUT, cli, cli_env
+from tests.conftest import REFERENCE_INPUT, REFERENCE_OUTPUT, ROOT, cli, cli_env
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "docker-compose.yml"

@@ -13,7 +13,7 @@ from bench.generate import generate
 
 from l3tol1.core import available
 from tests.conftest import ROOT, cli, cli_env
-from tests.test_reliability import batch_args, files_of, kill_after_progress, make_stream
+from tests.system.test_reliability import batch_args, files_of, kill_after_progress, make_stream
 
 GOLDEN_IN = ROOT / "data" / "l3_data_v3.1.csv"
 GOLDEN_OUT = ROOT / "data" / "expected_l1_data_v3.1.csv"

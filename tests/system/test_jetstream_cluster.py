@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import wait_for
-from tests.test_jetstream import (
+from tests.system.test_jetstream import (
     SERVER,
     _logged,
     _seen,
