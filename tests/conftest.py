@@ -1,12 +1,23 @@
-"""Shared helpers: the real CLI in a subprocess, and writing L3 files."""
+"""Shared helpers of every layer: the real CLI in a subprocess (started, stopped, its log and
+its files read), writing L3 files, and the fixtures every layer uses (``core``, ``survived``).
+
+Helpers of one layer live with it: tests/system/kills.py (kill -9 loops), tests/system/jetstream.py
+(nats-server and the roles), tests/system/conftest.py (their fixtures); inputs shared across
+layers in tests/model.py (models), tests/mbo.py (Databento records), tests/fuzz.py (hostile CSV)
+and tests/ops_files.py (the operations files).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -19,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 REFERENCE_INPUT = DATA / "l3_data_v3.1.csv"
 REFERENCE_OUTPUT = DATA / "expected_l1_data_v3.1.csv"
+L1_HEADER = "time,bid_price,ask_price,bid_size,ask_size,seq_num\n"
 HEADER = (
     "seq_num,add_order_id,add_side,add_price,add_qty,update_order_id,update_side,update_price,"
     "update_qty,delete_order_id,delete_side,trade_order_id,trade_side,trade_price,trade_qty,time"
@@ -77,6 +89,33 @@ def start_cli(*args: str | os.PathLike, env: dict[str, str] | None = None) -> su
     )
     _running.append(proc)
     return proc
+
+
+def log_events(stderr: str) -> list[dict]:
+    """The JSON log records of a run's stderr."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def whole_lines(data: bytes) -> bytes:
+    """``data`` up to and with its last newline."""
+    return data[: data.rfind(b"\n") + 1]
+
+
+def free_port() -> int:
+    """A loopback port free now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """GET ``url``: the status and the text of the answer, an error status included."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
