@@ -9,6 +9,7 @@ and tests/ops_files.py (the operations files).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 REFERENCE_INPUT = DATA / "l3_data_v3.1.csv"
 REFERENCE_OUTPUT = DATA / "expected_l1_data_v3.1.csv"
+GOLDEN_SHA256 = "e987d24b35a81aaee794b805b9ca0f3c4fd2f91bc9c07ee7740cd1d33153b874"  # of that file
 L1_HEADER = "time,bid_price,ask_price,bid_size,ask_size,seq_num\n"
 HEADER = (
     "seq_num,add_order_id,add_side,add_price,add_qty,update_order_id,update_side,update_price,"
@@ -91,14 +93,49 @@ def start_cli(*args: str | os.PathLike, env: dict[str, str] | None = None) -> su
     return proc
 
 
+def finish(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
+    """Stop a running CLI with ``sig``; return its exit status and stderr."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        _, stderr = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        raise AssertionError("the service did not stop within 10 s") from None
+    return proc.returncode, stderr
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a configuration error (exit 2)."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("l3tol1: error: "), result.stderr
+    return lines[0]
+
+
 def log_events(stderr: str) -> list[dict]:
     """The JSON log records of a run's stderr."""
     return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def rows_of(path: Path) -> list[str]:
+    """The data rows of an L1 CSV (its header left out)."""
+    return path.read_text().splitlines()[1:]
+
+
 def whole_lines(data: bytes) -> bytes:
     """``data`` up to and with its last newline."""
     return data[: data.rfind(b"\n") + 1]
+
+
+def line_count(path: Path) -> int:
+    """The lines of a file so far (0 while it does not exist)."""
+    return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
 def free_port() -> int:
