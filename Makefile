@@ -52,7 +52,8 @@ sanitize: $(STAMP)
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	L3TOL1_SANITIZED_TREE=$(abspath $(SANITIZE))/service \
 	$(BIN)/python -m pytest -p no:cacheprovider --capture=sys -o pythonpath="$(SANITIZE)/service ." \
-		tests/test_core_*.py tests/test_fuzz.py $(PYTEST_ARGS)
+		tests/unit/test_core_*.py tests/unit/test_parser_fuzz.py \
+		tests/integration/test_core_differential.py tests/integration/test_pipeline_fuzz.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) out bench/.cache .pytest_cache .ruff_cache .hypothesis

@@ -1,12 +1,24 @@
-"""Shared helpers: the real CLI in a subprocess, and writing L3 files."""
+"""Shared helpers of every layer: the real CLI in a subprocess (started, stopped, its log and
+its files read), writing L3 files, and the fixtures every layer uses (``core``, ``survived``).
+
+Helpers of one layer live with it: tests/system/kills.py (kill -9 loops), tests/system/jetstream.py
+(nats-server and the roles), tests/system/conftest.py (their fixtures); inputs shared across
+layers in tests/model.py (models), tests/mbo.py (Databento records), tests/fuzz.py (hostile CSV)
+and tests/ops_files.py (the operations files).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -19,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 REFERENCE_INPUT = DATA / "l3_data_v3.1.csv"
 REFERENCE_OUTPUT = DATA / "expected_l1_data_v3.1.csv"
+GOLDEN_SHA256 = "e987d24b35a81aaee794b805b9ca0f3c4fd2f91bc9c07ee7740cd1d33153b874"  # of that file
+L1_HEADER = "time,bid_price,ask_price,bid_size,ask_size,seq_num\n"
 HEADER = (
     "seq_num,add_order_id,add_side,add_price,add_qty,update_order_id,update_side,update_price,"
     "update_qty,delete_order_id,delete_side,trade_order_id,trade_side,trade_price,trade_qty,time"
@@ -77,6 +91,68 @@ def start_cli(*args: str | os.PathLike, env: dict[str, str] | None = None) -> su
     )
     _running.append(proc)
     return proc
+
+
+def finish(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
+    """Stop a running CLI with ``sig``; return its exit status and stderr."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        _, stderr = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        raise AssertionError("the service did not stop within 10 s") from None
+    return proc.returncode, stderr
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a configuration error (exit 2)."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("l3tol1: error: "), result.stderr
+    return lines[0]
+
+
+def log_events(stderr: str) -> list[dict]:
+    """The JSON log records of a run's stderr."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def rows_of(path: Path) -> list[str]:
+    """The data rows of an L1 CSV (its header left out)."""
+    return path.read_text().splitlines()[1:]
+
+
+def whole_lines(data: bytes) -> bytes:
+    """``data`` up to and with its last newline."""
+    return data[: data.rfind(b"\n") + 1]
+
+
+def line_count(path: Path) -> int:
+    """The lines of a file so far (0 while it does not exist)."""
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def free_port() -> int:
+    """A loopback port free now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """GET ``url``: the status and the text of the answer, an error status included."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -5,12 +5,14 @@
 - A followed file replaced by a compressed or DBN file (or by one whose header cannot be used)
   ends the input the same way, with a line that says what happened.
 - A missing input that is waited for is said at once; a refused input leaves no output behind.
+
+The file source's own handling of a missing input and of a read error, in process, is
+unit/test_file_source.py's.
 """
 
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import json
 import signal
@@ -18,7 +20,6 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Callable, Iterator
-from itertools import pairwise
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -37,6 +38,7 @@ from tests.conftest import (
     read_offset,
     start_cli,
     wait_for,
+    whole_lines,
     write_l3,
 )
 
@@ -44,11 +46,6 @@ CORES = ["python", pytest.param("compiled", marks=pytest.mark.skipif(
     not available(), reason="the compiled core was not built"))]  # fmt: skip
 # The lowest seq_num of the reference input: --start-seq with it gives the window's rows.
 FIRST_SEQ = min(int(row.split(b",", 1)[0]) for row in REFERENCE_INPUT.read_bytes().splitlines()[1:])
-
-
-def whole_lines(data: bytes) -> bytes:
-    """``data`` up to and with its last newline."""
-    return data[: data.rfind(b"\n") + 1]
 
 
 def gunzip_prefix(damaged: bytes) -> bytes:
@@ -406,39 +403,6 @@ class TestMissingAndRefusedInput:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
 
-    def test_the_wait_is_said_again_less_and_less_often(self, tmp_path: Path) -> None:
-        """Still missing, the input is logged again after ``waiting_note`` seconds, then after
-        twice that, and so on (never one line per poll)."""
-        import anyio
-        from structlog.testing import capture_logs
-
-        from l3tol1.sources.file import FileSource
-
-        source = FileSource(
-            tmp_path / "later.csv", follow=True, poll_interval=0.005, waiting_note=0.2
-        )
-
-        async def read() -> None:
-            async with contextlib.aclosing(source.chunks()) as chunks:
-                async for _ in chunks:
-                    raise AssertionError("nothing to read")
-
-        async def wait_for_notes(logs: list[dict]) -> list[float]:
-            async with anyio.create_task_group() as group:
-                group.start_soon(read)
-                with anyio.fail_after(20):
-                    while len(notes := [r for r in logs if r["event"] == "waiting_for_input"]) < 4:
-                        await anyio.sleep(0.01)
-                group.cancel_scope.cancel()
-            await source.aclose()
-            return [note["waited_s"] for note in notes]
-
-        with capture_logs() as logs:
-            waited = anyio.run(wait_for_notes, logs)
-        assert waited[0] == 0
-        gaps = [b - a for a, b in pairwise(waited)]
-        assert all(later >= 1.5 * earlier for earlier, later in pairwise(gaps))
-
     @pytest.mark.parametrize("fmt", ["csv", "parquet"])
     def test_a_refused_input_leaves_no_output(self, tmp_path: Path, fmt: str) -> None:
         """An input refused before the run begins — DBN of another schema, damaged DBN
@@ -491,42 +455,3 @@ class TestMissingAndRefusedInput:
         bad.write_bytes((DATA / "dbn" / "test_data.mbp-1.dbn").read_bytes())
         assert cli("-i", bad, "-o", out, "--no-follow").returncode == 2
         assert snapshot() == before
-
-
-def test_a_read_error_ends_the_input_after_the_lines_read(tmp_path: Path) -> None:
-    """A read that fails (EIO from a failing disk) mid-file ends the input: the chunks before
-    it, then one that carries the error, naming the line it comes after and the bytes of the
-    next one already read (not converted); never an exception through the pipeline."""
-    import errno
-
-    import anyio
-
-    from l3tol1.sources.file import FileSource
-
-    src = write_l3(tmp_path / "l3.csv", book_rows(1, 50))
-    source = FileSource(src, follow=False, chunk_size=300)
-
-    async def failing(size: int) -> bytes:
-        raise OSError(errno.EIO, "Input/output error")
-
-    async def read() -> list:
-        await source.open()
-        chunks = []
-        async with contextlib.aclosing(source.chunks()) as reading:
-            async for chunk in reading:
-                chunks.append(chunk)
-                if len(chunks) == 2:
-                    source._file.read = failing  # the disk fails from the third read on
-        await source.aclose()
-        return chunks
-
-    chunks = anyio.run(read)
-    *good, last = chunks
-    lines = sum(chunk.data.count(b"\n") for chunk in good) + 1  # and the header
-    assert len(good) == 2 and last.end_of_input and not last.data
-    assert last.position == good[-1].position and last.first_line == lines + 1
-    partial = 600 - len(whole_lines(src.read_bytes()[:600]))
-    assert str(last.damage) == (
-        f"cannot read input {src} after line {lines}: Input/output error; the {partial} bytes"
-        f" of line {lines + 1} read before it are not converted"
-    )

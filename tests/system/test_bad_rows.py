@@ -1,18 +1,42 @@
-"""Bad rows (SPEC §4): each reason, with its physical line number, while the run goes on."""
+"""Bad rows (SPEC §4), through the real CLI: each reason, with its physical line number, while the
+run goes on; numbers past every bound rejected (and read again by a restart without a crash
+loop), the largest valid ones written exactly. The parser's rules in process are
+unit/test_core_parser.py's; hostile input, the fuzz tests'."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 from l3tol1.core.records import Reason
-from tests.conftest import HEADER, T, add, cli, delete, trade, update, write_l3
+from tests.conftest import (
+    HEADER,
+    T,
+    add,
+    book_rows,
+    cli,
+    delete,
+    finish,
+    rows_of,
+    start_cli,
+    trade,
+    update,
+    wait_for,
+    wait_listening,
+    write_l3,
+)
 
 GOOD_TIME = "2021-08-03 01:00:03.22333 UTC"
 
 
 def read_rejects(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def rejects_of(out: Path) -> list[dict]:
+    """The records of the reject file beside ``out``."""
+    return read_rejects(Path(f"{out}.rejects.jsonl"))
 
 
 class TestEveryReason:
@@ -127,3 +151,68 @@ class TestEveryReason:
         assert (tmp_path / "o.csv").read_text().splitlines()[1:] == [
             "2021-08-03 01:00:00.100000 UTC,10,11.5,1,2,2"
         ]
+
+
+class TestBadRowsNeverStopTheRun:
+    HUGE: ClassVar = [
+        (f"{'9' * 5000},a,BUY,10,1,,,,,,,,,,,2021-08-03 01:00:00.1 UTC", "bad seq_num"),
+        (add(3, "b", "BUY", "10", "9" * 5000), "bad qty"),
+        (add(3, "b", "BUY", "1" + "0" * 400 + ".0", "1"), "bad price"),
+        (add(3, "b", "BUY", "1" + "0" * 5000, "1"), "bad price"),
+    ]
+
+    def test_huge_numbers_are_rejected_and_a_restart_goes_on(self, tmp_path: Path) -> None:
+        """Numbers past every bound, following with a checkpoint: rejected, counted, and runs
+        restarted from before them read them again and go on (no crash loop)."""
+        src = write_l3(tmp_path / "l3.csv", book_rows(1, 2))
+        out, ckpt = tmp_path / "l1.csv", tmp_path / "c.ckpt"
+        args = ("-i", src, "-o", out, "--start-seq", "1", "-t", "0.02", "--checkpoint", ckpt)
+        proc = start_cli(*args)
+        wait_for(lambda: out.exists() and len(rows_of(out)) == 1, 20, "the first row")
+        assert finish(proc)[0] == 0
+        with src.open("a") as f:
+            f.write("".join(text + "\n" for text, _ in self.HUGE) + book_rows(3, 4)[0] + "\n")
+        for _ in range(2):  # the second run resumes after the first's stop (or its kill -9)
+            proc = start_cli(*args)
+            wait_for(lambda: len(rows_of(out)) == 2, 20, "the row after the huge ones")
+            proc.kill()
+            proc.communicate()
+        proc = start_cli(*args)
+        wait_listening(proc)
+        with src.open("a") as f:
+            f.write(book_rows(4, 4)[0] + "\n")
+        wait_for(lambda: len(rows_of(out)) == 3, 20, "the last row")
+        assert finish(proc)[0] == 0
+        assert [r["reason"] for r in rejects_of(out)] == [reason for _, reason in self.HUGE]
+        assert [line.split(",")[-1] for line in rows_of(out)] == ["2", "3", "4"]
+
+    def test_a_level_of_the_largest_qtys_is_written_exactly(self, tmp_path: Path) -> None:
+        """Two orders of the largest qty at one price: their total is written whole."""
+        most = str(2**32 - 1)
+        src = write_l3(
+            tmp_path / "l3.csv",
+            [
+                add(1, "a", "BUY", "10", most),
+                add(2, "b", "BUY", "10", most),
+                add(3, "s", "SELL", "11", "1"),
+            ],
+        )
+        out = tmp_path / "l1.csv"
+        assert cli("-i", src, "-o", out, "--no-follow").returncode == 0
+        assert rows_of(out) == [f"2021-08-03 01:00:00.100000 UTC,10,11,{2 * (2**32 - 1)},1,3"]
+
+    def test_prices_beyond_a_double_are_rejected(self, tmp_path: Path) -> None:
+        """A price a double cannot hold is `bad price`, never inf, never merged with another."""
+        big = "1" + "0" * 400 + ".0"
+        src = write_l3(
+            tmp_path / "l3.csv",
+            [
+                add(1, "a", "SELL", big, "1"),
+                add(2, "b", "SELL", "2" + big[1:], "1"),
+                *book_rows(3, 4),
+            ],
+        )
+        out = tmp_path / "l1.csv"
+        assert cli("-i", src, "-o", out, "--no-follow", "--start-seq", "1").returncode == 0
+        assert [r["reason"] for r in rejects_of(out)] == ["bad price", "bad price"]
+        assert "inf" not in out.read_text()

@@ -100,7 +100,7 @@ import os, sys
 from l3tol1.core import load
 from l3tol1.core.mbo import MboMetadata
 from l3tol1.core.naming import MboNamer
-from tests.test_core_protocols import EVENT, HEADER
+from tests.unit.test_core_protocols import EVENT, HEADER
 
 core = load(sys.argv[1])
 twice = [EVENT, EVENT]  # the second is a duplicate (a reject) and an add of a live order

@@ -23,7 +23,7 @@ from tests.conftest import (
     wait_for,
     write_l3,
 )
-from tests.test_reliability import kill_after_progress
+from tests.system.kills import kill_after_progress
 
 
 def csv_rows(path: Path) -> list[tuple]:

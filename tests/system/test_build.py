@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REFERENCE_INPUT, REFERENCE_OUTPUT
+from tests.conftest import REFERENCE_INPUT, REFERENCE_OUTPUT, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "service")
 
 

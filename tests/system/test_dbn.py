@@ -1,11 +1,11 @@
 """Databento MBO input (SPEC §12): DBN files (plain and zstd) and Databento's CSV export, through
 the real CLI, against a naive MBO model; the official sample files; recordings of the live API
 (symbol-mapping, system and error records among the MBO ones, DBN v1 to v3, made by Databento's
-own encoder); fields at their extremes; kill -9 with a checkpoint."""
+own encoder); fields at their extremes; kill -9 with a checkpoint. The records and files are
+tests/mbo.py's."""
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from collections.abc import Callable
@@ -18,38 +18,14 @@ import zstandard
 from bench.generate_mbo import RENAMED, SYMBOLS, UNDEF_PRICE, Mbo, metadata, pack, records
 from databento_dbn import v1, v2, v3
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from tests.conftest import cli, first_difference, read_checkpoint
+from tests.conftest import DATA, cli, first_difference, log_events, read_checkpoint
+from tests.mbo import DAY, T0, mbo, streams, write_csv_export, write_dbn
 from tests.model import mbo_model_csv
-from tests.test_reliability import kill_after_progress
+from tests.system.kills import kill_after_progress
 
-DBN_SAMPLES = Path(__file__).resolve().parents[1] / "data" / "dbn"  # copies of ../shared/data/dbn
-T0 = 1_703_541_600_000_000_000  # 2023-12-25 22:00:00 UTC, the day the metadata starts
-DAY = 86_400 * 10**9
-LAST = 0x80
+DBN_SAMPLES = DATA / "dbn"  # copies of ../shared/data/dbn
 CORES = ("python", "compiled")
-
-
-def write_dbn(path: Path, recs: list[Mbo], *, zstd: bool = False) -> Path:
-    """A DBN file of these records: metadata encoded by databento-dbn, records packed as it
-    packs them."""
-    data = metadata() + b"".join(pack(r) for r in recs)
-    path.write_bytes(zstandard.ZstdCompressor().compress(data) if zstd else data)
-    return path
-
-
-def write_csv_export(path: Path, dbn_file: Path, *, pretty: bool, symbols: bool) -> Path:
-    """Databento's own CSV export of a DBN file (the Transcoder the `dbn` CLI is built on)."""
-    out = io.BytesIO()
-    transcoder = dbn.Transcoder(
-        out, dbn.Encoding.CSV, dbn.Compression.NONE,
-        pretty_px=pretty, pretty_ts=pretty, map_symbols=symbols,
-    )  # fmt: skip
-    transcoder.write(dbn_file.read_bytes())
-    transcoder.flush()
-    path.write_bytes(out.getvalue())
-    return path
 
 
 def convert(tmp_path: Path, src: Path, *args: str) -> tuple[str, list[dict]]:
@@ -58,16 +34,6 @@ def convert(tmp_path: Path, src: Path, *args: str) -> tuple[str, list[dict]]:
     assert result.returncode == 0, result.stderr
     rejects = [json.loads(line) for line in Path(f"{out}.rejects.jsonl").read_text().splitlines()]
     return out.read_text(), rejects
-
-
-def mbo(
-    seq: int, action: str, order: int, side: str, price: float, size: int,
-    *, last: bool = True, publisher: int = 1, instrument: int = 1001, at: int = 0,
-) -> Mbo:  # fmt: skip
-    """One MBO record, for hand-written scenarios (price in whole units, or UNDEF)."""
-    nanos = UNDEF_PRICE if price == UNDEF_PRICE else round(price * 10**9)
-    return Mbo(publisher, instrument, order, nanos, size, LAST if last else 0, action, side,
-               T0 + 1_000_000 + at * 1000, seq)  # fmt: skip
 
 
 class TestScenarios:
@@ -155,34 +121,6 @@ class TestScenarios:
         assert text.splitlines()[1:] == [
             "2023-12-25 22:00:00.001000000 UTC,ESH4,10,11,1,1,5"
         ]  # fmt: skip
-
-
-@st.composite
-def streams(draw: st.DrawFn) -> list[Mbo]:
-    """Random MBO records over three books (two publishers), with venue events, clears, unknown
-    orders, cancels larger than what rests, and negative prices."""
-    books = [(1, 1001), (2, 1001), (1, 1003)]
-    out = []
-    for i in range(draw(st.integers(0, 120))):
-        publisher, instrument = books[draw(st.integers(0, 2))]
-        action = draw(st.sampled_from("AAAAMMCCCRTFN"))
-        side = draw(st.sampled_from("BA")) if action in "AMC" else draw(st.sampled_from("BAN"))
-        price = draw(st.sampled_from([-1.5, 0, 99.5, 100, 100.25, 101])) * 10**9
-        out.append(
-            Mbo(
-                publisher,
-                instrument,
-                draw(st.integers(1, 6)),
-                int(price),
-                draw(st.integers(0, 5)),
-                LAST if draw(st.integers(0, 3)) else 0,
-                action,
-                side,
-                T0 + 10**6 + i * 4_000_000_000_000,
-                i + 1,
-            )
-        )
-    return out
 
 
 class TestAgainstTheModel:
@@ -376,10 +314,6 @@ def decoded_types(path: Path) -> list[str]:
     decoder = dbn.DBNDecoder(upgrade_policy=dbn.VersionUpgradePolicy.AS_IS)
     decoder.write(path.read_bytes())
     return [type(record).__name__ for record in decoder.decode()]
-
-
-def log_events(stderr: str) -> list[dict]:
-    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
 def run(tmp_path: Path, src: Path, core: str, *args: str) -> tuple[str, list[dict], list[dict]]:

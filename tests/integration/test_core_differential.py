@@ -9,7 +9,6 @@ The streams hold every reject reason of SPEC §4 and every anomaly of SPEC §3.
 
 from __future__ import annotations
 
-import gzip
 import os
 import random
 import struct
@@ -20,7 +19,6 @@ from typing import Any
 
 import pytest
 from bench.generate_mbo import metadata, pack
-from bench.generate_mbo import write as write_mbo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,9 +33,8 @@ from l3tol1.sinks.csv import CsvState
 from l3tol1.sinks.files import FileRecord
 from l3tol1.sinks.rejects import RejectsState
 from l3tol1.sources.dbn import RecordSplitter, read_metadata
-from tests.conftest import REFERENCE_INPUT, cli
-from tests.test_core_parser import BAD, GOOD
-from tests.test_dbn import streams as mbo_streams
+from tests.mbo import streams as mbo_streams
+from tests.unit.test_core_parser import BAD, GOOD
 
 pytestmark = pytest.mark.skipif(not available(), reason="the compiled core was not built")
 
@@ -622,35 +619,3 @@ def _through_codec(state: Any) -> Any:
         rejects=RejectsState(FileRecord("out.csv.rejects.jsonl", 1, 4, 0)),
     )
     return decode(encode(saved), Path("state.ckpt")).feed
-
-
-class TestDamagedInputThroughTheCli:
-    """Damaged input (issue 17): the real CLI on each core, on the same damaged files, gives
-    the same rows, rejects, exit status and error line."""
-
-    def outcome(self, src: Path, out: Path, core: str, *args: str) -> tuple[Any, ...]:
-        result = cli("-i", src, "-o", out, "--no-follow", "--core", core, *args)
-        rejects = Path(f"{out}.rejects.jsonl").read_bytes()
-        return result.returncode, result.stderr.splitlines()[-1], out.read_bytes(), rejects
-
-    def test_both_cores_agree(self, tmp_path: Path) -> None:
-        """A gzip file cut short (with and without --start-seq, and with rows that are
-        rejected) and a DBN file cut inside a record."""
-        text = REFERENCE_INPUT.read_bytes().splitlines(keepends=True)
-        for i in range(5, len(text), 997):  # some bad rows among the good ones
-            text[i] = b"junk," + text[i]
-        packed = gzip.compress(b"".join(text))
-        mbo = tmp_path / "mbo.dbn"
-        write_mbo(str(mbo), 3000, seed=5)
-        cases = [
-            ("cut.gz", packed[: len(packed) // 3], []),
-            ("cut.gz", packed[: len(packed) * 2 // 3], ["--start-seq", "1627942268920653171"]),
-            ("cut.dbn", mbo.read_bytes()[:-29], ["--instruments", "ESH4"]),
-        ]
-        for name, data, args in cases:
-            src = tmp_path / name
-            src.write_bytes(data)
-            python = self.outcome(src, tmp_path / "python.csv", "python", *args)
-            compiled = self.outcome(src, tmp_path / "compiled.csv", "compiled", *args)
-            assert python[0] == 2 and python[2].count(b"\n") > 50, python[1]
-            assert compiled == python, name

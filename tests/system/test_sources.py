@@ -1,21 +1,33 @@
-"""Input sources (SPEC §10): compressed files recognised by their magic bytes, standard input,
-damaged data, and a checkpointed restart on a compressed file."""
+"""Input sources (SPEC §10), through the real CLI: compressed files recognised by their magic
+bytes, standard input, named pipes and standard output, damaged data, and a checkpointed restart
+on a compressed file. Damage in depth is test_damaged_input.py's; a pipe that waits at SIGTERM,
+test_signals.py's."""
 
 from __future__ import annotations
 
 import bz2
 import gzip
 import lzma
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from tests.conftest import REFERENCE_INPUT, REFERENCE_OUTPUT, cli, cli_env, stamp, start_cli
+from tests.conftest import (
+    REFERENCE_INPUT,
+    REFERENCE_OUTPUT,
+    cli,
+    cli_env,
+    one_error_line,
+    stamp,
+    start_cli,
+)
 
 GOLDEN = REFERENCE_OUTPUT.read_bytes()
 CODECS = {
@@ -125,3 +137,63 @@ class TestCompressed:
         assert result.returncode == 0, result.stderr
         assert out.read_bytes() == GOLDEN
         assert kills >= 1
+
+
+class TestPipesAndStandardStreams:
+    def test_named_pipe_input(self, tmp_path: Path) -> None:
+        """A named pipe is read once to its end: the golden bytes, its header read only once."""
+        fifo = tmp_path / "l3.fifo"
+        os.mkfifo(fifo)
+        out = tmp_path / "o.csv"
+        writer = threading.Thread(target=lambda: fifo.write_bytes(REFERENCE_INPUT.read_bytes()))
+        writer.start()
+        result = cli("-i", fifo, "-o", out)
+        writer.join()
+        assert result.returncode == 0, result.stderr
+        assert out.read_bytes() == GOLDEN
+
+    @pytest.mark.parametrize("name", ["-", "/dev/stdin"])
+    def test_standard_input(self, tmp_path: Path, name: str) -> None:
+        """`-i -` and `-i /dev/stdin` read a pipe on standard input to its end."""
+        out = tmp_path / "o.csv"
+        feeder = subprocess.Popen(["cat", REFERENCE_INPUT], stdout=subprocess.PIPE)
+        result = subprocess.run(
+            [sys.executable, "-m", "l3tol1", "-i", name, "-o", out],
+            stdin=feeder.stdout, env=cli_env(), capture_output=True, timeout=60,
+        )  # fmt: skip
+        feeder.stdout.close()  # type: ignore[union-attr]
+        assert feeder.wait() == 0
+        assert result.returncode == 0, result.stderr
+        assert out.read_bytes() == GOLDEN
+
+    @pytest.mark.parametrize(
+        ("args", "words"),
+        [
+            (("-i", "-", "--follow"), "--follow cannot follow standard input"),
+            (("-i", "-", "--checkpoint", "c.ckpt"), "--checkpoint needs an input"),
+            (("-o", "/dev/stdout", "--checkpoint", "c.ckpt"), "--checkpoint needs regular output"),
+        ],
+    )
+    def test_streams_refuse_what_they_cannot_do(
+        self, tmp_path: Path, args: tuple, words: str
+    ) -> None:
+        """Following stdin, or checkpointing what cannot be read again or cut back: exit 2."""
+        base = ("-i", REFERENCE_INPUT, "-o", tmp_path / "o.csv", "--no-follow")
+        if "-i" in args:
+            base = ("-o", tmp_path / "o.csv")
+        result = cli(*base, *args, cwd=tmp_path)
+        assert words in one_error_line(result)
+
+    def test_output_to_standard_output(self, tmp_path: Path) -> None:
+        """-o /dev/stdout writes the rows to a pipe; -o /dev/null discards them."""
+        result = subprocess.run(
+            [sys.executable, "-m", "l3tol1", "-i", REFERENCE_INPUT, "-o", "/dev/stdout",
+             "--reject-file", "/dev/null", "--no-follow"],
+            env=cli_env(), capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == GOLDEN
+        nothing = cli(
+            "-i", REFERENCE_INPUT, "-o", "/dev/null", "--reject-file", "/dev/null", "--no-follow"
+        )
+        assert nothing.returncode == 0, nothing.stderr
