@@ -235,6 +235,15 @@ def output_format(text: str) -> str:
     return text.lower()
 
 
+@_rule("schema (l1, mbp-1, mbp-10, tbbo, bbo-1s or bbo-1m)")
+def schema(text: str) -> str:
+    from l3tol1.core.schemas import SCHEMAS
+
+    if text.lower() not in SCHEMAS:
+        raise ValueError(text)
+    return text.lower()
+
+
 @_rule("core (auto, compiled or python)")
 def core(text: str) -> str:
     if text.lower() not in ("auto", "compiled", "python"):
@@ -292,6 +301,10 @@ OPTIONS: tuple[Option, ...] = (
            "L1 output: a CSV file, or a Parquet dataset directory", "PATH"),
     Option(("--output-format",), output_format, None,
            "what to write", "csv|parquet", "parquet if the output name ends in .parquet, else csv"),
+    Option(("--schema",), schema, "l1",
+           "the rows to write: l1 (best bid and ask when they change), or Databento's mbp-1,"
+           " mbp-10, tbbo, bbo-1s, bbo-1m (see docs/schemas.md)",
+           "l1|mbp-1|mbp-10|tbbo|bbo-1s|bbo-1m"),
     Option(("-b", "--batch-size"), positive_int, 1000, "L1 rows per output flush", "INT"),
     Option(("-t", "--max-flush-interval"), seconds, 2.0,
            "flush a partial batch after this long", "SECS", "2"),

@@ -22,6 +22,7 @@ class Settings:
     input_format: str | None = None  # None: by the data's first bytes
     output_file: Path = Path("l1_data.csv")
     output_format: str | None = None  # None: by the output's name
+    schema: str = "l1"  # the rows written (SPEC §14)
     batch_size: int = 1000
     max_flush_interval: float = 2.0
     gap_timeout: float = 2.0

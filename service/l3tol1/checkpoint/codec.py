@@ -21,6 +21,7 @@ from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState
 from l3tol1.core.naming import NamerState
 from l3tol1.core.plain import PlainDataError, PlainReader
+from l3tol1.core.schemas import DepthsState
 from l3tol1.errors import CheckpointError
 from l3tol1.sinks.base import output_state_from_plain
 from l3tol1.sinks.rejects import RejectsState
@@ -82,11 +83,13 @@ def decode(data: bytes, path: Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path} is not a format-{VERSION} l3tol1 checkpoint")
     read = PlainReader()
     try:
+        options = RunOptions.from_plain(read.get(state, "options", ""), "options", read)
+        books = InstrumentsState.from_plain if options.schema == "l1" else DepthsState.from_plain
         return Checkpoint(
-            options=RunOptions.from_plain(read.get(state, "options", ""), "options", read),
+            options=options,
             input=InputRecord.from_plain(read.get(state, "input", ""), "input", read),
             feed=FeedState.from_plain(read.get(state, "feed", ""), "feed", read),
-            instruments=_optional(state, "instruments", InstrumentsState.from_plain, read),
+            instruments=_optional(state, "instruments", books, read),
             output=_optional(state, "output", output_state_from_plain, read),
             rejects=RejectsState.from_plain(read.get(state, "rejects", ""), "rejects", read),
             names=NamerState.from_plain(read.get(state, "names", ""), "names", read),

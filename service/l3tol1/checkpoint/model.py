@@ -6,7 +6,8 @@ stream and owned by the part of the run it comes from.
   reuse or a replaced file is detected), the byte offset to resume from and that line's number;
 - ``feed``: what the resequencer holds, waiting events included (at most --max-pending);
 - ``instruments``: every book's live orders, last quote and the counters (None for `l3tol1
-  publish`, which keeps no books);
+  publish`, which keeps no books); with a schema of rows, also each instrument's previous
+  row's levels, its marks and its pending sample (core/schemas.py);
 - ``output`` / ``rejects``: each file's identity and size at the cut, and its counts (no
   ``output`` for `l3tol1 publish`, which writes no rows);
 - ``names``: how Databento's books are named (publishers, books met and kept, in-band symbol
@@ -26,6 +27,7 @@ from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState
 from l3tol1.core.naming import NamerState
 from l3tol1.core.plain import PlainReader
+from l3tol1.core.schemas import DepthsState
 from l3tol1.sinks.base import OutputState
 from l3tol1.sinks.rejects import RejectsState
 from l3tol1.sources.base import Position
@@ -43,6 +45,7 @@ class RunOptions:
     instrument_column: str | None = None
     instruments: tuple[str, ...] | None = None
     output_format: str | None = "csv"  # None: no L1 output (`l3tol1 publish`)
+    schema: str = "l1"  # the rows written (SPEC §14)
 
     def differences(self, other: RunOptions) -> list[str]:
         """The options (as flags) whose value differs in ``other``."""
@@ -79,6 +82,8 @@ class RunOptions:
             instrument_column=read.string(obj, "instrument_column", where, null=True),
             instruments=None if instruments is None else tuple(instruments),
             output_format=read.string(obj, "output_format", where, null=True),
+            # absent from the checkpoints of versions before the schemas: their rows were l1
+            schema=read.string(obj, "schema", where) if "schema" in obj else "l1",
         )
 
 
@@ -134,7 +139,9 @@ class Checkpoint:
     options: RunOptions
     input: InputRecord
     feed: FeedState
-    instruments: InstrumentsState | None  # None: no books (`l3tol1 publish`)
+    # the books: an l1 run's, or a schema's with order counts and marks (SPEC §14); None: no
+    # books (`l3tol1 publish`)
+    instruments: InstrumentsState | DepthsState | None
     output: OutputState | None  # None: no L1 output (`l3tol1 publish`)
     rejects: RejectsState
     names: NamerState = field(default_factory=NamerState)

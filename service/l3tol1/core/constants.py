@@ -67,12 +67,12 @@ def reference() -> dict[str, object]:
             "wire.time_fields": tuple((shift, bits) for shift, bits, *_ in wire._TIME_FIELDS),
         }
     )
-    read = ("publisher_id", "instrument_id", "order_id", "price", "size", "flags", "action",
-            "side", "ts_recv", "sequence")  # fmt: skip
+    read = ("publisher_id", "instrument_id", "ts_event", "order_id", "price", "size", "flags",
+            "action", "side", "ts_recv", "sequence")  # fmt: skip
     at = _offsets(mbo._RECORD, mbo._FIELD_NAMES)
     values.update({f"mbo.at.{name}": at[name] for name in read})
-    event = ("seq", "price", "qty", "line", "time", "action", "side", "last", "inst_size",
-             "oid_size", "time_size")  # fmt: skip
+    event = ("seq", "price", "qty", "line", "time", "ts_event", "action", "side", "last",
+             "inst_size", "oid_size", "time_size")  # fmt: skip
     values.update({f"wire.event.{n}": i for n, i in _offsets(wire.EVENT, event).items()})
     quote = ("bid", "ask", "bid_size", "ask_size", "time", "seq", "inst_size", "time_size")
     values.update({f"wire.quote.{n}": i for n, i in _offsets(wire.QUOTE, quote).items()})

@@ -241,6 +241,7 @@ class CsvParser:
                                     line,
                                     text,
                                     True,
+                                    0,
                                 ),
                             )
                         )

@@ -189,7 +189,7 @@ class Instruments:
         dirty = True
 
         for event in events:
-            seq, action, instrument, order_id, side, price, qty, time, _line, _raw, ends = event
+            seq, action, instrument, order_id, side, price, qty, time, _line, _raw, ends, _ = event
             if instrument != name:
                 if current is not None:
                     current.dirty = dirty

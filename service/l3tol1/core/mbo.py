@@ -5,8 +5,9 @@ rule runs only after it (`Event.last`). Records are applied in file order: no re
 
 - actions: ``A`` add, ``M`` modify (the order now has this price and size, as UPDATE), ``C``
   cancel (subtract ``size``; at zero or below the order goes), ``R`` clear (the book empties),
-  ``T`` trade, ``F`` fill and ``N`` none change nothing;
-- sides: ``B`` is BUY and ``A`` SELL; ``N`` is refused on A, M and C (`bad side`);
+  ``T`` trade (PRINT), ``F`` fill (FILL) and ``N`` none change nothing;
+- sides: ``B`` is BUY, ``A`` SELL, ``N`` none; ``N`` (or anything else) is refused on A, M and
+  C (`bad side`), and is NONE on the other actions;
 - prices are integers in 1e-9, as held everywhere (an add or modify without one is `bad price`);
 - the time is ``ts_recv`` in nanoseconds since the epoch, 0 to 2^63 - 1 (`bad time` beyond: 2^64
   - 1 is Databento's undefined timestamp); ``seq_num`` is ``sequence``.
@@ -98,13 +99,14 @@ _ACTIONS = {
     "M": int(Action.UPDATE),
     "C": int(Action.CANCEL),
     "R": int(Action.CLEAR),
-    "T": int(Action.NONE),
-    "F": int(Action.NONE),
+    "T": int(Action.PRINT),
+    "F": int(Action.FILL),
     "N": int(Action.NONE),
 }
 _NEEDS_ORDER = (int(Action.ADD), int(Action.UPDATE), int(Action.CANCEL))
 _NEEDS_PRICE = (int(Action.ADD), int(Action.UPDATE))
-_SIDES = {"B": int(Side.BUY), "A": int(Side.SELL)}
+_SIDES = {"B": int(Side.BUY), "A": int(Side.SELL), "N": int(Side.NONE)}
+_SIDE_NONE = int(Side.NONE)
 _new = tuple.__new__
 
 
@@ -186,26 +188,26 @@ def _event(
     action_char: str,
     side_char: str,
     ts_recv: int,
+    ts_event: int,
     sequence: int,
     symbol: str,
     raw: str,
 ) -> Event | Reject:
-    """The event of one MBO record (DBN or CSV alike), or its reject."""
-    if not 0 <= ts_recv <= MAX_TS:  # 2^64 - 1 is Databento's undefined time
+    """The event of one MBO record (DBN or CSV alike), or its reject. The price is kept
+    whatever the action (`UNDEF_PRICE`: none), for the output schemas' rows (SPEC §14)."""
+    if not (0 <= ts_recv <= MAX_TS and 0 <= ts_event <= MAX_TS):  # 2^64 - 1: undefined
         return Reject(index, Reason.TIME, raw)
     action = _ACTIONS.get(action_char)
     if action is None:
         return Reject(index, Reason.ACTION, raw)
     side = _SIDES.get(side_char, -1)
     if action in _NEEDS_ORDER:
-        if side < 0:
+        if side < 0 or side == _SIDE_NONE:
             return Reject(index, Reason.SIDE, raw)
         if action in _NEEDS_PRICE and price == UNDEF_PRICE:
             return Reject(index, Reason.PRICE, raw)
     elif side < 0:
-        side = 0
-    if action not in _NEEDS_PRICE:
-        price = 0
+        side = _SIDE_NONE
     return _new(
         Event,
         (
@@ -220,6 +222,7 @@ def _event(
             index,
             raw,
             bool(flags & F_LAST),
+            ts_event,
         ),
     )
 
@@ -296,7 +299,7 @@ class MboParser(_Counts):
     def _mbo(
         self, index: int, values: tuple[Any, ...], events: list[Event], rejects: list[Reject]
     ) -> None:
-        _, _, publisher, instrument_id, _, order_id, price, qty = values[:8]
+        _, _, publisher, instrument_id, ts_event, order_id, price, qty = values[:8]
         flags, _, action, side, ts_recv, _, sequence = values[8:15]
         action_char = action.decode("latin-1")
         self.count(action_char)
@@ -312,6 +315,7 @@ class MboParser(_Counts):
             action_char,
             side.decode("latin-1"),
             ts_recv,
+            ts_event,
             sequence,
             "",
             "",

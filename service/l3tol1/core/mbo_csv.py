@@ -64,7 +64,9 @@ class MboCsvParser(_Counts):
         if twice:
             raise ValueError(f"header names column(s) {', '.join(twice)} more than once")
         self.field_count = len(names)
-        self._index = {c: names.index(c) for c in (*MBO_COLUMNS, "symbol") if c in names}
+        self._index = {
+            c: names.index(c) for c in (*MBO_COLUMNS, "symbol", "ts_event") if c in names
+        }
         self.namer = namer
         self._seconds: dict[str, int] = {}
 
@@ -109,7 +111,9 @@ class MboCsvParser(_Counts):
         if size is None:
             return Reject(line, Reason.QTY, text)
         ts_recv = self._nanoseconds(fields[at["ts_recv"]])
-        if ts_recv is None:
+        # ts_event is optional: an export without it has the records' ts_recv as theirs
+        ts_event = self._nanoseconds(fields[at["ts_event"]]) if "ts_event" in at else ts_recv
+        if ts_recv is None or ts_event is None:
             return Reject(line, Reason.TIME, text)
         symbol = fields[at["symbol"]] if "symbol" in at else ""
         return _event(
@@ -124,6 +128,7 @@ class MboCsvParser(_Counts):
             action_char,
             fields[at["side"]],
             ts_recv,
+            ts_event,
             sequence,
             symbol,
             text,

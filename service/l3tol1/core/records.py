@@ -39,7 +39,9 @@ class Action(IntEnum):
     TRADE = 3  # subtract qty from the resting order; removed at zero or below
     CANCEL = 4  # MBO `C`: as TRADE, with its own anomaly names
     CLEAR = 5  # MBO `R`: the instrument's book becomes empty
-    NONE = 6  # MBO `T`, `F`, `N`: no change to the book (it may still end a venue event)
+    NONE = 6  # MBO `N`: no change to the book (it may still end a venue event)
+    PRINT = 7  # MBO `T`: a trade, reported; no change to the book (its fills' cancels do it)
+    FILL = 8  # MBO `F`: a fill of a resting order, reported; no change to the book
 
 
 class Side(IntEnum):
@@ -47,6 +49,7 @@ class Side(IntEnum):
 
     BUY = 0
     SELL = 1
+    NONE = 2  # MBO `N`: only on an event that changes no order (a trade print, a clear...)
 
 
 class Reason(StrEnum):
@@ -96,6 +99,7 @@ class Event(NamedTuple):
     line: int  # 1-based physical line (or record index) in its input
     raw: str  # the line itself, for a late or duplicate reject
     last: bool  # ends a venue event: the write rule runs after it (always, for CSV rows)
+    ts_event: int = 0  # MBO: the record's ts_event (ns); CSV: 0, the row's time is both
 
 
 class Reject(NamedTuple):
@@ -135,6 +139,9 @@ def events_from_plain(obj: object, key: str, where: str, read: "PlainReader") ->
 
     actions = frozenset(int(a) for a in Action)
     sides = frozenset(int(s) for s in Side)
+    has_ts_event = (
+        isinstance(obj, dict) and isinstance(obj.get(key), dict) and "ts_event" in obj[key]
+    )
     checks = (
         ("seq", lambda v: natural(v) and v <= MAX_SEQ),
         ("action", lambda v: type(v) is int and v in actions),
@@ -147,5 +154,9 @@ def events_from_plain(obj: object, key: str, where: str, read: "PlainReader") ->
         ("line", natural),
         ("raw", lambda v: isinstance(v, str)),
         ("last", lambda v: isinstance(v, bool)),
+        ("ts_event", lambda v: natural(v) and v <= MAX_TIME_NS),
     )
-    return [Event(*row) for row in read.columns(obj, key, where, checks)]
+    # A checkpoint of an earlier version has no ts_event: its waiting events are L3 CSV rows,
+    # whose ts_event is 0.
+    rows = read.columns(obj, key, where, checks if has_ts_event else checks[:-1])
+    return [Event(*row) for row in rows]

@@ -3,8 +3,9 @@
 The reference of the wire format; the compiled core packs and unpacks the same bytes from its C
 arrays, with no Python object per record. Little-endian, fixed-size fields then the strings:
 
-    events body  b"L3E1", then per event: seq u64, price i64, qty i64, line i64, time i64,
-                 action u8, side u8, last u8, pad u8, then the sizes (u32) of the instrument,
+    events body  b"L3E2", then per event: seq u64, price i64, qty i64, line i64, time i64,
+                 ts_event i64, action u8, side u8, last u8, pad u8, then the sizes (u32) of the
+                 instrument,
                  order id and time text, then those bytes
     quotes body  b"L1Q1", then per quote: bid, ask, bid_size, ask_size, time (i64), seq u64,
                  then the sizes (u32) of the instrument and time text, then those bytes
@@ -24,7 +25,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 
 from l3tol1.core.numbers import NS_PER_DAY
-from l3tol1.core.records import Event, Quote
+from l3tol1.core.records import Action, Event, Quote, Side
 
 __all__ = [
     "EVENTS_MAGIC",
@@ -38,12 +39,14 @@ __all__ = [
     "unpack_quotes",
 ]
 
-EVENTS_MAGIC = b"L3E1"
+EVENTS_MAGIC = b"L3E2"  # L3E1 had no ts_event (before the output schemas, SPEC §14)
 QUOTES_MAGIC = b"L1Q1"
-EVENT = struct.Struct("<QqqqqBBBxIII")
+EVENT = struct.Struct("<QqqqqqBBBxIII")
 QUOTE = struct.Struct("<qqqqqQII")
 MAX_SEQ = 2**64 - 1
 PACKED_TIMES = 1 << 60
+_MAX_ACTION = max(Action)
+_MAX_SIDE = max(Side)
 # Each field of a canonical time: its place in the packed form (shift, bits), in the text
 # (offset, width), and the most it may be to be packed.
 _TIME_FIELDS = ((46, 14, 0, 4, 9999), (42, 4, 5, 2, 15), (37, 5, 8, 2, 31), (32, 5, 11, 2, 31),
@@ -102,8 +105,8 @@ def _time_of(field: int, text: bytes) -> str | int:
 def _event_record(e: Event) -> bytes:
     inst, oid = e.instrument.encode(), e.order_id.encode()
     time_ns, time = _time_field(e.time)
-    head = EVENT.pack(e.seq, e.price, e.qty, e.line, time_ns, e.action, e.side, int(e.last),
-                      len(inst), len(oid), len(time))  # fmt: skip
+    head = EVENT.pack(e.seq, e.price, e.qty, e.line, time_ns, e.ts_event, e.action, e.side,
+                      int(e.last), len(inst), len(oid), len(time))  # fmt: skip
     return head + inst + oid + time
 
 
@@ -197,11 +200,17 @@ def unpack_events(body: bytes) -> list[Event]:
     """
     events: list[Event] = []
     for fields, (inst, oid, time) in _records(body, EVENTS_MAGIC, EVENT, 3, "event"):
-        seq, price, qty, line, time_ns, action, side, last, *_ = fields
-        if action > 6 or side > 1 or last > 1 or not _time_ok(time_ns, len(time)):
+        seq, price, qty, line, time_ns, ts_event, action, side, last, *_ = fields
+        if (
+            action > _MAX_ACTION
+            or side > _MAX_SIDE
+            or last > 1
+            or ts_event < 0
+            or not _time_ok(time_ns, len(time))
+        ):
             raise ValueError(f"event {len(events)} has a field out of range")
         events.append(Event(seq, action, inst.decode(), oid.decode(), side, price, qty,
-                            _time_of(time_ns, time), line, "", last == 1))  # fmt: skip
+                            _time_of(time_ns, time), line, "", last == 1, ts_event))  # fmt: skip
     return events
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from l3tol1.checkpoint import CheckpointStore, RunOptions
 from l3tol1.core import AnyCore, load
 from l3tol1.core.naming import MboNamer
+from l3tol1.core.schemas import Depths, RowFormatter, schema_named
 from l3tol1.errors import ConfigError
 from l3tol1.run.checks import check_checkpointable, check_paths, input_kind
 from l3tol1.run.resume import Resume, open_checkpoint
@@ -51,7 +53,7 @@ class Parts:
     writer: Writer
     feed: protocols.Feed[Any]
     namer: MboNamer
-    instruments: protocols.Instruments[Any, Any]
+    instruments: protocols.Instruments[Any, Any] | Depths
     store: CheckpointStore | None = None
     resume: Resume | None = None
     notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # said at start
@@ -74,12 +76,20 @@ def build_output(
     settings: Settings, core: AnyCore, *, follow: bool, clock: Callable[[], float] = time.monotonic
 ) -> Sink:
     """The L1 output the settings name: a CSV file, or a Parquet dataset (SPEC §11)."""
+    schema = schema_named(settings.schema)
     if settings.parquet:
         return ParquetSink(
             settings.output_file,
             part_rows=settings.part_rows,
             part_interval=settings.part_interval if follow else None,
             clock=clock,
+            schema=schema if schema.rows else None,
+        )
+    if schema.rows:
+        return CsvSink(
+            settings.output_file,
+            formatter=partial(RowFormatter, schema),
+            header=lambda instrument: RowFormatter(schema, with_instrument=instrument).header(),
         )
     return CsvSink(settings.output_file, formatter=core.formatter)
 
@@ -102,6 +112,7 @@ def assemble(
         instrument_column=settings.instrument_column,
         instruments=settings.instruments,
         output_format=("parquet" if settings.parquet else "csv") if rows else None,
+        schema=settings.schema,
     )
     output = build_output(settings, core, follow=follow, clock=clock) if rows else NoOutput()
     rejects = RejectSink(settings.reject_path)
@@ -140,12 +151,17 @@ def assemble(
     # Databento's books are kept by (publisher, instrument_id) keys; the namer turns
     # --instruments into the keys it keeps, as it meets them.
     namer = MboNamer(None if settings.instruments is None else frozenset(settings.instruments))
-    instruments = core.instruments(settings.instruments, kept=namer.kept)
+    schema = schema_named(settings.schema)
+    instruments: protocols.Instruments[Any, Any] | Depths
+    if schema.rows and rows:
+        instruments = Depths(schema, settings.instruments, kept=namer.kept, name=namer.name)
+    else:
+        instruments = core.instruments(settings.instruments, kept=namer.kept)
     if resume is not None:
         checkpoint = resume.checkpoint
         feed.restore(checkpoint.feed, clock())
         if checkpoint.instruments is not None:
-            instruments.restore(checkpoint.instruments)
+            instruments.restore(checkpoint.instruments)  # type: ignore[arg-type]
         namer.restore(checkpoint.names)
     # Opened and locked now, changed only when the run starts, once the input's header is good.
     output.open()

@@ -11,6 +11,7 @@ from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import InstrumentsState
 from l3tol1.core.naming import NamerState
 from l3tol1.core.records import Reject
+from l3tol1.core.schemas import DepthsState
 from l3tol1.errors import InputError
 from l3tol1.sources.base import Position
 
@@ -25,7 +26,7 @@ class Cut:
     input: InputRecord
     feed: FeedState
     names: NamerState
-    instruments: InstrumentsState | None = None
+    instruments: InstrumentsState | DepthsState | None = None
 
 
 @dataclass(slots=True)
@@ -53,3 +54,4 @@ class Batch:
     caught_up: bool = False
     names: NamerState | None = None
     damage: InputError | None = None
+    gaps: list[int] | None = None  # the seqs before which the feed declared a gap (SPEC §14)

@@ -21,6 +21,7 @@ from l3tol1.core.mbo import MboMetadata
 from l3tol1.core.mbo_csv import MboCsvParser, is_mbo_header
 from l3tol1.core.naming import MboNamer, NamerState
 from l3tol1.core.records import Event
+from l3tol1.core.schemas import Depths, Row
 from l3tol1.errors import InputError
 from l3tol1.log import get_logger
 from l3tol1.run.batch import Batch, Cut
@@ -200,6 +201,9 @@ class FeedStep:
             if batch.end_of_input:
                 feed.finish(ready)
             out.rejects.sort(key=_by_line)
+        if feed.skipped:
+            # where each gap was declared: before the event after it (the rows' flag 4)
+            out.gaps = [last + 1 for _, last in feed.skipped]
         self._log_gaps()
         out.events = ready
         if self.cuts is not None and self.changed and (out.end_of_input or self.cuts.due(now)):
@@ -226,7 +230,9 @@ class FeedStep:
 
 
 def instruments_not_seen(
-    listed: tuple[str, ...], instruments: protocols.Instruments[Any, Any], namer: MboNamer
+    listed: tuple[str, ...],
+    instruments: protocols.Instruments[Any, Any] | Depths,
+    namer: MboNamer,
 ) -> list[str]:
     """The instruments of ``--instruments`` of which no event was applied (a book of
     Databento's is named by the namer, its key being no name), in the order listed."""
@@ -245,7 +251,7 @@ class ApplyStep:
 
     def __init__(
         self,
-        instruments: protocols.Instruments[Any, Any],
+        instruments: protocols.Instruments[Any, Any] | Depths,
         namer: MboNamer,
         *,
         core: AnyCore,
@@ -261,7 +267,14 @@ class ApplyStep:
         """Apply a batch's events; the same batch, with its quotes instead."""
         instruments = self.instruments
         anomalies: list[tuple[str, Event]] = []
-        if batch.events:
+        if isinstance(instruments, Depths):  # a schema's rows (SPEC §14), named as they go
+            rows: list[Row] = []
+            if batch.events:
+                instruments.apply(batch.events, rows, anomalies, batch.gaps or ())
+            if batch.end_of_input:
+                instruments.finish(rows)
+            batch.quotes = rows
+        elif batch.events:
             batch.quotes = self.core.quotes()
             instruments.apply(batch.events, batch.quotes, anomalies)
             if batch.ordered and batch.quotes:

@@ -1,4 +1,5 @@
-"""L1 rows as Arrow columns (SPEC §11): the Parquet output's schema and its buffered columns.
+"""L1 rows as Arrow columns (SPEC §11): the Parquet output's schema and its buffered columns;
+the output schemas' rows likewise (SPEC §14).
 
 Quotes are buffered column by column in typed arrays (8 bytes a value, not a Python int) and
 handed to Arrow without a copy. Prices become the double nearest their decimal (rounded once),
@@ -14,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from l3tol1.core.numbers import format_price
 from l3tol1.core.records import Quote
+from l3tol1.core.schemas import Row, Schema, csv_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["ArrowValues", "L1Columns", "l1_schema"]
+__all__ = ["ArrowValues", "L1Columns", "RowColumns", "l1_schema", "rows_schema"]
 
 
 @functools.cache
@@ -125,4 +127,88 @@ class L1Columns:
                 "seq_num": self.seq,
             }[field.name]
             columns.append(pa.Array.from_buffers(field.type, n, [None, pa.py_buffer(values)]))
+        return pa.Table.from_arrays(columns, schema=schema)
+
+
+@functools.cache
+def rows_schema(schema: Schema, instrument: bool) -> pa.Schema:
+    """The columns of a schema's rows (SPEC §14): ns times, nulls for what a row lacks."""
+    import pyarrow as pa
+
+    time = pa.timestamp("ns", tz="UTC")
+    letters = pa.dictionary(pa.int32(), pa.string())
+    types = {
+        "ts_recv": time,
+        "ts_event": time,
+        "instrument": pa.string(),
+        "action": letters,
+        "side": letters,
+        "price": pa.float64(),
+        "size": pa.int64(),
+        "sequence": pa.uint64(),
+        "flags": pa.uint8(),
+    }
+    level_types = {"px": pa.float64(), "sz": pa.int64(), "ct": pa.uint32()}
+    fields = []
+    for name in csv_columns(schema, instrument):
+        kind = types.get(name) or level_types[name[4:6]]
+        nullable = name not in ("ts_recv", "ts_event", "instrument", "sequence", "flags")
+        fields.append(pa.field(name, kind, nullable=nullable))
+    return pa.schema(fields)
+
+
+class RowColumns:
+    """A schema's rows buffered as they come, turned into Arrow columns when written."""
+
+    def __init__(self, values: ArrowValues) -> None:
+        self._values = values
+        self.rows: list[Row] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, rows: list[Row]) -> None:
+        self.rows.extend(rows)
+
+    def split(self, count: int, rest: RowColumns) -> tuple[RowColumns, RowColumns]:
+        """(these rows' first ``count``, ``rest`` filled with the others)."""
+        if count >= len(self):
+            return self, rest
+        rest.rows.extend(self.rows[count:])
+        del self.rows[count:]
+        return self, rest
+
+    def table(self, schema: pa.Schema) -> pa.Table:
+        """The rows as an Arrow table of ``schema``."""
+        import pyarrow as pa
+
+        price = self._values.price
+        rows = self.rows
+
+        def prices(values: list[int | None]) -> list[float | None]:
+            return [None if v is None else price(v) for v in values]
+
+        by_name: dict[str, list[Any]] = {
+            "ts_recv": [r.ts_recv for r in rows],
+            "ts_event": [r.ts_event for r in rows],
+            "instrument": [r.instrument for r in rows],
+            "action": [r.action or None for r in rows],
+            "side": [r.side or None for r in rows],
+            "price": prices([r.price for r in rows]),
+            "size": [r.size for r in rows],
+            "sequence": [r.sequence for r in rows],
+            "flags": [r.flags for r in rows],
+        }
+        columns: list[Any] = []
+        for i, field in enumerate(schema):
+            values = by_name.get(field.name)
+            if values is None:  # a level column: its place among the row's levels
+                at = i - (len(schema) - len(rows[0].levels) if rows else 0)
+                values = [r.levels[at] for r in rows]
+                if field.name.startswith(("bid_px", "ask_px")):
+                    values = prices(values)
+            if pa.types.is_dictionary(field.type):
+                columns.append(pa.array(values, pa.string()).dictionary_encode())
+            else:
+                columns.append(pa.array(values, field.type))
         return pa.Table.from_arrays(columns, schema=schema)

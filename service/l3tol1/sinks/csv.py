@@ -57,12 +57,19 @@ class CsvSink:
 
     cut_aligned = False  # rows are durable at any flush: checkpoints go at any batch
 
-    def __init__(self, path: Path, *, formatter: Callable[..., Any] = L1Formatter) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        formatter: Callable[..., Any] = L1Formatter,
+        header: Callable[[bool], str] = csv_header,
+    ) -> None:
         self.path = path
         self.file = OutputFile(path, "output")
         self.rows = 0
         self.instrument: bool | None = None
-        self._new_formatter = formatter  # the core's L1Formatter
+        self._new_formatter = formatter  # the core's L1Formatter, or a schema's RowFormatter
+        self._header = header
         self._formatter = formatter()
         self._parts: list[str] = []
         self._buffered = 0
@@ -101,7 +108,7 @@ class CsvSink:
             self.instrument = instrument
             self._formatter = self._new_formatter(with_instrument=instrument)
             if self.file.size == 0:
-                self._parts.insert(0, csv_header(instrument))
+                self._parts.insert(0, self._header(instrument))
         elif self.instrument != instrument:
             having = "has" if self.instrument else "has no"
             raise ConfigError(

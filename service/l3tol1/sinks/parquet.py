@@ -31,8 +31,9 @@ import anyio.to_thread
 
 from l3tol1.core.plain import PlainReader, natural
 from l3tol1.core.records import Quote
+from l3tol1.core.schemas import Schema
 from l3tol1.errors import CheckpointError, ConfigError, OutputError
-from l3tol1.sinks.arrow import ArrowValues, L1Columns, l1_schema
+from l3tol1.sinks.arrow import ArrowValues, L1Columns, RowColumns, l1_schema, rows_schema
 from l3tol1.sinks.files import take_lock
 
 if TYPE_CHECKING:
@@ -122,9 +123,16 @@ class ParquetSink:
     cut_aligned = True  # with a checkpoint, parts close at cuts only
 
     def __init__(
-        self, path: Path, *, part_rows: int, part_interval: float | None, clock: Any
+        self,
+        path: Path,
+        *,
+        part_rows: int,
+        part_interval: float | None,
+        clock: Any,
+        schema: Schema | None = None,
     ) -> None:
         self.path = path
+        self.schema = schema  # a schema of rows (SPEC §14); None: L1 quotes
         self.part_rows = part_rows
         self.part_interval = part_interval
         self.clock = clock
@@ -392,9 +400,13 @@ class ParquetSink:
 
     def _arrow_schema(self) -> pa.Schema:
         """The columns of the rows' layout (before it is known: no instrument, µs)."""
+        if self.schema is not None:
+            return rows_schema(self.schema, bool(self.instrument))
         return l1_schema(bool(self.instrument), bool(self.nanoseconds))
 
-    def _new_columns(self) -> L1Columns:
+    def _new_columns(self) -> Any:
+        if self.schema is not None:
+            return RowColumns(self._values)
         return L1Columns(self._values)
 
 
