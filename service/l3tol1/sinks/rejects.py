@@ -36,6 +36,11 @@ class RejectsState:
         )
 
 
+# Characters that JSON leaves as they are but that some readers take as line ends (Python's
+# str.splitlines, JavaScript's line terminators): escaped, so each record stays one line.
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
 class RejectSink:
     """Appends reject records as JSON lines and counts them by reason."""
 
@@ -74,7 +79,10 @@ class RejectSink:
         for line, reason, raw in rejects:
             by_reason[reason] = by_reason.get(reason, 0) + 1
             record = {"line": line, "reason": str(reason), "raw": raw}
-            self._lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+            text = json.dumps(record, ensure_ascii=False)
+            if not text.isascii():  # keep one record a line for every line splitter
+                text = text.translate(_LINE_BREAKS)
+            self._lines.append(text + "\n")
 
     async def flush(self, *, sync: bool) -> None:
         """Write the formatted records; with ``sync``, fsync the file."""
