@@ -261,3 +261,39 @@ class TestKills:
         assert events_of(log, "partition_taken")
         assert by_instrument(out.read_bytes()) == expected
         survived("JetStream mbp-1: the worker owning every partition", kills)
+
+    def test_publisher_killed_sends_each_mark_once(
+        self, survived: Callable[[str, int], None], tmp_path: Path, nats_server: NatsServer
+    ) -> None:
+        """bbo-1s (gap and clock marks in every partition) while the feed grows: the publisher
+        is killed (kill -9) after rows came, then one reads the whole file again to its end:
+        neither a mark nor an event is lost or repeated; per instrument, the file job's rows."""
+        full = gapped_feed(tmp_path / "full.csv", 30_000, seed=23, instruments=8)
+        gaps = ("--max-pending", "50", "--start-seq", str(generate.SEQ_BASE))
+        expected = by_instrument(file_job(full, tmp_path / "file-job.csv", "--schema", "bbo-1s",
+                                          *gaps))  # fmt: skip
+        feeder = Feeder(full, tmp_path / "l3.csv")
+        out = tmp_path / "collected.csv"
+        args = (*following(feeder, tmp_path, partitions=3), "--schema", "bbo-1s",
+                "--max-pending", "50")  # fmt: skip
+        worker = role("work", nats_server)
+        collector = None
+        try:
+            publisher = role("publish", nats_server, *args)
+            feeder.feed(0.5)
+            collector = role("collect", nats_server, "-o", out, "--no-follow")
+            wait_for(lambda: rows_in(out) > 0, 60, "rows")
+            kill_9(publisher)
+            feeder.feed(1.0)
+            again = ("-i", feeder.src, "--no-follow", "--partitions", "3", "--reject-file",
+                     tmp_path / "r.jsonl", "--schema", "bbo-1s", *gaps)  # fmt: skip
+            code, err = finish(role("publish", nats_server, *again))
+            assert code == 0, err
+            summary = events_of(err, "summary")[-1]
+            assert summary["events_already_published"] > 0, summary
+            code, err = finish(collector)
+            assert code == 0, err
+        finally:
+            print("worker", stop(worker)[1][-3000:])
+        assert by_instrument(out.read_bytes()) == expected
+        survived("JetStream bbo-1s: a publisher without checkpoint", 1)

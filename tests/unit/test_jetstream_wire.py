@@ -193,3 +193,30 @@ class TestStateAndSubjects:
             "l3tol1.l1.default.-1",
         ):
             assert partition_of_subject(subject, names.l1, 4) is None, subject
+
+
+class TestWorkerState:
+    def test_books_of_a_schema_and_row_names_come_back(self) -> None:
+        """A worker's state of a schema of rows: the Depths as they were (the same rows
+        follow), the names of Databento's rows; another schema's state is not this feed's."""
+        from l3tol1.core.schemas import SCHEMAS, Depths
+        from l3tol1.jetstream.state import decode_state, encode_state
+
+        depths = Depths(SCHEMAS["bbo-1s"])
+        depths.apply(EVENTS[:2], [], [])
+        names = {("1:7", 19000): "ESH4"}
+        state = decode_state(encode_state(depths.snapshot(), 9, "1,0", False, names), "bbo-1s")
+        assert (state["applied"], state["layout"], state["ended"]) == (9, "1,0", False)
+        assert state["row_names"] == names
+        again = Depths(SCHEMAS["bbo-1s"])
+        again.restore(state["books"])
+        rows: list[Any] = []
+        expected: list[Any] = []
+        for d, out in ((depths, expected), (again, rows)):
+            d.apply(EVENTS[2:], out, [])
+            d.finish(out)
+        assert rows == expected and rows
+        with pytest.raises(Malformed, match="schema"):
+            decode_state(encode_state(depths.snapshot(), 9, "1,0", False), "mbp-1")
+        with pytest.raises(Malformed):
+            decode_state(b"\x28\xb5\x2f\xfd junk", "bbo-1s")
