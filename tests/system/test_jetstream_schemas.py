@@ -191,6 +191,37 @@ class TestTheFeedsSchema:
         code, err = finish(role("publish", nats_server, *args))  # no --schema: l1
         assert code == 2 and "--schema l1" in err, err
 
+    def test_a_collect_checkpoint_records_its_schema(
+        self, tmp_path: Path, nats_server: NatsServer
+    ) -> None:
+        """``collect --checkpoint`` records the schema it wrote; the checkpoint is refused for a
+        feed of another schema (exit 2, naming both)."""
+        import json
+
+        src = gapped_feed(tmp_path / "l3.csv", 2_000, seed=3, instruments=2)
+        ckpt, out = tmp_path / "collect.ckpt", tmp_path / "out.csv"
+        worker = role("work", nats_server, "--feed", "a")
+        try:
+            code, err = finish(role("publish", nats_server, "-i", src, "--no-follow", "--feed",
+                                    "a", "--schema", "tbbo", "--reject-file",
+                                    tmp_path / "r.jsonl"))  # fmt: skip
+            assert code == 0, err
+            code, err = finish(role("collect", nats_server, "--feed", "a", "-o", out,
+                                    "--checkpoint", ckpt, "--no-follow"))  # fmt: skip
+            assert code == 0, err
+        finally:
+            stop(worker)
+        assert json.loads(ckpt.read_bytes())["schema"] == "tbbo"
+        assert out.read_bytes().startswith(b"ts_recv,ts_event,instrument,action,")
+        code, err = finish(role("publish", nats_server, "-i", src, "--no-follow", "--feed",
+                                "b", "--schema", "mbp-1", "--reject-file",
+                                tmp_path / "r2.jsonl"))  # fmt: skip
+        assert code == 0, err
+        code, err = finish(role("collect", nats_server, "--feed", "b", "-o", out, "--checkpoint",
+                                ckpt, "--no-follow"))  # fmt: skip
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and "schema tbbo" in last and "schema mbp-1" in last, err
+
     def test_a_feed_made_before_schemas_is_l1(
         self, tmp_path: Path, nats_server: NatsServer
     ) -> None:
