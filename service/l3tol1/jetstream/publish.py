@@ -329,7 +329,10 @@ class PublishStage:
         }
         for p, body, first, last, count in packed:
             part = self.pending.get(p)
-            if part is not None and part.size + len(body) - len(EVENTS_MAGIC) > self.max_body:
+            if part is not None and (
+                part.size + len(body) - len(EVENTS_MAGIC) > self.max_body
+                or part.marks_text > MARKS_TEXT // 2  # room for the marks among ``body``'s
+            ):
                 self.sealed.setdefault(p, []).append(part)
                 part = None
             if part is None:
