@@ -119,7 +119,13 @@ def parse_settings(
             warnings.append(f"{name} is not an l3tol1 variable and is ignored{hint}")
     if values["log_format"] is None:
         values["log_format"] = "console" if stderr_is_tty else "json"
-    return Settings(**values, interactive=stderr_is_tty, warnings=tuple(warnings))
+    schema_given = "schema" in given or bool(environ.get(ENV_PREFIX + "SCHEMA", ""))
+    return Settings(
+        **values,
+        interactive=stderr_is_tty,
+        warnings=tuple(warnings),
+        schema_given=schema_given,
+    )
 
 
 # The roles of SPEC §13, given as the first word: `l3tol1 publish ...`.

@@ -45,6 +45,7 @@ _PUBLISH_COUNTERS = (
     ("messages_published", "JetStream messages published"),
     ("events_already_published", "events skipped: the stream held them already (a restart)"),
     ("foreign_messages_skipped", "messages on the feed's subjects that are not l3tol1's"),
+    ("marks_published", "gap and clock marks published (a feed of a schema of rows)"),
 )
 
 

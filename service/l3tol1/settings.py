@@ -23,6 +23,9 @@ class Settings:
     output_file: Path = Path("l1_data.csv")
     output_format: str | None = None  # None: by the output's name
     schema: str = "l1"  # the rows written (SPEC §14)
+    # --schema (or its variable) was given, not defaulted: `work` and `collect` take the feed's
+    # schema unless one is given, and refuse one that differs from it.
+    schema_given: bool = field(default=False, compare=False)
     batch_size: int = 1000
     max_flush_interval: float = 2.0
     gap_timeout: float = 2.0

@@ -1,4 +1,4 @@
-"""Message bodies (core/wire.py, SPEC §13): events and quotes packed per partition and back,
+"""Message bodies (core/wire.py, SPEC §13): events, quotes and rows packed and back,
 against an obvious model, and the compiled core's bytes against the reference's."""
 
 from __future__ import annotations
@@ -13,16 +13,21 @@ from hypothesis import strategies as st
 
 from l3tol1.core import available, load
 from l3tol1.core.records import Event, Quote
+from l3tol1.core.schemas import Row
 from l3tol1.core.wire import (
     EVENT,
     EVENTS_MAGIC,
     QUOTE,
     QUOTES_MAGIC,
+    ROW,
+    ROWS_MAGIC,
     pack_events,
     pack_quotes,
+    pack_rows,
     pack_time,
     partition_of,
     render_time,
+    unpack_rows,
 )
 
 CORES = ["python", "compiled"] if available() else ["python"]
@@ -216,3 +221,82 @@ class TestQuotes:
                 load(core).unpack_quotes(body[:cut])
         with pytest.raises(ValueError, match="no L1Q1"):
             load(core).unpack_quotes(b"[1,2]")
+
+
+I64 = st.integers(-(2**63), 2**63 - 1)
+MAYBE = st.one_of(st.none(), I64)
+
+
+@st.composite
+def schema_rows(draw: st.DrawFn, depth: int) -> list[Row]:
+    """Rows of a schema of ``depth`` levels, with nulls anywhere a row may have them."""
+    return [
+        Row(draw(st.integers(0, 2**63 - 1)), draw(st.integers(0, 2**63 - 1)), draw(NAMES),
+            draw(st.sampled_from(["", "A", "M", "C", "R", "T", "F", "N"])),
+            draw(st.sampled_from(["", "B", "A", "N"])), draw(MAYBE), draw(MAYBE),
+            draw(st.integers(0, 2**64 - 1)), draw(st.integers(0, 15)),
+            tuple(draw(st.lists(MAYBE, min_size=6 * depth, max_size=6 * depth))))
+        for _ in range(draw(st.integers(0, 30)))
+    ]  # fmt: skip
+
+
+class TestRows:
+    @settings(max_examples=200, deadline=None)
+    @given(st.sampled_from([1, 10]).flatmap(lambda d: st.tuples(st.just(d), schema_rows(d))),
+           st.integers(60, 3000))  # fmt: skip
+    def test_packed_and_back(self, drawn: tuple[int, list[Row]], max_body: int) -> None:
+        """Rows in bodies of at most ``max_body`` bytes (unless one row alone is larger) come
+        back equal, nulls included, in order."""
+        depth, items = drawn
+        bodies = pack_rows(items, max_body)
+        assert all(len(b) <= max_body or len(unpack_rows(b)) == 1 for b in bodies)
+        assert [r for b in bodies for r in unpack_rows(b, depth)] == items
+
+    def test_a_row_cut_short_is_refused(self) -> None:
+        body = pack_rows([Row(1, 2, "ESZ6", "T", "B", 5, None, 7, 4, (1, None, 3, 4, 5, 6))],
+                         1 << 20)[0]  # fmt: skip
+        assert len(body) == 4 + ROW.size + 1 + 48 + 4
+        for cut in range(5, len(body)):
+            with pytest.raises(ValueError, match="cut short"):
+                unpack_rows(body[:cut])
+        with pytest.raises(ValueError, match="no L1R1"):
+            unpack_rows(b"L1Q1")
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"action": ord("X")},  # not an action
+            {"side": ord("S")},
+            {"flags": 16},
+            {"nulls": 4},
+            {"count": 0},
+            {"count": 5},  # not whole levels
+            {"ts_recv": -1},
+        ],
+    )
+    def test_a_field_out_of_range_is_refused(self, change: dict[str, int]) -> None:
+        fields = {"ts_recv": 1, "ts_event": 1, "price": 0, "size": 0, "seq": 1, "flags": 0,
+                  "action": 65, "side": 66, "nulls": 0, "count": 6, "inst": 0}  # fmt: skip
+        fields.update(change)
+        count = fields["count"]
+        body = ROWS_MAGIC + ROW.pack(*fields.values()) + bytes((count + 7) // 8 + 8 * count)
+        with pytest.raises(ValueError, match="out of range"):
+            unpack_rows(body)
+
+    def test_a_row_of_another_depth_is_refused(self) -> None:
+        """A collector of ``mbp-10`` refuses ``mbp-1`` rows (a body from elsewhere)."""
+        body = pack_rows([Row(1, 2, "ESZ6", "", "", None, None, 7, 0, (None,) * 6)], 1 << 20)[0]
+        assert len(unpack_rows(body, 1)) == 1
+        with pytest.raises(ValueError, match="out of range"):
+            unpack_rows(body, 10)
+
+    @given(junk=st.binary(max_size=300))
+    def test_junk_is_refused_never_a_crash(self, junk: bytes) -> None:
+        for body in (junk, ROWS_MAGIC + junk):
+            with contextlib.suppress(ValueError):
+                unpack_rows(body)
+
+    def test_an_instrument_not_utf8_is_refused(self) -> None:
+        body = ROWS_MAGIC + ROW.pack(1, 1, 0, 0, 1, 0, 65, 66, 0, 6, 2) + bytes(49) + b"\xff\xfe"
+        with pytest.raises(ValueError):
+            unpack_rows(body)

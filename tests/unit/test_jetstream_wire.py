@@ -9,10 +9,12 @@ import pytest
 
 from l3tol1.core import load
 from l3tol1.core.records import Event, Quote
+from l3tol1.jetstream.marks import CLOCK, GAP, Mark
 from l3tol1.jetstream.wire import (
     COVERS,
     END,
     LAYOUT,
+    MARKS,
     PREV,
     ROW_NAMES,
     Malformed,
@@ -71,6 +73,30 @@ class TestL3Messages:
                 l3(core, {**end, END: value}, b"")
         with pytest.raises(Malformed, match="body"):
             l3(core, end, events_body(core))
+
+    def test_marks_come_with_events_or_alone(self, core: Any) -> None:
+        """The publisher's marks travel with events, or alone (a partition with no event to
+        send); ``L3tol1-Last-Seq`` covers them."""
+        marks = [Mark(11, GAP), Mark(11, CLOCK, 1627952401), Mark(13, GAP)]
+        headers = l3_headers(last_seq=13, layout="1,0", prev=7, marks=marks)
+        message = l3(core, headers, events_body(core))
+        assert message.marks == marks and len(message.events) == 3
+        alone = l3(core, headers, b"")
+        assert alone.marks == marks and list(alone.events) == []
+        assert (
+            l3(core, l3_headers(last_seq=12, layout="1,0", prev=7), events_body(core)).marks == []
+        )
+
+    @pytest.mark.parametrize("text", ["", "11x", "12g,-1g", "11c", "14g", "11g,3g"])
+    def test_marks_that_are_not_the_publishers_make_it_foreign(self, core: Any, text: str) -> None:
+        """Marks the publisher does not write, or past the message's last place, are foreign,
+        as are marks on an end mark."""
+        headers = {**l3_headers(last_seq=13, layout="1,0", prev=7), MARKS: text}
+        with pytest.raises(Malformed, match="mark"):
+            l3(core, headers, events_body(core))
+        end = {**l3_headers(last_seq=13, layout="1,0", prev=7, end_of=4), MARKS: "11g"}
+        with pytest.raises(Malformed, match="body"):
+            l3(core, end, b"")
 
     @pytest.mark.parametrize("prev", ["50", "51", "99999", "-1", "+3", " 3", "03", "3.0", "٣", ""])
     def test_prev_is_a_plain_integer_before_the_message(self, core: Any, prev: str) -> None:
@@ -167,3 +193,30 @@ class TestStateAndSubjects:
             "l3tol1.l1.default.-1",
         ):
             assert partition_of_subject(subject, names.l1, 4) is None, subject
+
+
+class TestWorkerState:
+    def test_books_of_a_schema_and_row_names_come_back(self) -> None:
+        """A worker's state of a schema of rows: the Depths as they were (the same rows
+        follow), the names of Databento's rows; another schema's state is not this feed's."""
+        from l3tol1.core.schemas import SCHEMAS, Depths
+        from l3tol1.jetstream.state import decode_state, encode_state
+
+        depths = Depths(SCHEMAS["bbo-1s"])
+        depths.apply(EVENTS[:2], [], [])
+        names = {("1:7", 19000): "ESH4"}
+        state = decode_state(encode_state(depths.snapshot(), 9, "1,0", False, names), "bbo-1s")
+        assert (state["applied"], state["layout"], state["ended"]) == (9, "1,0", False)
+        assert state["row_names"] == names
+        again = Depths(SCHEMAS["bbo-1s"])
+        again.restore(state["books"])
+        rows: list[Any] = []
+        expected: list[Any] = []
+        for d, out in ((depths, expected), (again, rows)):
+            d.apply(EVENTS[2:], out, [])
+            d.finish(out)
+        assert rows == expected and rows
+        with pytest.raises(Malformed, match="schema"):
+            decode_state(encode_state(depths.snapshot(), 9, "1,0", False), "mbp-1")
+        with pytest.raises(Malformed):
+            decode_state(b"\x28\xb5\x2f\xfd junk", "bbo-1s")

@@ -433,12 +433,7 @@ class Depths:
             if type(time) is str:  # an L3 CSV row: its time is both
                 ts_event = ts_recv
             if interval:
-                k = ts_recv // interval
-                if self.interval is None:
-                    self.interval = k
-                elif k > self.interval:
-                    self._write_interval(rows)
-                    self.interval = k
+                self._tick(ts_recv // interval, rows)
             trade = action in _TRADES
             if trade and schema.trades:
                 self._row(d, ts_recv, ts_event, event, d.book.shown(depth), rows)
@@ -466,6 +461,23 @@ class Depths:
     def mark_gap(self) -> None:
         """A gap declared here, between events (the JetStream roles' marks)."""
         self.gaps += 1
+
+    def advance(self, ts_recv: int, rows: list[Row]) -> None:
+        """The feed's clock reached ``ts_recv`` (ns) here, between events: an event of another
+        instrument was applied elsewhere (a JetStream worker's partition learns it from the
+        publisher's marks). Sampled schemas: the current interval's rows when ``ts_recv`` is at
+        or past its end, as `apply` writes them before such an event; else nothing."""
+        if self.schema.interval:
+            self._tick(ts_recv // self.schema.interval, rows)
+
+    def _tick(self, k: int, rows: list[Row]) -> None:
+        """An event in interval ``k``: the current interval's rows when ``k`` is past it (an
+        earlier ``k`` counts in the current interval)."""
+        if self.interval is None:
+            self.interval = k
+        elif k > self.interval:
+            self._write_interval(rows)
+            self.interval = k
 
     def _row(
         self, d: Depth, ts_recv: int, ts_event: int, event: Event, levels: Levels, rows: list[Row]

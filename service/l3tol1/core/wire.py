@@ -9,6 +9,11 @@ arrays, with no Python object per record. Little-endian, fixed-size fields then 
                  order id and time text, then those bytes
     quotes body  b"L1Q1", then per quote: bid, ask, bid_size, ask_size, time (i64), seq u64,
                  then the sizes (u32) of the instrument and time text, then those bytes
+    rows body    b"L1R1", then per row of a schema (SPEC §14, `core.schemas.Row`): ts_recv,
+                 ts_event, price, size (i64), sequence u64, flags u8, action u8, side u8 (their
+                 ASCII letter, 0 for none), nulls u8 (1: no price, 2: no size), the count n of
+                 level values u16, the size (u32) of the instrument; then a bitmap of the n
+                 values (bit set: null), the n values (i64, 0 when null), the instrument
 
 A time field is ns since the epoch when >= 0 (Databento), -1 when the time is the text that
 follows, and ``-2 - fields`` for a canonical CSV time (``YYYY-MM-DD HH:MM:SS.ffffff UTC``) packed
@@ -26,23 +31,32 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from l3tol1.core.numbers import NS_PER_DAY
 from l3tol1.core.records import Action, Event, Quote, Side
+from l3tol1.core.schemas import Row
 
 __all__ = [
     "EVENTS_MAGIC",
     "QUOTES_MAGIC",
+    "ROWS_MAGIC",
     "Packed",
     "instrument_days",
     "pack_events",
     "pack_quotes",
+    "pack_rows",
     "partition_of",
     "unpack_events",
     "unpack_quotes",
+    "unpack_rows",
 ]
 
 EVENTS_MAGIC = b"L3E2"  # L3E1 had no ts_event (before the output schemas, SPEC §14)
 QUOTES_MAGIC = b"L1Q1"
 EVENT = struct.Struct("<QqqqqqBBBxIII")
 QUOTE = struct.Struct("<qqqqqQII")
+ROWS_MAGIC = b"L1R1"
+ROW = struct.Struct("<qqqqQBBBBHI")
+_ROW_ACTIONS = frozenset(b"AMCRTFN")  # a row's action letters (0: none, a sampled row)
+_ROW_SIDES = frozenset(b"BAN")
+_NO_PRICE, _NO_SIZE = 1, 2
 MAX_SEQ = 2**64 - 1
 PACKED_TIMES = 1 << 60
 _MAX_ACTION = max(Action)
@@ -248,3 +262,96 @@ def unpack_quotes(body: bytes) -> list[Quote]:
         quotes.append(Quote(_time_of(time_ns, time), inst.decode(), bid, ask, bid_size,
                             ask_size, seq))  # fmt: skip
     return quotes
+
+
+def _row_record(r: Row) -> bytes:
+    inst = r.instrument.encode()
+    levels = r.levels
+    nulls = bytearray((len(levels) + 7) // 8)
+    values = []
+    for i, value in enumerate(levels):
+        if value is None:
+            nulls[i >> 3] |= 1 << (i & 7)
+            values.append(0)
+        else:
+            values.append(value)
+    head = ROW.pack(
+        r.ts_recv,
+        r.ts_event,
+        0 if r.price is None else r.price,
+        0 if r.size is None else r.size,
+        r.sequence,
+        r.flags,
+        ord(r.action) if r.action else 0,
+        ord(r.side) if r.side else 0,
+        (_NO_PRICE if r.price is None else 0) | (_NO_SIZE if r.size is None else 0),
+        len(levels),
+        len(inst),
+    )
+    return head + bytes(nulls) + struct.pack(f"<{len(values)}q", *values) + inst
+
+
+def pack_rows(rows: Iterable[Row], max_body: int) -> list[bytes]:
+    """A schema's rows in order as message bodies of at most ``max_body`` bytes (one row at
+    least each)."""
+    records = [_row_record(r) for r in rows]
+    return [
+        ROWS_MAGIC + b"".join(records[start:end])
+        for start, end in _bodies(records, ROWS_MAGIC, max_body)
+    ]
+
+
+def unpack_rows(body: bytes, depth: int | None = None) -> list[Row]:
+    """The rows of a message body; with ``depth``, each must show that many levels.
+
+    :raises ValueError: the body is not a batch of rows (a malformed message).
+    """
+    if body[:4] != ROWS_MAGIC:
+        raise ValueError(f"not a batch of rows (no {ROWS_MAGIC.decode()} mark)")
+    rows: list[Row] = []
+    at, end = 4, len(body)
+    while at < end:
+        n = len(rows)
+        if end - at < ROW.size:
+            raise ValueError(f"row {n} is cut short")
+        ts_recv, ts_event, price, size, seq, flags, action, side, nulls, count, inst_size = (
+            ROW.unpack_from(body, at)
+        )
+        at += ROW.size
+        bitmap = (count + 7) // 8
+        if at + bitmap + 8 * count + inst_size > end:
+            raise ValueError(f"row {n} is cut short")
+        if (
+            ts_recv < 0
+            or ts_event < 0
+            or flags > 15
+            or not (action == 0 or action in _ROW_ACTIONS)
+            or not (side == 0 or side in _ROW_SIDES)
+            or nulls > _NO_PRICE | _NO_SIZE
+            or count == 0
+            or count % 6
+            or (depth is not None and count != 6 * depth)
+        ):
+            raise ValueError(f"row {n} has a field out of range")
+        null = body[at : at + bitmap]
+        at += bitmap
+        values = struct.unpack_from(f"<{count}q", body, at)
+        at += 8 * count
+        levels = tuple(None if null[i >> 3] & (1 << (i & 7)) else v for i, v in enumerate(values))
+        instrument = body[at : at + inst_size].decode()
+        at += inst_size
+        rows.append(
+            Row(
+                ts_recv,
+                ts_event,
+                instrument,
+                chr(action) if action else "",
+                chr(side) if side else "",
+                None if nulls & _NO_PRICE else price,
+                None if nulls & _NO_SIZE else size,
+                seq,
+                flags,
+                levels,
+            )
+        )
+    return rows

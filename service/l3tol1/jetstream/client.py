@@ -3,7 +3,8 @@
 Nothing here is a protocol of our own: every guarantee is one of JetStream's.
 
 - Streams are created on first use with explicit settings (`L3_STREAM`, `L1_STREAM`), and a
-  feed's partition count lives in its L3 stream's metadata: another count is refused.
+  feed's partition count and schema (SPEC §14) live in its L3 stream's metadata: another count
+  or schema is refused (no schema there: a feed made before schemas, ``l1``).
 - `publish_fenced`: one message with ``Nats-Expected-Last-Subject-Sequence`` (no other writer
   can have written the subject since) and ``Nats-Msg-Id`` (a retry is stored once).
 - `publish_atomic`: an atomic batch (``Nats-Batch-*`` headers, NATS >= 2.12): all its messages
@@ -40,7 +41,7 @@ from l3tol1.log import get_logger
 
 T = TypeVar("T")
 
-__all__ = ["BatchRejected", "JetStream", "PinnedPuller", "Stored"]
+__all__ = ["BatchRejected", "FeedInfo", "JetStream", "PinnedPuller", "Stored"]
 
 PIN_GROUP = "workers"
 PIN_TIMEOUT = 2.0  # seconds without a pull before the server pins another worker
@@ -56,6 +57,7 @@ DUPLICATE_WINDOW = 120.0  # seconds: Nats-Msg-Id deduplication of retried publis
 # it skips what its state already includes).
 ACK_WAIT = 2 * PIN_TIMEOUT
 PARTITIONS_KEY = "l3tol1_partitions"
+SCHEMA_KEY = "l3tol1_schema"
 WORKER_TTL = 5.0  # seconds: a worker not heard from for this long no longer counts
 
 
@@ -68,6 +70,14 @@ class BatchRejected(L3Error):
 
 
 FENCE_FAILED = (10071, 10164)  # wrong last sequence: someone else wrote the subject
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInfo:
+    """What a feed's publisher fixed when it created the feed."""
+
+    partitions: int
+    schema: str  # the rows its workers write (SPEC §14)
 
 
 @dataclass(slots=True)
@@ -93,15 +103,21 @@ class JetStream:
         info: dict[str, Any] = getattr(self.nc, "_server_info", {}) or {}
         return 3 if info.get("cluster") else 1
 
-    async def ensure_l3_stream(self, partitions: int) -> None:
-        """Create the feed's L3 stream, or check that it has this partition count."""
-        found = await self.partitions()
-        if found is not None:
+    async def ensure_l3_stream(self, partitions: int, schema: str = "l1") -> None:
+        """Create the feed's L3 stream, or check that it has this partition count and schema."""
+        info = await self.feed_info()
+        if info is not None:
+            found = info.partitions
             if found != partitions:
                 raise ConfigError(
                     f"feed {self.names.feed!r} has {found} partitions; --partitions {partitions}"
                     " would send instruments to other partitions: keep "
                     f"{found}, or use another --feed"
+                )
+            if info.schema != schema:
+                raise ConfigError(
+                    f"feed {self.names.feed!r} has schema {info.schema}; --schema {schema} would"
+                    f" mix two schemas in one feed: keep {info.schema}, or use another --feed"
                 )
             return
         await self.js.add_stream(
@@ -114,32 +130,48 @@ class JetStream:
                 discard=DiscardPolicy.NEW,  # full: refuse new events rather than lose old ones
                 duplicate_window=DUPLICATE_WINDOW,
                 allow_direct=True,
-                metadata={PARTITIONS_KEY: str(partitions)},
+                metadata={PARTITIONS_KEY: str(partitions), SCHEMA_KEY: schema},
             )
         )
 
     async def partitions(self) -> int | None:
         """The feed's partition count, or None before its publisher created it."""
+        info = await self.feed_info()
+        return None if info is None else info.partitions
+
+    async def feed_info(self) -> FeedInfo | None:
+        """The feed's partition count and schema, or None before its publisher created it.
+
+        :raises ConfigError: its schema is not one this l3tol1 writes (a newer version's).
+        """
         try:
             info = await self.js.stream_info(self.names.l3_stream)
         except NotFoundError:
             return None
         metadata = info.config.metadata or {}
-        return int(metadata[PARTITIONS_KEY])
+        schema = metadata.get(SCHEMA_KEY, "l1")  # a feed made before schemas: L1 rows
+        from l3tol1.core.schemas import SCHEMAS
 
-    async def wait_for_feed(self, stopping: Callable[[], bool]) -> int:
-        """The feed's partition count, once its publisher has created the L3 stream (0 when
-        ``stopping`` says to give up first)."""
+        if schema not in SCHEMAS:
+            raise ConfigError(
+                f"feed {self.names.feed!r} has schema {schema[:40]!r}, which this l3tol1 does"
+                " not know"
+            )
+        return FeedInfo(int(metadata[PARTITIONS_KEY]), schema)
+
+    async def wait_for_feed(self, stopping: Callable[[], bool]) -> FeedInfo:
+        """The feed's partition count and schema, once its publisher has created the L3 stream
+        (0 partitions when ``stopping`` says to give up first)."""
         said = False
         while not stopping():
-            partitions = await retrying("the L3 stream", self.partitions)
-            if partitions is not None:
-                return partitions
+            info = await retrying("the L3 stream", self.feed_info)
+            if info is not None:
+                return info
             if not said:
                 get_logger().info("waiting_for_feed", feed=self.names.feed)
                 said = True
             await asyncio.sleep(0.2)
-        return 0
+        return FeedInfo(0, "l1")
 
     async def ensure_l1_stream(self) -> None:
         """Create the feed's L1 stream (rows and worker state; atomic batches allowed)."""

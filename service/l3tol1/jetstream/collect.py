@@ -9,6 +9,12 @@ A message is checked whole (`wire.read_l1`: headers and rows) before it is acted
 not a worker's (a subject that names no partition of the feed, an end mark that is not the
 worker's, a body that is not rows) is quarantined: logged, counted, never written, and it ends
 no partition.
+
+The rows are the feed's schema's (SPEC §14, fixed by its publisher): ``--schema`` defaults to
+it, and one given that differs is refused (exit 2), as is a checkpoint of another schema. Rows
+are written in the order their partitions' commits reach the stream: per instrument that is the
+file job's order; across instruments of different partitions it is not (one partition: the file
+job's file, byte for byte).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import anyio
 
 from l3tol1.checkpoint.codec import damaged
 from l3tol1.core.plain import PlainDataError, PlainReader
+from l3tol1.core.schemas import SCHEMAS, Schema
+from l3tol1.core.wire import unpack_rows
 from l3tol1.errors import CheckpointError, ConfigError
 from l3tol1.jetstream.client import (
     JetStream,
@@ -33,7 +41,7 @@ from l3tol1.jetstream.connection import close, connect, retrying
 from l3tol1.jetstream.wire import Malformed, Names, decode_layout, partition_of_subject, read_l1
 from l3tol1.log import get_logger
 from l3tol1.metrics import serve_role_metrics
-from l3tol1.run.assembly import build_output, load_core
+from l3tol1.run.assembly import build_output, load_core, use_schema
 from l3tol1.settings import Settings
 from l3tol1.signals import Stop
 from l3tol1.sinks.base import OutputState, Sink, output_state_from_plain
@@ -64,6 +72,7 @@ class Collector:
             if self.resume is not None:
                 self.output.check_resume(self.resume[1], self.store.path)
         self.written_seq = 0 if self.resume is None else self.resume[0]
+        self.schema: Schema = SCHEMAS[settings.schema]  # the feed's, once connected
         rejects = RejectSink(Path(os.devnull))  # the publisher keeps the rejects
         rejects.open()
         self.writer = Writer(
@@ -115,10 +124,12 @@ class Collector:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         with self.stop.interruptible():
-            partitions = await js.wait_for_feed(lambda: self.stop.requested)
+            info = await js.wait_for_feed(lambda: self.stop.requested)
             await retrying("the L1 stream", js.ensure_l1_stream)
         if self.stop.requested:
             return
+        partitions = info.partitions
+        self._use_schema(info.schema)
         await self.output.start(None if self.resume is None else self.resume[1])
         self.output_started = True
         self.log.info(
@@ -159,6 +170,9 @@ class Collector:
             self.ended = set(self.store.ended if self.store is not None else ())
         layout_set = self.resume is not None and self.resume[1].instrument is not None
         writer = self.writer
+        unpack: Any = self.core.unpack_quotes
+        if self.schema.rows:
+            unpack = partial(unpack_rows, depth=self.schema.depth)
         while not self.stop.requested and subscription is not None:
             if not self.follow and len(self.ended) >= partitions:
                 return
@@ -190,7 +204,7 @@ class Collector:
                     p = partition_of_subject(msg.subject, self.names.l1, partitions)
                     if p is None:
                         raise Malformed(f"{msg.subject} is not a subject of a partition")
-                    message = read_l1(msg.headers, msg.data, unpack=self.core.unpack_quotes)
+                    message = read_l1(msg.headers, msg.data, unpack=unpack)
                 except Malformed as exc:  # not a worker's: counted and skipped, never written
                     self.quarantined += 1
                     self.log.error("message_quarantined", subject=msg.subject,
@@ -223,6 +237,30 @@ class Collector:
             ):
                 await self._flush(now)
 
+    def _use_schema(self, schema: str) -> None:
+        """Write the feed's schema: refuse a --schema or a checkpoint of another one.
+
+        :raises ConfigError: --schema names another schema.
+        :raises CheckpointError: the checkpoint was written for another schema.
+        """
+        feed = self.names.feed
+        if self.settings.schema_given and self.settings.schema != schema:
+            raise ConfigError(
+                f"feed {feed!r} has schema {schema}, not --schema {self.settings.schema}: leave"
+                " --schema out (collect writes its feed's), or use another --feed"
+            )
+        if self.store is not None and self.resume is not None and self.store.schema != schema:
+            raise CheckpointError(
+                f"checkpoint {self.store.path} was written for schema {self.store.schema}, but"
+                f" feed {feed!r} has schema {schema}: remove the checkpoint (and the output) to"
+                " start over"
+            )
+        if schema != self.schema.name:
+            self.schema = SCHEMAS[schema]
+            use_schema(self.output, self.schema, self.core)
+        if self.store is not None:
+            self.store.schema = schema
+
     async def _flush(self, now: float) -> None:
         """Rows durable, then the stream sequence they reach recorded (``--checkpoint``);
         Parquet parts are closed here, so that the checkpoint names only complete parts."""
@@ -243,14 +281,16 @@ class Collector:
 
 
 class CollectCheckpoint:
-    """`collect --checkpoint`: the L1 stream sequence written so far and the output's state,
-    saved after the rows are fsynced (temp file, fsync, rename), locked for one collector."""
+    """`collect --checkpoint`: the L1 stream sequence written so far, the output's state and
+    the schema of its rows (none recorded: ``l1``, a checkpoint from before schemas), saved
+    after the rows are fsynced (temp file, fsync, rename), locked for one collector."""
 
     VERSION = 1
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.ended: list[str] = []
+        self.schema = "l1"
         try:
             self._lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -275,6 +315,10 @@ class CollectCheckpoint:
         if type(seq) is not int or seq < 0 or not isinstance(ended, list):
             raise CheckpointError(f"checkpoint {self.path} is damaged (stream_seq, ended)")
         self.ended = [str(p) for p in ended]
+        schema = data.get("schema", "l1")
+        if schema not in SCHEMAS:
+            raise CheckpointError(f"checkpoint {self.path} is damaged (schema)")
+        self.schema = schema
         try:
             output = output_state_from_plain(data.get("output"), "output", PlainReader())
         except PlainDataError as exc:
@@ -288,5 +332,6 @@ class CollectCheckpoint:
             "stream_seq": seq,
             "output": output.to_plain(),
             "ended": sorted(ended),
+            "schema": self.schema,
         }
         replace_file(self.path, json.dumps(state).encode())

@@ -17,6 +17,11 @@ message that is l3tol1's (`wire.read_l3`): messages that are not (foreign) are l
 start and when a fence fails, and logged (``foreign_messages_skipped``); only an l3tol1 message
 that another publisher wrote refuses this one (exit 2: two publishers of one feed are a
 configuration error, which a unit with ``RestartPreventExitStatus=2`` does not restart).
+
+The feed's schema (SPEC §14) is fixed with its partition count when the publisher creates it;
+for a schema of rows, each partition's messages also carry the publisher's marks (a gap, the
+feed's clock: `jetstream.marks`), placed among its events and covered by ``L3tol1-Last-Seq``
+like them, so that a restarted publisher neither loses nor repeats one.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from l3tol1.core.naming import MboNamer
 from l3tol1.core.numbers import NS_PER_DAY
+from l3tol1.core.schemas import schema_named
 from l3tol1.core.wire import EVENTS_MAGIC, partition_of
 from l3tol1.errors import ConfigError, L3Error
 from l3tol1.jetstream.client import (
@@ -41,6 +47,7 @@ from l3tol1.jetstream.client import (
     Stored,
 )
 from l3tol1.jetstream.connection import close, connect, retrying
+from l3tol1.jetstream.marks import Mark, MarkMaker, encode_marks
 from l3tol1.jetstream.wire import (
     MAX_BODY,
     L3Message,
@@ -94,6 +101,10 @@ def publish_pipeline(
 
 
 FLUSH_BODY = 256 * 1024  # a partition's message is sent once this full (or when nothing waits)
+# A schema of rows: events per message fewer, so that the marks among them stay well under the
+# 64 KiB NATS allows a message's headers (a mark or two per event at worst, a few bytes each).
+MARKED_BODY = MAX_BODY // 4
+MARKS_TEXT = 48 * 1024  # a message's marks header at most (about)
 
 
 @dataclass(slots=True)
@@ -106,17 +117,37 @@ class Pending:
     size: int = len(EVENTS_MAGIC)
     records: list[memoryview] = field(default_factory=list)
     names: dict[tuple[str, int], str] = field(default_factory=dict)
+    marks: list[Mark] = field(default_factory=list)
+    marks_text: int = 0  # the size of its marks header
 
     def add(self, body: bytes, last: int, count: int, names: dict[Any, str] | None) -> None:
         self.records.append(memoryview(body)[len(EVENTS_MAGIC) :])
         self.size += len(body) - len(EVENTS_MAGIC)
-        self.last = last
+        self.last = max(self.last, last)
         self.count += count
         if names:
             self.names.update(names)
 
+    def mark(self, mark: Mark) -> None:
+        """A mark after the events added so far (the partition's next ones are later)."""
+        before = self.marks[-1] if self.marks else Mark(0, "")
+        text = len(
+            encode_marks(
+                (
+                    mark._replace(
+                        place=mark.place - before.place, interval=mark.interval - before.interval
+                    ),
+                )
+            )
+        )
+        self.marks.append(mark)
+        self.marks_text += text + 1
+        self.size += text + 1
+        self.last = max(self.last, mark.place)
+
     def body(self) -> bytes:
-        return EVENTS_MAGIC + b"".join(self.records)
+        """Its events; none when it carries marks alone."""
+        return EVENTS_MAGIC + b"".join(self.records) if self.records else b""
 
 
 class PublishStage:
@@ -147,6 +178,11 @@ class PublishStage:
         self.pending: dict[int, Pending] = {}  # each partition's next message
         self.sealed: dict[int, list[Pending]] = {}  # full ones, not sent yet
         self.layout = "0,0"
+        self.schema = schema_named(settings.schema)
+        # A schema of rows needs the feed's gaps (and clock) in every partition (marks.py).
+        self.marker = MarkMaker(self.schema.interval, self.partitions) if self.schema.rows else None
+        self.max_body = MARKED_BODY if self.schema.rows else MAX_BODY
+        self.marks_published = 0
         self.events_published = 0
         self.messages_published = 0
         self.events_already_published = 0
@@ -162,6 +198,7 @@ class PublishStage:
             "events_published": self.events_published,
             "messages_published": self.messages_published,
             "events_already_published": self.events_already_published,
+            "marks_published": self.marks_published,
             "foreign_messages_skipped": self.foreign_skipped,
         }
 
@@ -170,7 +207,10 @@ class PublishStage:
         nc = await connect(self.settings.nats_url, f"l3tol1-publish-{self.names.feed}")
         try:
             js = JetStream(nc, self.names)
-            await retrying("the L3 stream", partial(js.ensure_l3_stream, self.partitions))
+            await retrying(
+                "the L3 stream",
+                partial(js.ensure_l3_stream, self.partitions, self.settings.schema),
+            )
             for p in range(self.partitions):
                 await self._learn(js, p)
         except BaseException:
@@ -236,7 +276,11 @@ class PublishStage:
                             " --no-follow"
                         )
                     if batch.events:
-                        self._add(batch.events, batch.ordered)
+                        marks = None
+                        if self.marker is not None:
+                            marks = self.marker.marks(batch.events, batch.gaps or (),
+                                                      by_line=batch.ordered)  # fmt: skip
+                        self._add(batch.events, batch.ordered, marks)
                         last_seq = batch.events[len(batch.events) - 1].seq
                     # Small messages wait for more while more batches are queued behind this
                     # one (the publisher is behind); all go before a checkpoint, at the end,
@@ -258,15 +302,17 @@ class PublishStage:
         finally:
             await close(js.nc)  # shielded: a failure that ends the run is not lost to it
 
-    def _add(self, events: Any, databento: bool) -> None:
-        """Pack events into their partitions' next messages.
+    def _add(self, events: Any, databento: bool, marks: list[list[Mark]] | None) -> None:
+        """Pack events into their partitions' next messages, and each partition's ``marks``
+        (in place order) into its: each with the partition's first event at or after its
+        place, else after its last one.
 
         Databento's records (``databento``) are placed by their index in the input, not by
         their (venue) sequence numbers, and their messages say the names of their books' rows
         (a book is keyed by publisher and instrument id; its rows take the symbol of their day).
         """
         packed, skipped = self.core.pack_events(
-            events, self.partitions, self.last_seq, MAX_BODY, by_line=databento
+            events, self.partitions, self.last_seq, self.max_body, by_line=databento
         )
         self.events_already_published += skipped
         names: dict[int, dict[tuple[str, int], str]] = {}
@@ -274,20 +320,47 @@ class PublishStage:
             for key, day in self.core.instrument_days(events):
                 name = self.namer.name(key, day * NS_PER_DAY)
                 names.setdefault(partition_of(key, self.partitions), {})[(key, day)] = name
+        # Each partition's marks not yet given to a message: those it holds already (a publisher
+        # that restarted) are left out, as its events are.
+        left = {
+            p: [m for m in found if m.place > self.last_seq[p]]
+            for p, found in enumerate(marks or ())
+            if found
+        }
         for p, body, first, last, count in packed:
             part = self.pending.get(p)
-            if part is not None and part.size + len(body) - len(EVENTS_MAGIC) > MAX_BODY:
+            if part is not None and (
+                part.size + len(body) - len(EVENTS_MAGIC) > self.max_body
+                or part.marks_text > MARKS_TEXT // 2  # room for the marks among ``body``'s
+            ):
                 self.sealed.setdefault(p, []).append(part)
                 part = None
             if part is None:
                 part = self.pending[p] = Pending(first)
+            ahead = left.get(p, [])
+            taken = 0
+            while taken < len(ahead) and ahead[taken].place <= last:
+                part.mark(ahead[taken])
+                taken += 1
+            del ahead[:taken]
             part.add(body, last, count, names.get(p))
+        for p, ahead in left.items():
+            for mark in ahead:
+                part = self.pending.get(p)
+                if part is not None and (
+                    part.size > self.max_body - 64 or part.marks_text > MARKS_TEXT
+                ):
+                    self.sealed.setdefault(p, []).append(part)
+                    part = None
+                if part is None:
+                    part = self.pending[p] = Pending(mark.place)
+                part.mark(mark)
 
     async def _flush(self, js: JetStream, *, everything: bool) -> None:
         """Send the messages that are full (or all of them)."""
         out, self.sealed = self.sealed, {}
         for p, part in list(self.pending.items()):
-            if everything or part.size >= FLUSH_BODY:
+            if everything or part.size >= min(FLUSH_BODY, self.max_body):
                 out.setdefault(p, []).append(part)
                 del self.pending[p]
         # A partition's messages one after the other (each is fenced on the one before);
@@ -300,9 +373,11 @@ class PublishStage:
 
     async def _send_partition(self, js: JetStream, p: int, parts: list[Pending]) -> None:
         for part in parts:
-            await self._send(js, p, part.body(), str(part.first), part.last, names=part.names)
+            await self._send(js, p, part.body(), str(part.first), part.last, names=part.names,
+                             marks=part.marks)  # fmt: skip
             self.last_seq[p] = part.last
             self.events_published += part.count
+            self.marks_published += len(part.marks)
 
     async def _end(self, js: JetStream) -> None:
         for p in range(self.partitions):
@@ -320,6 +395,7 @@ class PublishStage:
         *,
         end: bool = False,
         names: dict[tuple[str, int], str] | None = None,
+        marks: list[Mark] | None = None,
     ) -> None:
         """Publish one message on partition ``p``, fenced on the subject's last message, which
         its ``L3tol1-Prev`` names (a worker checks that it saw that one).
@@ -334,6 +410,7 @@ class PublishStage:
                 prev=self.fence[p],
                 end_of=self.partitions if end else None,
                 row_names=names,
+                marks=marks,
             )
             try:
                 self.fence[p] = await js.publish_fenced(

@@ -7,9 +7,11 @@ Pure: no I/O, no NATS import. Three subjects per partition of a feed:
     <prefix>.state.<feed>.<p>  the owner's checkpoint (books and the last L3 message applied),
                                in the L1 stream, so that it commits atomically with the rows
 
-A message body is a batch of events or quotes packed by the core (`l3tol1.core.wire`: fixed-size
-binary records, packed and unpacked in C by the compiled core). An end-of-feed mark is a message
-with the `END` header and no body.
+A message body is a batch of events, quotes or a schema's rows packed by the core
+(`l3tol1.core.wire`: fixed-size binary records, packed and unpacked in C by the compiled core;
+rows by the reference). An end-of-feed mark is a message with the `END` header and no body. An
+L3 message may carry the publisher's marks (gaps, the feed's clock: `jetstream.marks`) in its
+`MARKS` header, with or without events.
 
 Anyone may publish on these subjects. "An l3tol1 message" is one whose headers and body are all
 what l3tol1 writes, and this module is the one place that says what that is: the writers build
@@ -26,6 +28,8 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from l3tol1.jetstream.marks import Mark, decode_marks, encode_marks
 
 __all__ = [
     "L1Message",
@@ -49,6 +53,7 @@ LAYOUT = "L3tol1-Layout"  # "1,0": whether rows have an instrument column, ns ti
 END = "L3tol1-End"  # an end-of-feed mark: on L3, the partition count; on L1, `L1_END`
 PREV = "L3tol1-Prev"  # on L3 messages: the stream seq of the subject's message before this one
 ROW_NAMES = "L3tol1-Row-Names"  # Databento: JSON [[book key, day, name of its rows], ...]
+MARKS = "L3tol1-Marks"  # on L3 messages: the publisher's marks among its events (marks.py)
 COVERS = "L3tol1-Covers"  # on L1 messages: the L3 stream seq the partition's rows now reach
 STATE_PART = "L3tol1-State-Part"  # "i/n": one of the n messages of a worker's state
 L1_END = "1"  # the value of a worker's end mark
@@ -56,7 +61,7 @@ L1_END = "1"  # the value of a worker's end mark
 MAX_BODY = 512 * 1024
 
 _OURS = "l3tol1-"  # the prefix of our headers (compared without case: a proxy may fold it)
-_L3_HEADERS = frozenset({LAST_SEQ, LAYOUT, END, PREV, ROW_NAMES})
+_L3_HEADERS = frozenset({LAST_SEQ, LAYOUT, END, PREV, ROW_NAMES, MARKS})
 _L1_HEADERS = frozenset({LAYOUT, COVERS, END})
 _STATE_HEADERS = frozenset({STATE_PART})
 _LAYOUTS = frozenset({"0,0", "0,1", "1,0", "1,1"})
@@ -115,12 +120,15 @@ def l3_headers(
     prev: int,
     end_of: int | None = None,
     row_names: Mapping[tuple[str, int], str] | None = None,
+    marks: list[Mark] | None = None,
 ) -> dict[str, str]:
-    """The headers of an L3 message: a batch of events, or (``end_of``: the partition count) a
-    partition's end mark."""
+    """The headers of an L3 message: a batch of events (and ``marks`` among them), or
+    (``end_of``: the partition count) a partition's end mark."""
     headers = {LAST_SEQ: str(last_seq), LAYOUT: layout, PREV: str(prev)}
     if end_of is not None:
         headers[END] = str(end_of)
+    if marks:
+        headers[MARKS] = encode_marks(marks)
     if row_names:
         rows = [(key, day, name) for (key, day), name in sorted(row_names.items())]
         headers[ROW_NAMES] = json.dumps(rows, separators=(",", ":"))
@@ -152,7 +160,8 @@ class L3Message:
     layout: str
     end: bool  # an end mark (no events)
     row_names: dict[tuple[str, int], str]
-    events: Any  # the core's unpacked events (None for an end mark)
+    events: Any  # the core's unpacked events (None for an end mark; [] with marks alone)
+    marks: list[Mark]  # in place order, each at or below ``last_seq``
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +185,7 @@ def read_l3(
     """The L3 message stored at stream seq ``seq`` of a feed of ``partitions``, checked whole:
     every header ours and well formed, ``L3tol1-Prev`` before ``seq``, an end mark's value the
     partition count and its body empty, else a body of at least one event (``unpack``: the
-    core's `unpack_events`).
+    core's `unpack_events`) or marks alone, whose places ``L3tol1-Last-Seq`` covers.
 
     :raises Malformed: it is not a message the publisher writes.
     """
@@ -188,12 +197,20 @@ def read_l3(
     if end:
         if found[END] != str(partitions):
             raise Malformed(f"{END} is {found[END]!r:.40}, not the partition count {partitions}")
-        if body or ROW_NAMES in found:
+        if body or ROW_NAMES in found or MARKS in found:
             raise Malformed("an end mark with a body")
-        return L3Message(prev, last_seq, layout, True, {}, None)
+        return L3Message(prev, last_seq, layout, True, {}, None, [])
     row_names = _row_names(found[ROW_NAMES]) if ROW_NAMES in found else {}
-    events = _unpack(unpack, body, "event")
-    return L3Message(prev, last_seq, layout, False, row_names, events)
+    marks: list[Mark] = []
+    if MARKS in found:
+        try:
+            marks = decode_marks(found[MARKS])
+        except ValueError as exc:
+            raise Malformed(f"{MARKS}: {exc}") from exc
+        if marks[-1].place > last_seq:
+            raise Malformed(f"a mark at {marks[-1].place}, past {LAST_SEQ} {last_seq}")
+    events = _unpack(unpack, body, "event") if body or not marks else []
+    return L3Message(prev, last_seq, layout, False, row_names, events, marks)
 
 
 def read_l1(

@@ -25,6 +25,11 @@ Each L3 message names its subject's message before it (``L3tol1-Prev``): one abo
 worker applied is a delivery gap only when the stream really holds a message of the partition
 there (asked of the stream, as it is for what came before a quarantined message); otherwise the
 header lies and the message is quarantined.
+
+A feed of a schema of rows (SPEC §14, fixed by its publisher) keeps `core.schemas.Depths` per
+partition instead of the L1 books, and publishes the schema's rows (`L1R1` bodies). What the
+partition alone cannot know comes as the publisher's marks among its events (`marks.py`): a gap
+declared anywhere, the feed's clock for sampled schemas; the end mark writes the last interval.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from l3tol1.core.numbers import NS_PER_DAY
+from l3tol1.core.schemas import SCHEMAS, Depths, Schema
+from l3tol1.core.wire import pack_rows
+from l3tol1.errors import ConfigError
 from l3tol1.jetstream.client import (
     FENCE_FAILED,
     PULL_EXPIRES,
@@ -50,12 +58,14 @@ from l3tol1.jetstream.client import (
     stream_seq,
 )
 from l3tol1.jetstream.connection import close, connect, retrying
+from l3tol1.jetstream.marks import apply_marked
 from l3tol1.jetstream.state import decode_state, encode_state
 from l3tol1.jetstream.wire import (
     MAX_BODY,
     PREV,
     Malformed,
     Names,
+    decode_layout,
     l1_headers,
     read_l1,
     read_l3,
@@ -93,6 +103,8 @@ class Owned:
     ended: bool = False
     lag: int = 0  # messages of the partition not yet delivered, at the last pull
     anomalies: list[Any] = field(default_factory=list)
+    # Databento's rows of a schema: (book key, day) -> name, as the publisher sent them
+    row_names: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
 class Worker:
@@ -107,6 +119,7 @@ class Worker:
         self.owned: dict[int, Owned] = {}
         self.id = uuid.uuid4().hex[:16]
         self.partitions = 0
+        self.schema: Schema = SCHEMAS["l1"]  # the feed's (SPEC §14), known once it exists
         self.live = 1  # workers of the feed alive (their keys in the workers bucket)
         self.counts = {
             "messages_applied": 0,
@@ -143,10 +156,18 @@ class Worker:
 
     async def _join(self, js: JetStream) -> Any:
         """Wait for the feed; make sure of its L1 stream and consumers; the workers bucket."""
-        partitions = await js.wait_for_feed(lambda: self.stop.requested)
+        info = await js.wait_for_feed(lambda: self.stop.requested)
+        partitions = info.partitions
+        if partitions and self.settings.schema_given and self.settings.schema != info.schema:
+            raise ConfigError(
+                f"feed {self.names.feed!r} has schema {info.schema}, not --schema"
+                f" {self.settings.schema}: leave --schema out (a worker writes its feed's), or"
+                " use another --feed"
+            )
+        self.schema = SCHEMAS[info.schema]
         await retrying("the L1 stream", js.ensure_l1_stream)
         self.log.info("start", role="work", feed=self.names.feed, partitions=partitions,
-                      core=self.core.name)  # fmt: skip
+                      core=self.core.name, schema=self.schema.name)  # fmt: skip
         for p in range(partitions):
             await retrying("a consumer", partial(js.ensure_pinned_consumer, p))
         self.partitions = partitions
@@ -256,10 +277,12 @@ class Worker:
         owner's on its subjects is looked past)."""
         self.counts["takeovers"] += 1
         names = self.names
-        owned = Owned(self.core.instruments())
+        owned = Owned(None)
+        owned.instruments = self._books(owned)
         state = await self._last_state(js, p)
         if state is not None:
             owned.instruments.restore(state["books"])
+            owned.row_names.update(state.get("row_names", {}))
             owned.applied = state["applied"]
             owned.layout = state["layout"]
             owned.ended = state["ended"]
@@ -269,7 +292,7 @@ class Worker:
         while found is not None:
             try:
                 owned.covered = read_l1(found.headers, found.data,
-                                        unpack=self.core.unpack_quotes).covers  # fmt: skip
+                                        unpack=self._unpack_rows).covers  # fmt: skip
                 break
             except Malformed as exc:
                 self._quarantine(p, found, str(exc))
@@ -278,6 +301,26 @@ class Worker:
         self.log.info("partition_taken", partition=p, resumes_after=owned.applied,
                       rows_cover=owned.covered)  # fmt: skip
         return owned
+
+    def _books(self, owned: Owned) -> Any:
+        """A partition's books: the L1 books, or those of the feed's schema of rows, which name
+        Databento's rows from what the publisher sent (as the file job's namer does)."""
+        if not self.schema.rows:
+            return self.core.instruments()
+        names = owned.row_names
+
+        def name(key: str, ts_recv: int) -> str:
+            return names.get((key, ts_recv // NS_PER_DAY), key)
+
+        return Depths(self.schema, name=name)
+
+    def _unpack_rows(self, body: bytes) -> Any:
+        """The rows of an L1 message of this feed: the schema's, or L1 quotes."""
+        if self.schema.rows:
+            from l3tol1.core.wire import unpack_rows
+
+            return unpack_rows(body, self.schema.depth)
+        return self.core.unpack_quotes(body)
 
     async def _last_state(self, js: JetStream, p: int) -> dict[str, Any] | None:
         """The last whole, readable state saved of partition ``p`` (its parts were stored one
@@ -299,7 +342,7 @@ class Worker:
                     if part.subject != subject or read_state_part(part.headers) != (i, count):
                         raise Malformed(f"part {i} of {count} is not at stream seq {seq}")
                     parts.insert(-1, part.data)
-                return decode_state(b"".join(parts))
+                return decode_state(b"".join(parts), self.schema.name)
             except Malformed as exc:
                 self._quarantine(p, found, str(exc))
                 found = await js.previous(stream, subject, found.seq)
@@ -320,7 +363,9 @@ class Worker:
 
         :raises DeliveryGap: a message of the partition before one pulled was never delivered.
         """
-        quotes = self.core.quotes()  # the rows of every message pulled, in one container
+        depths = owned.instruments if self.schema.rows else None
+        # the rows of every message pulled, in one container
+        quotes: Any = [] if depths is not None else self.core.quotes()
         applied, ended, end_mark = owned.applied, owned.ended, False
         names: dict[tuple[str, int], str] = {}  # Databento rows: (book key, day) -> name
         for msg in msgs:
@@ -353,12 +398,20 @@ class Worker:
             if message.end:
                 ended = True
                 end_mark = seq > owned.covered
+                if depths is not None:  # the last interval's rows (sampled schemas)
+                    depths.finish(quotes if end_mark else [])
                 continue
-            names.update(message.row_names)
             events = message.events
             # Rows a previous owner published already (a takeover's replay): the books only.
-            rows = quotes if seq > owned.covered else self.core.quotes()
-            owned.instruments.apply(events, rows, owned.anomalies)
+            if depths is not None:
+                owned.row_names.update(message.row_names)
+                rows: Any = quotes if seq > owned.covered else []
+                apply_marked(depths, events, message.marks, rows, owned.anomalies,
+                             by_line=decode_layout(message.layout)[1])  # fmt: skip
+            else:
+                names.update(message.row_names)
+                rows = quotes if seq > owned.covered else self.core.quotes()
+                owned.instruments.apply(events, rows, owned.anomalies)
             owned.anomalies.clear()
             self.counts["messages_applied"] += 1
             self.counts["events_applied"] += len(events)
@@ -369,7 +422,8 @@ class Worker:
         save = applied > owned.covered and (ended or now >= owned.state_due or stopping)
         if applied > owned.covered and (len(quotes) or end_mark or save):
             l1, headers = self.names.l1(p), partial(l1_headers, layout=owned.layout, covers=applied)
-            messages = [(l1, body, headers()) for body in self.core.pack_quotes(quotes, MAX_BODY)]
+            pack = pack_rows if depths is not None else self.core.pack_quotes
+            messages = [(l1, body, headers()) for body in pack(quotes, MAX_BODY)]
             if end_mark:
                 messages.append((l1, b"", headers(end=True)))
             if not messages:  # books to save, no rows: an empty message carries the fence
@@ -377,7 +431,8 @@ class Worker:
             messages[0][2]["Nats-Expected-Last-Subject-Sequence"] = str(owned.fence)
             rows_end = len(messages)
             if save:
-                state = encode_state(owned.instruments.snapshot(), applied, owned.layout, ended)
+                state = encode_state(owned.instruments.snapshot(), applied, owned.layout, ended,
+                                     owned.row_names)  # fmt: skip
                 parts = [state[i : i + MAX_BODY] for i in range(0, len(state), MAX_BODY)]
                 for i, part in enumerate(parts, start=1):
                     messages.append((self.names.state(p), part, state_headers(i, len(parts))))

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from l3tol1.checkpoint import CheckpointStore, RunOptions
 from l3tol1.core import AnyCore, load
+from l3tol1.core.l1 import csv_header
 from l3tol1.core.naming import MboNamer
-from l3tol1.core.schemas import Depths, RowFormatter, schema_named
+from l3tol1.core.schemas import Depths, RowFormatter, Schema, schema_named
 from l3tol1.errors import ConfigError
 from l3tol1.run.checks import check_checkpointable, check_paths, input_kind
 from l3tol1.run.resume import Resume, open_checkpoint
@@ -37,7 +38,7 @@ from l3tol1.sources.stream import StreamSource
 if TYPE_CHECKING:
     from l3tol1.core import protocols
 
-__all__ = ["Parts", "assemble", "build_output", "load_core"]
+__all__ = ["Parts", "assemble", "build_output", "load_core", "use_schema"]
 
 
 @dataclass(slots=True)
@@ -85,13 +86,25 @@ def build_output(
             clock=clock,
             schema=schema if schema.rows else None,
         )
-    if schema.rows:
-        return CsvSink(
-            settings.output_file,
-            formatter=partial(RowFormatter, schema),
-            header=lambda instrument: RowFormatter(schema, with_instrument=instrument).header(),
-        )
-    return CsvSink(settings.output_file, formatter=core.formatter)
+    return CsvSink(settings.output_file, **_csv_format(schema, core))
+
+
+def _csv_format(schema: Schema, core: AnyCore) -> dict[str, Any]:
+    """A CSV output's formatter and header of a schema's rows."""
+    if not schema.rows:
+        return {"formatter": core.formatter, "header": csv_header}
+    return {
+        "formatter": partial(RowFormatter, schema),
+        "header": lambda instrument: RowFormatter(schema, with_instrument=instrument).header(),
+    }
+
+
+def use_schema(output: Sink, schema: Schema, core: AnyCore) -> None:
+    """Make an output of `build_output` write another schema's rows, before any row."""
+    if isinstance(output, ParquetSink):
+        output.use_schema(schema if schema.rows else None)
+    elif isinstance(output, CsvSink):
+        output.use_format(**_csv_format(schema, core))
 
 
 def assemble(

@@ -74,6 +74,13 @@ class CsvSink:
         self._parts: list[str] = []
         self._buffered = 0
 
+    def use_format(self, formatter: Callable[..., Any], header: Callable[[bool], str]) -> None:
+        """Format rows with these instead (another schema's): before any row and header
+        (`collect` learns the feed's schema once connected)."""
+        assert self.instrument is None and not self._parts
+        self._new_formatter, self._header = formatter, header
+        self._formatter = formatter()
+
     @property
     def buffered(self) -> int:
         """Rows formatted and not written yet."""

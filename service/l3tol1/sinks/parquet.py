@@ -249,6 +249,13 @@ class ParquetSink:
             self.instrument, self.nanoseconds = resume.instrument, resume.nanoseconds
         self._sync_directory()
 
+    def use_schema(self, schema: Schema | None) -> None:
+        """Write this schema's rows (None: L1 quotes) instead: before any row (`collect` learns
+        the feed's schema once connected)."""
+        assert not len(self._columns) and not self._part_rows
+        self.schema = schema
+        self._columns = self._new_columns()
+
     def set_layout(self, instrument: bool, nanoseconds: bool) -> None:
         """The columns of the rows: with an instrument column or not, times in µs or ns.
 
