@@ -121,6 +121,7 @@ class Collector:
             return
         await self.output.start(None if self.resume is None else self.resume[1])
         self.output_started = True
+        self.stop.notify.ready(f"collecting feed {self.names.feed}")
         self.log.info(
             "start",
             role="collect",
