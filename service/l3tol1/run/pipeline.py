@@ -137,6 +137,7 @@ class Pipeline:
                 self.report.health,
                 host=settings.metrics_host,
                 port=settings.metrics_port,
+                core=parts.core.name,
             )
             parts.writer.observe_flush = self.metrics.flush_seconds.observe
 
