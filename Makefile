@@ -3,18 +3,31 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+CORE_SOURCES := $(wildcard service/l3tol1/core/*.pyx service/l3tol1/core/cy/*.pyx service/l3tol1/core/cy/*.pxd)
 
 .PHONY: demo test lint bench sanitize clean
 
-# The compiled core is built here too (a C compiler is needed; see README): required, so that
-# the demo and the tests never run on the fallback by accident. Rebuilt when its source changes.
-$(STAMP): pyproject.toml setup.py $(wildcard service/l3tol1/core/*.pyx service/l3tol1/core/cy/*.pyx service/l3tol1/core/cy/*.pxd)
+# The tests' environment: the test extra, and the compiled core required (a C compiler is
+# needed; see README), so that the tests never run on the fallback by accident. Rebuilt when
+# the core's source changes.
+$(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	L3TOL1_REQUIRE_COMPILED=1 $(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
-demo: $(STAMP)
+# The demo's environment: the package and its dependencies only (no test extra), the compiled
+# core when a C compiler builds it, else the pure-Python core (setup.py's optional extension);
+# pip's own output is kept for a failure only. An environment set up for the tests serves too.
+$(DEMO_STAMP): pyproject.toml setup.py $(CORE_SOURCES)
+	$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet -e . > $(VENV)/demo-install.log 2>&1 || \
+		{ cat $(VENV)/demo-install.log; echo "make demo: pip could not install l3tol1 (above)"; exit 1; }
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	@$(BIN)/python -c "import l3tol1.core as c; c.available() or print('make demo: no compiled core (it needs a C compiler): running on the pure-Python core, the same rows, slower')"
 	@mkdir -p out
 	$(BIN)/l3tol1 -i data/l3_data_v3.1.csv -o out/l1_data.csv --no-follow --log-format console
 	@if cmp -s out/l1_data.csv data/expected_l1_data_v3.1.csv; then \

@@ -148,10 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging(settings.log_format, settings.log_level, stderr)
         from l3tol1.log import get_logger
+        from l3tol1.notify import Notifier
         from l3tol1.signals import Stop
 
-        # From here on the event loop's watcher handles the signals (one for every face).
-        stop = Stop(get_logger(), stops.received)
+        # From here on the event loop's watcher handles the signals (one for every face), and
+        # tells systemd how the run goes (NOTIFY_SOCKET; nothing without it).
+        stop = Stop(get_logger(), stops.received, Notifier.from_environ(os.environ))
         if role in ("work", "collect"):
             return _run_role(role, settings, stderr, stop)
         if role == "publish":

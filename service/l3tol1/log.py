@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import MutableMapping
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     import structlog
 
-__all__ = ["SafeStream", "configure_logging", "get_logger"]
+__all__ = ["SafeStream", "configure_logging", "get_logger", "plain_enums"]
 
 
 class SafeStream:
@@ -70,6 +72,26 @@ def _import_structlog(console: bool) -> None:
         del sys.modules["rich"]
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with every enum in it (keys of dicts too) as its value."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(item) for item in value)
+    return value
+
+
+def plain_enums(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    """A structlog processor: enums as their values (``add_of_live_order``, not
+    ``<Anomaly.ADD_LIVE: 'add_of_live_order'>``), in console lines as in JSON ones; the anomaly
+    and reject counts of the summary are dicts keyed by enums."""
+    return {key: _plain(value) for key, value in event.items()}
+
+
 def configure_logging(fmt: str, level: str, stream: SafeStream | TextIO) -> None:
     """Send structlog events to ``stream`` as ``fmt`` ("console" or "json")."""
     import logging
@@ -87,6 +109,7 @@ def configure_logging(fmt: str, level: str, stream: SafeStream | TextIO) -> None
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            plain_enums,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -1,8 +1,13 @@
 """Prometheus metrics and a health endpoint (``--metrics-port``), off by default.
 
+Everything goes through prometheus_client: its registry (with its standard ``process_*``,
+``python_info`` and ``python_gc_*`` collectors), its exposition and its threading WSGI server.
 Counters are read from the pipeline when Prometheus scrapes (a custom collector), so the hot path
 pays nothing for them; only flush durations are observed as they happen. The HTTP server runs in
-a thread of its own: if the event loop ever blocks, /healthz still answers — with 503.
+threads of its own: if the event loop ever blocks, /healthz still answers — with 503.
+
+A sequence number is a 64-bit integer, which a Prometheus sample (a float64) cannot hold past
+2^53: ``l3tol1_last_seq_applied_info`` carries it as a label, digit for digit.
 
     GET /metrics   Prometheus text format (prometheus_client)
     GET /healthz   200 "ok", or 503 with the reason when a stage has stalled
@@ -15,10 +20,25 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Histogram,
+    Info,
+    make_wsgi_app,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
+from l3tol1 import __version__
 from l3tol1.errors import ConfigError
 from l3tol1.log import get_logger
 
@@ -84,11 +104,11 @@ class _PipelineCollector(Collector):
         yield GaugeMetricFamily(
             "l3tol1_instruments", "instruments with a book", value=values["instruments"]
         )
-        if values["last_seq"] is not None:
-            yield GaugeMetricFamily(
+        if values["last_seq"] is not None:  # a label: a float would lose its last digits
+            yield InfoMetricFamily(
                 "l3tol1_last_seq_applied",
-                "seq_num of the last event applied",
-                value=values["last_seq"],
+                "seq_num of the last event applied (published, for publish), exact",
+                value={"seq": str(values["last_seq"])},
             )
         yield GaugeMetricFamily(
             "l3tol1_seconds_since_last_input",
@@ -137,8 +157,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class MetricsServer:
-    """Serves /metrics and /healthz on ``host:port`` from a daemon thread.
+    """Serves /metrics and /healthz on ``host:port`` from daemon threads (one per request, so a
+    slow scraper holds up no other).
 
+    :param core: the core that runs ("compiled" or "python"), for ``l3tol1_build_info``.
     :raises ConfigError: the port cannot be bound (in use, no permission).
     """
 
@@ -149,9 +171,16 @@ class MetricsServer:
         *,
         host: str,
         port: int,
+        core: str,
         collector: Collector | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
+        # prometheus_client's standard metrics: the same collectors as its default registry
+        # (process_* reads /proc at scrape time; python_info; python_gc_*).
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(standard)
+        Info("l3tol1_build", "the l3tol1 that runs: its version and core",
+             registry=self.registry).info({"version": __version__, "core": core})  # fmt: skip
         self.registry.register(collector or _PipelineCollector(counters))
         self.flush_seconds = Histogram(
             "l3tol1_flush_duration_seconds",
@@ -176,7 +205,8 @@ class MetricsServer:
             return [b"try /metrics or /healthz\n"]
 
         try:
-            self._server: WSGIServer = make_server(host, port, app, handler_class=_QuietHandler)
+            self._server: WSGIServer = make_server(host, port, app, ThreadingWSGIServer,
+                                                   handler_class=_QuietHandler)  # fmt: skip
         except OSError as exc:
             raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
         self.port = self._server.server_port
@@ -206,8 +236,19 @@ def serve_role_metrics(settings: Any, role: str, counters: Counters) -> MetricsS
         lambda: (True, "ok"),
         host=settings.metrics_host,
         port=settings.metrics_port,
+        core=_core_name(settings.core),
         collector=RoleCollector(role, counters),
     )
     server.start()
     get_logger().info("metrics_listening", host=settings.metrics_host, port=server.port)
     return server
+
+
+def _core_name(option: str) -> str:
+    """The core that ``--core option`` runs (the role loaded it already: no cost)."""
+    from l3tol1.core import load
+
+    try:
+        return load(option).name
+    except ImportError:  # --core compiled without one: the role itself says so
+        return option

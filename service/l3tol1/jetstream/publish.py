@@ -97,7 +97,7 @@ def publish_pipeline(
     def publisher(parts: Parts) -> PublishStage:
         return PublishStage(settings, parts.core, parts.namer, follow=parts.follow, stop=stop)
 
-    return Pipeline(settings, parts, publisher, stop=stop, stderr=stderr)
+    return Pipeline(settings, parts, publisher, stop=stop, stderr=stderr, ready_at_start=False)
 
 
 FLUSH_BODY = 256 * 1024  # a partition's message is sent once this full (or when nothing waits)
@@ -255,6 +255,7 @@ class PublishStage:
         js = None
         with self.stop.interruptible():  # connecting: a stop ends it at once
             js = await self.start()
+            self.stop.notify.ready(f"publishing feed {self.names.feed}")
         if js is None:
             # Stopped before the stream could be reached: nothing is published, and nothing goes
             # on to the writer (a checkpoint would claim events the stream does not hold).

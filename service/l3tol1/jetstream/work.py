@@ -145,6 +145,7 @@ class Worker:
                     nc = await connect(self.settings.nats_url, f"l3tol1-work-{self.names.feed}")
                     js = JetStream(nc, self.names)
                     kv = await self._join(js)
+                    self.stop.notify.ready(f"working on feed {self.names.feed}")
                 if not self.stop.requested:
                     await self._work(js, kv)
                 tg.cancel_scope.cancel()

@@ -84,6 +84,8 @@ class Pipeline:
     """One run, from assembled parts to the end of the input or a stop signal.
 
     :param tail: the stage after the resequencer (``tail_of`` builds it from the parts).
+    :param ready_at_start: say READY=1 to systemd (`Stop.notify`) once the input is open and
+        the run has begun; False when the tail says it, once it too is ready (publish: connected).
     """
 
     def __init__(
@@ -95,8 +97,10 @@ class Pipeline:
         stop: Stop,
         stderr: SafeStream | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ready_at_start: bool = True,
     ) -> None:
         self.settings = settings
+        self.ready_at_start = ready_at_start
         self.parts = parts
         self.stop = stop
         self.stderr = stderr
@@ -133,6 +137,7 @@ class Pipeline:
                 self.report.health,
                 host=settings.metrics_host,
                 port=settings.metrics_port,
+                core=parts.core.name,
             )
             parts.writer.observe_flush = self.metrics.flush_seconds.observe
 
@@ -183,6 +188,8 @@ class Pipeline:
             await parts.output.flush(sync=False)  # the header, at once
         self.started = True
         self._log_start()
+        if self.ready_at_start:
+            self.stop.notify.ready(f"reading {settings.input_file}")
         if self.metrics is not None:
             self.metrics.start()
             self.log.info("metrics_listening", host=settings.metrics_host, port=self.metrics.port)
