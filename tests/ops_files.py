@@ -146,9 +146,10 @@ def option_variables() -> set[str]:
     return {option.env for option in OPTIONS}
 
 
-def settings_from(environ: dict[str, str]):
-    """The Settings these variables give, as the CLI reads them (raises ConfigError if bad)."""
-    return parse_settings([], environ)
+def settings_from(environ: dict[str, str], command: str = "convert"):
+    """The Settings these variables give ``command``, as the CLI reads them (raises ConfigError
+    if bad; a variable of an option the command does not use is left unread)."""
+    return parse_settings([], environ, command=command)
 
 
 # --- docker-compose.yml --------------------------------------------------------------------------

@@ -30,15 +30,15 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "main", "parse_settings"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of the option table. No option has a default here: an option that is not
-    given is left out, so that its variable (or its default) can fill it."""
+def build_parser(command: str = "convert") -> argparse.ArgumentParser:
+    """The parser of one command's options (the option table's). No option has a default here:
+    an option that is not given is left out, so that its variable (or its default) can fill it."""
     import argparse
     from typing import NoReturn
 
     from l3tol1 import __version__
     from l3tol1.errors import ConfigError
-    from l3tol1.options import ENV_PREFIX, OPTIONS
+    from l3tol1.options import COMMANDS, ENV_PREFIX, options_of
 
     class Parser(argparse.ArgumentParser):
         """argparse that reports a usage error as one line (ConfigError) instead of exiting."""
@@ -46,14 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
         def error(self, message: str) -> NoReturn:
             raise ConfigError(message)
 
+    others = "\n".join(f"  {name:<9} {text}" for name, text in COMMANDS.items())
     p = Parser(
-        prog="l3tol1",
-        description="Turn an L3 order feed (CSV) into L1 best bid/ask rows (CSV).",
-        epilog=f"Every option can also be set as {ENV_PREFIX}<OPTION_NAME>, e.g. "
-        f"{ENV_PREFIX}INPUT_FILE; a flag wins over the environment.",
+        prog="l3tol1" if command == "convert" else f"l3tol1 {command}",
+        description=(
+            "Turn an exchange's Level 3 order feed (L3 CSV, Databento MBO) into Level 1 rows or"
+            " Databento's L1 schemas, as CSV or Parquet."
+            if command == "convert"
+            else COMMANDS[command].capitalize() + " (docs/scaling.md)."
+        ),
+        epilog=(
+            (f"commands (l3tol1 COMMAND --help):\n{others}\n\n" if command == "convert" else "")
+            + f"Every option can also be set as {ENV_PREFIX}<OPTION_NAME>, e.g. "
+            f"{ENV_PREFIX}NATS_URL; a flag wins over the environment."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
-    for option in OPTIONS:
+    for option in options_of(command):
         help_text = f"{option.help} (default {option.shown_default}; {option.env})"
         if option.metavar is None:
             p.add_argument(*option.flags, action=argparse.BooleanOptionalAction, help=help_text)
@@ -71,13 +81,76 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_flags(argv: Sequence[str], command: str) -> None:
+    """Refuse, naming it, a flag that ``command`` does not use (another command's, or a
+    misspelt one: with the closest of the command's flags), before argparse sees the line.
+
+    :raises ConfigError: in one sentence.
+    """
+    import difflib
+
+    from l3tol1.errors import ConfigError
+    from l3tol1.options import COMMANDS, OPTIONS, options_of
+
+    mine = {flag for option in options_of(command) for flag in _flags_of(option)}
+    mine |= {"-h", "--help", "--version"}
+    theirs = {flag: option for option in OPTIONS for flag in _flags_of(option)}
+    name = "l3tol1" if command == "convert" else f"l3tol1 {command}"
+    for token in argv:
+        if token == "--":
+            return
+        if not token.startswith("-") or token == "-" or token[1:2].isdigit():
+            continue  # a value (stdin's "-", a negative number)
+        flag = token.split("=", 1)[0]
+        if flag in mine or (len(flag) > 2 and flag[1] != "-"):  # -ifile: argparse's to read
+            continue
+        option = theirs.get(flag)
+        if option is not None:
+            users = ", ".join(c for c in COMMANDS if c in option.commands)
+            raise ConfigError(f"{flag} is not an option of {command} (it is of {users})")
+        close = difflib.get_close_matches(flag, sorted(mine), n=1)
+        hint = f"; did you mean {close[0]}?" if close else f"; see {name} --help"
+        raise ConfigError(f"unknown option {flag}{hint}")
+
+
+def _flags_of(option: Any) -> list[str]:
+    flags = list(option.flags)
+    if option.metavar is None:  # --follow / --no-follow
+        flags += ["--no-" + f.removeprefix("--") for f in option.flags if f.startswith("--")]
+    return flags
+
+
+def command_of(args: list[str]) -> str:
+    """The command a command line names first (and takes it off ``args``): `convert` when its
+    first word is an option (``l3tol1 -i ...``) or there is none.
+
+    :raises ConfigError: the first word names no command (with the closest one).
+    """
+    import difflib
+
+    from l3tol1.errors import ConfigError
+    from l3tol1.options import COMMANDS
+
+    if not args or args[0].startswith("-"):
+        return "convert"
+    word = args.pop(0)
+    if word in COMMANDS:
+        return word
+    close = difflib.get_close_matches(word, list(COMMANDS), n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise ConfigError(f"unknown command {word!r}{hint} (commands: {', '.join(COMMANDS)})")
+
+
 def parse_settings(
     argv: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
     *,
     stderr_is_tty: bool = False,
+    command: str = "convert",
 ) -> Settings:
-    """Options from ``argv``, else their ``L3TOL1_*`` variable from ``environ``, else defaults.
+    """``command``'s options from ``argv``, else their ``L3TOL1_*`` variable from ``environ``,
+    else defaults (an option the command does not use keeps its default, whatever its
+    variable says: one environment can serve every role).
 
     A variable is read only when its flag is absent (a bad value that a flag overrides does no
     harm), and an empty one counts as unset. A variable that names no option is reported in
@@ -92,9 +165,14 @@ def parse_settings(
     from l3tol1.settings import Settings
 
     environ = os.environ if environ is None else environ
-    given = vars(build_parser().parse_args(argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    check_flags(argv, command)
+    given = vars(build_parser(command).parse_args(argv))
     values: dict[str, Any] = {}
     for option in OPTIONS:
+        if command not in option.commands:
+            values[option.dest] = option.default
+            continue
         if option.dest in given:
             value = given[option.dest]
             if option.repeat:  # several flags: one tuple, each value once, in order
@@ -125,6 +203,7 @@ def parse_settings(
         interactive=stderr_is_tty,
         warnings=tuple(warnings),
         schema_given=schema_given,
+        command=command,
     )
 
 
@@ -140,10 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from l3tol1.log import SafeStream
 
     args = list(sys.argv[1:] if argv is None else argv)
-    role = args.pop(0) if args and args[0] in ROLES else None
     stderr = SafeStream(sys.stderr)  # a reader that goes away must never cost data
     try:
-        settings = parse_settings(args, stderr_is_tty=sys.stderr.isatty())
+        command = command_of(args)
+        if command == "plot":
+            from l3tol1.plot import main as plot
+
+            return plot(args, prog="l3tol1 plot")
+        role = command if command in ROLES else None
+        settings = parse_settings(args, stderr_is_tty=sys.stderr.isatty(), command=command)
         from l3tol1.log import configure_logging
 
         configure_logging(settings.log_format, settings.log_level, stderr)

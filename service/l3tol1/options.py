@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 
 from l3tol1.core.numbers import MAX_SEQ
 
-__all__ = ["ENV_PREFIX", "OPTIONS", "Option", "format_instruments", "markdown_table"]
+__all__ = [
+    "COMMANDS",
+    "ENV_PREFIX",
+    "OPTIONS",
+    "Option",
+    "format_instruments",
+    "markdown_table",
+    "options_of",
+]
 
 ENV_PREFIX = "L3TOL1_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -34,6 +42,7 @@ class Option:
     default_text: str | None = None  # how the default reads in help and docs
     extra: bool = False  # not in SPEC §6: documented in the README
     repeat: bool = False  # may be given several times: the values (tuples) add up
+    commands: frozenset[str] = frozenset()  # the commands that use it (`COMMANDS`)
 
     @property
     def dest(self) -> str:
@@ -289,84 +298,136 @@ def partitions(text: str) -> int:
     return _integer(text, 1, 1024)
 
 
+# -- the commands ------------------------------------------------------------------------------
+
+# Each command, with what it does (its help). `l3tol1 ...` without one is `convert`.
+COMMANDS = {
+    "convert": "the file job: an L3 input into L1 rows (or a schema's), CSV or Parquet",
+    "publish": "read an L3 input, resequence it, publish it to a JetStream feed",
+    "work": "apply a feed's partitions to the books; publish their rows",
+    "collect": "write a feed's rows to a CSV file or a Parquet dataset",
+    "plot": "draw an output's best bid and ask (one instrument) as a PNG",
+}
+# Which commands use an option, by the side of the run it belongs to.
+_IN = frozenset({"convert", "publish"})  # reading and ordering the input
+_OUT = frozenset({"convert", "collect"})  # writing rows
+_NATS = frozenset({"publish", "work", "collect"})  # the feed on JetStream
+_ALL = _IN | _OUT | _NATS
+
+
 # -- the table -----------------------------------------------------------------------------------
 
 OPTIONS: tuple[Option, ...] = (
     Option(("-i", "--input-file"), path, Path("l3_data.csv"),
-           "L3 input to read: CSV, plain or compressed; - for standard input", "PATH"),
+           "L3 input to read: CSV, plain or compressed; - for standard input", "PATH",
+           commands=_IN),
     Option(("--input-format",), input_format, None,
            "what the input is: L3 CSV (or Databento's MBO CSV), or Databento DBN", "csv|dbn",
-           "dbn if the data starts with DBN, else csv"),
+           "dbn if the data starts with DBN, else csv",
+           commands=_IN),
     Option(("-o", "--output-file"), file_path, Path("l1_data.csv"),
-           "L1 output: a CSV file, or a Parquet dataset directory", "PATH"),
+           "L1 output: a CSV file, or a Parquet dataset directory", "PATH",
+           commands=_OUT),
     Option(("--output-format",), output_format, None,
-           "what to write", "csv|parquet", "parquet if the output name ends in .parquet, else csv"),
+           "what to write", "csv|parquet", "parquet if the output name ends in .parquet, else csv",
+           commands=_OUT),
     Option(("--schema",), schema, "l1",
            "the rows to write: l1 (best bid and ask when they change), or Databento's mbp-1,"
            " mbp-10, tbbo, bbo-1s, bbo-1m (see docs/schemas.md)",
-           "l1|mbp-1|mbp-10|tbbo|bbo-1s|bbo-1m"),
-    Option(("-b", "--batch-size"), positive_int, 1000, "L1 rows per output flush", "INT"),
+           "l1|mbp-1|mbp-10|tbbo|bbo-1s|bbo-1m",
+           commands=_ALL),
+    Option(("-b", "--batch-size"), positive_int, 1000, "L1 rows per output flush", "INT",
+           commands=_OUT | frozenset({"publish"})),
     Option(("-t", "--max-flush-interval"), seconds, 2.0,
-           "flush a partial batch after this long", "SECS", "2"),
+           "flush a partial batch after this long", "SECS", "2",
+           commands=_OUT | frozenset({"publish"})),
     Option(("--gap-timeout",), seconds, 2.0,
-           "wait this long for a missing seq (when following)", "SECS", "2"),
+           "wait this long for a missing seq (when following)", "SECS", "2",
+           commands=_IN),
     Option(("--max-pending",), natural, 100_000,
-           "bound on waiting out-of-order events", "INT"),
+           "bound on waiting out-of-order events", "INT",
+           commands=_IN),
     Option(("--start-seq",), seq, None,
-           "first expected seq_num", "INT", "lowest seq of the start-up window"),
+           "first expected seq_num", "INT", "lowest seq of the start-up window",
+           commands=_IN),
     Option(("--follow",), boolean, None,
            "keep tailing the file after its end (compressed and piped input: read to the end)",
-           None, "--follow"),
+           None, "--follow",
+           commands=_IN | frozenset({"collect"})),
     Option(("--reject-file",), file_path, None,
            "rejected rows, JSON lines", "PATH",
-           "<output-file>.rejects.jsonl; publish: <checkpoint>.rejects.jsonl, else required"),
+           "<output-file>.rejects.jsonl; publish: <checkpoint>.rejects.jsonl, else required",
+           commands=_IN),
     Option(("--checkpoint",), file_path, None,
-           "resume state; enables crash-safe restart", "PATH", "none"),
+           "resume state; enables crash-safe restart", "PATH", "none",
+           commands=_IN | frozenset({"collect"})),
     Option(("--log-format",), log_format, None,
-           "log rendering on stderr", "console|json", "console on a terminal, else json"),
+           "log rendering on stderr", "console|json", "console on a terminal, else json",
+           commands=_ALL),
     Option(("--log-level",), log_level, "info",
-           "debug, info, warning or error", "LEVEL"),
+           "debug, info, warning or error", "LEVEL",
+           commands=_ALL),
     Option(("--instrument-column",), column, None,
            "the column naming each row's instrument", "NAME",
-           "instrument or symbol, if present", extra=True),
+           "instrument or symbol, if present", extra=True,
+           commands=_IN),
     Option(("--instruments",), instrument_list, None,
            "keep only these instruments' books and rows; names as CSV fields (spaces around a"
            ' name dropped, "ES,H1" quoted holds a comma); may be repeated', "A,B,...", "all",
-           extra=True, repeat=True),
+           extra=True, repeat=True,
+           commands=_IN),
     Option(("--part-rows",), positive_int, 1_000_000,
-           "Parquet: rows per part file", "INT", "1000000"),
+           "Parquet: rows per part file", "INT", "1000000",
+           commands=_OUT),
     Option(("--part-interval",), positive_seconds, 60.0,
-           "Parquet, when following: close a part this long after its first row", "SECS", "60"),
+           "Parquet, when following: close a part this long after its first row", "SECS", "60",
+           commands=_OUT),
     Option(("--core",), core, "auto",
            "compiled (C) or python (the reference) core; auto: compiled if it was built",
-           "auto|compiled|python", extra=True),
+           "auto|compiled|python", extra=True,
+           commands=_ALL),
     Option(("--progress-interval",), seconds, 10.0,
-           "seconds between progress log lines; 0 for none", "SECS", "10", extra=True),
+           "seconds between progress log lines; 0 for none", "SECS", "10", extra=True,
+           commands=_IN),
     Option(("--poll-interval",), poll_seconds, 0.02,
-           "look at a followed file this often when it has not grown", "SECS", extra=True),
+           "look at a followed file this often when it has not grown", "SECS", extra=True,
+           commands=_IN),
     Option(("--checkpoint-interval",), seconds, 1.0,
-           "least seconds between checkpoints while data flows", "SECS", "1", extra=True),
+           "least seconds between checkpoints while data flows", "SECS", "1", extra=True,
+           commands=_IN | frozenset({"work"})),
     Option(("--metrics-port",), port, None,
            "serve /metrics and /healthz on this port; 0 picks a free one", "PORT", "off",
-           extra=True),
+           extra=True,
+           commands=_ALL),
     Option(("--metrics-host",), host, "127.0.0.1",
-           "address for the metrics port (0.0.0.0 in a container)", "ADDR", extra=True),
+           "address for the metrics port (0.0.0.0 in a container)", "ADDR", extra=True,
+           commands=_ALL),
     Option(("--stall-timeout",), positive_seconds, 30.0,
            "/healthz turns 503 when a stage holds one batch this long", "SECS", "30",
-           extra=True),
+           extra=True,
+           commands=_IN),
     Option(("--nats-url",), nats_urls, "nats://127.0.0.1:4222",
            "publish, work, collect: the NATS servers, comma-separated", "URL[,URL...]",
-           extra=True),
+           extra=True,
+           commands=_NATS),
     Option(("--feed",), subject_token, "default",
-           "publish, work, collect: the feed's name in subjects and streams", "NAME", extra=True),
+           "publish, work, collect: the feed's name in subjects and streams", "NAME", extra=True,
+           commands=_NATS),
     Option(("--subject-prefix",), subject_token, "l3tol1",
-           "publish, work, collect: the first token of every subject", "PREFIX", extra=True),
+           "publish, work, collect: the first token of every subject", "PREFIX", extra=True,
+           commands=_NATS),
     Option(("--partitions",), partitions, 16,
-           "publish: partitions of the feed (fixed for its life)", "P", extra=True),
+           "publish: partitions of the feed (fixed for its life)", "P", extra=True,
+           commands=frozenset({"publish"})),
 )  # fmt: skip
 
 # Variables that are not options but that l3tol1 reads (so they are never "misspelt").
 OTHER_VARIABLES = frozenset({ENV_PREFIX + "REQUIRE_COMPILED", ENV_PREFIX + "NO_COMPILE"})
+
+
+def options_of(command: str) -> tuple[Option, ...]:
+    """The options a command uses, in the table's order."""
+    return tuple(option for option in OPTIONS if command in option.commands)
 
 
 def markdown_table() -> str:

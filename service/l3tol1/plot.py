@@ -1,4 +1,5 @@
-"""l3tol1-plot: a chart of an L1 CSV (the output of l3tol1) as a PNG.
+"""l3tol1 plot (and its alias l3tol1-plot): a chart of one instrument of an output of l3tol1 (L1
+or a schema's, CSV or Parquet) as a PNG.
 
 Upper panel: best bid and best ask over time as step lines (a value holds until the next row),
 with the spread shaded between them; a crossed or locked book (bid >= ask) is marked by a dot.
@@ -50,6 +51,7 @@ class L1Data:
     ask: list[float] = field(default_factory=list)
     bid_size: list[int] = field(default_factory=list)
     ask_size: list[int] = field(default_factory=list)
+    instrument: str | None = None  # the instrument drawn, when the output has several
 
     def __len__(self) -> int:
         return len(self.times)
@@ -65,38 +67,101 @@ def parse_time(text: str) -> float:
     return moment.replace(tzinfo=UTC).timestamp()
 
 
-def read_l1(path: Path) -> L1Data:
-    """Read an L1 CSV (columns found by name, extra columns ignored).
+# The columns of each kind of output: time, bid, ask, bid size, ask size (SPEC §2, §14).
+_L1_COLUMNS = COLUMNS
+_SCHEMA_COLUMNS = ("ts_recv", "bid_px_00", "ask_px_00", "bid_sz_00", "ask_sz_00")
+
+
+def read_l1(path: Path, instrument: str | None = None) -> L1Data:
+    """Read one instrument's best bid and ask from an output of l3tol1: an L1 CSV or Parquet
+    dataset, or a schema's (mbp-1, mbp-10, tbbo, bbo-*; its level 00). With an ``instrument``
+    column, the rows of ``instrument`` (default: the first row's); rows missing a side are
+    left out.
 
     :raises PlotError: for a missing file or column, or a row that does not parse.
     """
+    if path.is_dir() or path.suffix == ".parquet":
+        rows, header = _parquet_rows(path)
+    else:
+        rows, header = _csv_rows(path)
     data = L1Data()
+    columns = _L1_COLUMNS if "time" in header else _SCHEMA_COLUMNS
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise PlotError(f"{path} has no column {', '.join(missing)} (is it an output of l3tol1?)")
+    at = [header.index(c) for c in columns]
+    name_at = header.index("instrument") if "instrument" in header else None
+    if instrument is not None and name_at is None:
+        raise PlotError(f"{path} has no instrument column: leave --instrument out")
+    for line, row in rows:
+        try:
+            if name_at is not None:
+                if instrument is None:
+                    instrument = row[name_at]
+                if row[name_at] != instrument:
+                    continue
+            time, bid, ask, bid_size, ask_size = (row[i] for i in at)
+            if bid in ("", None) or ask in ("", None):
+                continue  # a one-sided book: no spread to draw
+            data.times.append(_seconds(time))
+            data.bid.append(float(bid))
+            data.ask.append(float(ask))
+            data.bid_size.append(int(bid_size))
+            data.ask_size.append(int(ask_size))
+        except (ValueError, IndexError, TypeError) as exc:
+            raise PlotError(f"{path}, line {line}: {exc}") from None
+    if not data.times:
+        which = f" of instrument {instrument}" if instrument is not None else ""
+        raise PlotError(f"{path} has no two-sided rows{which}")
+    data.instrument = instrument
+    return data
+
+
+def _seconds(time: Any) -> float:
+    if isinstance(time, datetime):
+        return time.timestamp()
+    if isinstance(time, str) and not time.isdigit():
+        return parse_time(time)
+    return int(time) / 1e9  # a schema's ts_recv in ns
+
+
+def _csv_rows(path: Path) -> tuple[Any, list[str]]:
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise PlotError(f"{path} is empty (no header)")
-            missing = [c for c in COLUMNS if c not in header]
-            if missing:
-                raise PlotError(f"{path} has no column {', '.join(missing)} (is it an L1 CSV?)")
-            it, ib, ia, ibs, ias = (header.index(c) for c in COLUMNS)
-            for row in reader:
-                try:
-                    data.times.append(parse_time(row[it]))
-                    data.bid.append(float(row[ib]))
-                    data.ask.append(float(row[ia]))
-                    data.bid_size.append(int(row[ibs]))
-                    data.ask_size.append(int(row[ias]))
-                except (ValueError, IndexError) as exc:
-                    raise PlotError(f"{path}, line {reader.line_num}: {exc}") from None
+        f = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 (read lazily below)
     except OSError as exc:
         raise PlotError(f"cannot read {path}: {exc.strerror or exc}") from None
+    reader = csv.reader(f)
+    try:
+        header = next(reader, None)
     except UnicodeDecodeError as exc:
+        f.close()
         raise PlotError(f"{path} is not UTF-8 text: {exc}") from None
-    if not data.times:
-        raise PlotError(f"{path} has no L1 rows")
-    return data
+    if header is None:
+        f.close()
+        raise PlotError(f"{path} is empty (no header)")
+
+    def rows() -> Any:
+        with f:
+            try:
+                for row in reader:
+                    yield reader.line_num, row
+            except UnicodeDecodeError as exc:
+                raise PlotError(f"{path} is not UTF-8 text: {exc}") from None
+
+    return rows(), header
+
+
+def _parquet_rows(path: Path) -> tuple[Any, list[str]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise PlotError(f"cannot read {path}: {exc}") from None
+    header = table.schema.names
+    columns = [table.column(name).to_pylist() for name in header]
+    return ((i + 1, row) for i, row in enumerate(zip(*columns, strict=True))), header
 
 
 def downsample(
@@ -236,12 +301,21 @@ def _at_least(minimum: int) -> Any:
     return convert
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "l3tol1-plot") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="l3tol1-plot",
-        description="Chart an L1 CSV: bid and ask with the spread shaded, and their sizes.",
+        prog=prog,
+        description="Chart an output of l3tol1 (L1 or a schema's, CSV or Parquet): one"
+        " instrument's bid and ask with the spread shaded, and their sizes.",
     )
-    p.add_argument("input", type=Path, metavar="L1.csv", help="L1 CSV written by l3tol1")
+    p.add_argument(
+        "input", type=Path, metavar="OUTPUT", help="a CSV file or Parquet dataset of l3tol1's"
+    )
+    p.add_argument(
+        "--instrument",
+        default=None,
+        metavar="NAME",
+        help="the instrument to draw, when the output has several (default: the first row's)",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -261,9 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run l3tol1-plot; return the exit status."""
-    args = build_parser().parse_args(argv)  # bad usage: argparse prints it and exits 2
+def main(argv: Sequence[str] | None = None, *, prog: str = "l3tol1-plot") -> int:
+    """Run l3tol1-plot (or `l3tol1 plot`); return the exit status."""
+    try:
+        args = build_parser(prog).parse_args(argv)  # bad usage: argparse says it
+    except SystemExit as exc:  # 2 for bad usage, 0 for --help
+        return int(exc.code or 0)
     try:
         import matplotlib
     except ImportError:
@@ -272,16 +349,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     matplotlib.use("Agg")  # files only, never a window
 
     try:
-        data = read_l1(args.input)
+        data = read_l1(args.input, args.instrument)
     except PlotError as exc:
-        print(f"l3tol1-plot: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    title = args.title or f"Best bid and ask: {args.input.name}"
+    name = args.input.name if data.instrument is None else f"{data.instrument}, {args.input.name}"
+    title = args.title or f"Best bid and ask: {name}"
     fig, counts = build_figure(data, max_points=args.max_points, title=title)
     try:
         fig.savefig(args.output)
     except (OSError, ValueError) as exc:
-        print(f"l3tol1-plot: error: cannot write {args.output}: {exc}", file=sys.stderr)
+        print(f"{prog}: error: cannot write {args.output}: {exc}", file=sys.stderr)
         return 1
     print(
         f"wrote {args.output}: {counts['rows']} rows, {counts['price_points']} price points and "

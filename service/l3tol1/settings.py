@@ -53,6 +53,7 @@ class Settings:
     partitions: int = 16
     interactive: bool = False  # stderr is a terminal: progress bar (--no-follow), summary table
     warnings: tuple[str, ...] = field(default=(), compare=False)  # for the start of the log
+    command: str = "convert"  # the command run (options.COMMANDS)
 
     @property
     def parquet(self) -> bool:
@@ -69,10 +70,14 @@ class Settings:
         return self.output_file.with_name(self.output_file.name + ".rejects.jsonl")
 
     def as_log_fields(self) -> dict[str, Any]:
-        """The effective settings, for the start log line."""
+        """The effective settings of the command's options, for the start log line."""
+        from l3tol1.options import options_of
+
         values = asdict(self)
-        del values["warnings"]
-        fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
-        fields["reject_file"] = str(self.reject_path)
-        fields["output_format"] = "parquet" if self.parquet else "csv"
+        used = {option.dest for option in options_of(self.command)}
+        fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items() if k in used}
+        if "reject_file" in used:
+            fields["reject_file"] = str(self.reject_path)
+        if "output_format" in used:
+            fields["output_format"] = "parquet" if self.parquet else "csv"
         return fields

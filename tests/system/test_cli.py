@@ -22,6 +22,7 @@ from tests.conftest import (
     cli_env,
     finish,
     log_events,
+    one_error_line,
     rows_of,
     sha256,
     start_cli,
@@ -119,3 +120,61 @@ class TestProgress:
         )
         status, stderr = finish(proc)
         assert status == 0 and '"progress"' not in stderr and len(stderr) < 10_000
+
+
+class TestCommands:
+    """The command line's commands, as a user meets them (SPEC §6, §13; docs/commands)."""
+
+    def test_convert_is_the_plain_command(self, tmp_path: Path) -> None:
+        out = tmp_path / "out.csv"
+        result = cli("convert", "-i", REFERENCE_INPUT, "-o", out, "--no-follow")
+        assert result.returncode == 0, result.stderr
+        assert out.read_bytes() == REFERENCE_OUTPUT.read_bytes()
+
+    def test_each_command_has_its_own_help(self) -> None:
+        top = cli("--help").stdout
+        assert all(f"  {c} " in top for c in ("convert", "publish", "work", "collect", "plot"))
+        work = cli("work", "--help").stdout
+        assert "usage: l3tol1 work" in work and "--nats-url" in work
+        assert "--input-file" not in work and "--output-file" not in work
+        assert "--instrument" in cli("plot", "--help").stdout
+
+    @pytest.mark.parametrize(
+        ("args", "line"),
+        [
+            (["colect"], "l3tol1: error: unknown command 'colect'; did you mean collect?"),
+            (["work", "-i", "x.csv"], "l3tol1: error: -i is not an option of work"),
+            (["--max-pendin", "3"], "did you mean --max-pending?"),
+        ],
+    )
+    def test_a_wrong_word_is_exit_2_with_one_line(self, args: list[str], line: str) -> None:
+        result = cli(*args)
+        assert result.returncode == 2
+        assert line in one_error_line(result)
+
+    def test_plot_draws_one_instrument_of_a_parquet_output(self, tmp_path: Path) -> None:
+        pytest.importorskip("matplotlib")
+        rows = [
+            "ts_recv,ts_event,instrument,action,side,price,size,sequence,flags,"
+            "bid_px_00,ask_px_00,bid_sz_00,ask_sz_00,bid_ct_00,ask_ct_00",
+            "1000000000,1000000000,A,A,B,10,1,1,0,10,,1,,1,",  # one-sided: not drawn
+            "2000000000,2000000000,A,A,A,11,1,2,0,10,11,1,1,1,1",
+            "3000000000,3000000000,B,A,B,99,1,3,1,99,98,1,1,1,1",
+            "4000000000,4000000000,A,A,A,12,1,4,0,10,12,1,2,1,2",
+        ]
+        csv_out = tmp_path / "mbp.csv"
+        csv_out.write_text("\n".join(rows) + "\n")
+        import pyarrow.csv as pv
+        import pyarrow.parquet as pq
+
+        dataset = tmp_path / "mbp.parquet"
+        dataset.mkdir()
+        pq.write_table(pv.read_csv(csv_out), dataset / "part-000000.parquet")
+        for source in (csv_out, dataset):
+            result = cli("plot", source, "-o", tmp_path / "a.png")
+            assert result.returncode == 0, result.stderr
+            assert "2 rows" in result.stdout  # instrument A (the first), two-sided rows
+            result = cli("plot", source, "--instrument", "B", "-o", tmp_path / "b.png")
+            assert "1 rows" in result.stdout
+        result = cli("plot", REFERENCE_OUTPUT, "--instrument", "X", "-o", tmp_path / "c.png")
+        assert result.returncode == 2 and "no instrument column" in result.stderr

@@ -30,7 +30,7 @@ class TestConfigErrors:
     @pytest.mark.parametrize(
         ("args", "words"),
         [
-            (["--no-such-option"], "unrecognized arguments"),
+            (["--no-such-option"], "unknown option --no-such-option"),
             (["-b", "0"], "--batch-size"),
             (["-t", "soon"], "--max-flush-interval"),
             (["--log-format", "xml"], "--log-format"),

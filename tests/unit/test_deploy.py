@@ -249,7 +249,7 @@ class TestComposeCluster:
         for name, role in roles().items():
             assert set(compose_environment(name)) <= option_variables(), name
             env = container_environment(name)
-            settings = settings_from(env)
+            settings = settings_from(env, role)
             assert {url_host_port(u) for u in settings.nats_url.split(",")} == clients
             shared.add((settings.nats_url, settings.feed, settings.subject_prefix))
             if role in ("publish", "collect"):
@@ -264,7 +264,7 @@ class TestComposeCluster:
         declared = compose()["volumes"]
         main = mounts("l3tol1")
         for name, role in roles().items():
-            settings = settings_from(container_environment(name))
+            settings = settings_from(container_environment(name), role)
             if role == "publish":
                 inputs = str(settings.input_file.parent)
                 assert mounts(name)[inputs] == main[inputs], "not the file job's ./in"
@@ -367,7 +367,7 @@ class TestWorkerUnit:
         assert set(active) <= mentioned <= option_variables()
         # EnvironmentFile= overrides Environment=: a feed there would override the instance.
         assert "L3TOL1_FEED" not in mentioned
-        settings = settings_from({**instance_environment("eu-1"), **active})
+        settings = settings_from({**instance_environment("eu-1"), **active}, "work")
         assert settings.feed == "eu-1"
         assert "L3TOL1_NATS_URL" in active and settings.nats_url.startswith("nats://")
         installed = unit_settings(WORK_UNIT)["EnvironmentFile"][0].removeprefix("-")

@@ -17,7 +17,8 @@ class TestOptions:
     @pytest.mark.parametrize(
         ("argv", "words"),
         [
-            (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+            (["--no-such-option"], "unknown option --no-such-option"),
+            (["--max-pendin", "3"], "unknown option --max-pendin; did you mean --max-pending?"),
             (["-b", "0"], "--batch-size"),
             (["-t", "soon"], "--max-flush-interval"),
             (["--log-format", "xml"], "--log-format"),
@@ -75,3 +76,63 @@ class TestEnvironment:
             "L3TOL1_MAX_PENDNG is not an l3tol1 variable and is ignored;"
             " did you mean L3TOL1_MAX_PENDING?",
         )
+
+
+class TestCommands:
+    """Each command has its own options, from the one table (SPEC §6, §13)."""
+
+    @pytest.mark.parametrize(
+        ("command", "argv", "words"),
+        [
+            ("work", ["-i", "x.csv"], "-i is not an option of work (it is of convert, publish)"),
+            ("work", ["--output-file=x"], "--output-file is not an option of work"),
+            ("collect", ["--partitions", "4"], "--partitions is not an option of collect"),
+            ("convert", ["--nats-url", "nats://x"], "--nats-url is not an option of convert"),
+            ("work", ["--no-follow"], "--no-follow is not an option of work"),
+            ("collect", ["--feeed", "x"], "unknown option --feeed; did you mean --feed?"),
+        ],
+    )
+    def test_an_option_the_command_does_not_use_is_named(
+        self, command: str, argv: list[str], words: str
+    ) -> None:
+        with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            parse_settings(argv, {}, command=command)
+
+    def test_a_variable_the_command_does_not_use_is_left_unread(self) -> None:
+        """One environment serves every role (compose's `x-l3tol1` block, a unit's env file)."""
+        env = {"L3TOL1_INPUT_FILE": "in.csv", "L3TOL1_FEED": "eu", "L3TOL1_MAX_PENDING": "x"}
+        settings = parse_settings([], env, command="work")
+        assert settings.feed == "eu"
+        assert settings.input_file == Path("l3_data.csv")  # the default: work reads no file
+        with pytest.raises(ConfigError, match="L3TOL1_MAX_PENDING"):
+            parse_settings([], env, command="convert")
+
+    def test_the_start_line_shows_the_command_s_settings(self) -> None:
+        convert = parse_settings([], {}).as_log_fields()
+        work = parse_settings([], {}, command="work").as_log_fields()
+        assert "nats_url" not in convert and "input_file" in convert
+        assert "nats_url" in work and "input_file" not in work and "schema" in work
+
+    @pytest.mark.parametrize(
+        ("argv", "command", "left"),
+        [
+            ([], "convert", []),
+            (["-i", "x"], "convert", ["-i", "x"]),
+            (["convert", "-i", "x"], "convert", ["-i", "x"]),
+            (["collect", "--no-follow"], "collect", ["--no-follow"]),
+            (["plot", "out.csv"], "plot", ["out.csv"]),
+        ],
+    )
+    def test_the_first_word_names_the_command(
+        self, argv: list[str], command: str, left: list[str]
+    ) -> None:
+        from l3tol1.cli import command_of
+
+        assert command_of(argv) == command
+        assert argv == left
+
+    def test_a_misspelt_command_gets_the_closest(self) -> None:
+        from l3tol1.cli import command_of
+
+        with pytest.raises(ConfigError, match="unknown command 'colect'; did you mean collect"):
+            command_of(["colect", "--no-follow"])
