@@ -1,8 +1,8 @@
-"""Small, obviously-correct models of SPEC §1-3 and §9 for tests: dicts of orders, scanned."""
+"""Small, obviously-correct models of SPEC §1-3, §9 and §14 for tests: dicts of orders, scanned."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from l3tol1.core.records import Action, Event, Side
 
@@ -196,3 +196,224 @@ def mbo_model_csv(records: Iterable, symbols: dict[int, str], renamed: dict[int,
             f"{bbo[2]},{bbo[3]},{r.sequence}"
         )
     return "\n".join(lines) + "\n"
+
+
+# -- SPEC §14: the output schemas ------------------------------------------------------------------
+
+UNDEF_PRICE = 2**63 - 1  # Databento's "undefined" price: a row shows no price
+# (levels shown per side, trade rows, book rows, sampling interval in ns) per schema of rows
+SCHEMA_SHAPES = {
+    "mbp-1": (1, True, True, 0),
+    "mbp-10": (10, True, True, 0),
+    "tbbo": (1, True, False, 0),
+    "bbo-1s": (1, False, False, 10**9),
+    "bbo-1m": (1, False, False, 60 * 10**9),
+}
+ACTION_LETTERS = {
+    Action.ADD: "A",
+    Action.UPDATE: "M",
+    Action.DELETE: "C",
+    Action.TRADE: "T",
+    Action.CANCEL: "C",
+    Action.CLEAR: "R",
+    Action.NONE: "N",
+    Action.PRINT: "T",
+    Action.FILL: "F",
+}
+SIDE_LETTERS = {Side.BUY: "B", Side.SELL: "A", Side.NONE: "N"}
+TRADES = (Action.TRADE, Action.PRINT)  # L3 CSV TRADE, Databento T: the trade rows
+
+
+def csv_time_ns(text: str) -> int:
+    """An L3 CSV time (``2021-08-03 01:00:03.22333 UTC``) in ns since the epoch."""
+    import calendar
+    import time
+
+    whole, _, fraction = text.removesuffix(" UTC").partition(".")
+    seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%d %H:%M:%S"))
+    return seconds * 10**9 + int(fraction.ljust(9, "0"))
+
+
+class ModelDepth:
+    """One instrument's orders, keyed by (order_id, side); its levels found by sorting them all."""
+
+    def __init__(self) -> None:
+        self.orders: dict[tuple[str, int], tuple[int, int]] = {}
+
+    def apply(self, action: int, oid: str, side: int, price: int, qty: int) -> bool:
+        """SPEC §1, §3, §12 on this book; whether §14's flag 8 counts it (an anomaly)."""
+        key = (oid, side)
+        live = key in self.orders
+        anomaly = False
+        if action in (Action.ADD, Action.UPDATE):
+            anomaly = live if action == Action.ADD else not live
+            self.orders[key] = (price, qty)
+        elif action == Action.DELETE:
+            anomaly = not live
+            self.orders.pop(key, None)
+        elif action in (Action.TRADE, Action.CANCEL):
+            if not live:
+                return True
+            old_price, old_qty = self.orders[key]
+            # §3: a TRADE larger than the resting qty is an anomaly; §12/§14 count a cancel's
+            # unknown order only
+            anomaly = action == Action.TRADE and qty > old_qty
+            self.orders[key] = (old_price, old_qty - qty)
+        elif action == Action.CLEAR:
+            self.orders.clear()
+        if key in self.orders and self.orders[key][1] <= 0:
+            del self.orders[key]
+        return anomaly
+
+    def side_levels(self, side: int) -> list[tuple[int, int, int]]:
+        """(price, summed qty, order count) of each level of a side, best first."""
+        prices = sorted({p for (_, s), (p, _) in self.orders.items() if s == side})
+        if side == BUY:
+            prices.reverse()
+        return [
+            (
+                price,
+                sum(q for (_, s), (p, q) in self.orders.items() if s == side and p == price),
+                sum(1 for (_, s), (p, _) in self.orders.items() if s == side and p == price),
+            )
+            for price in prices
+        ]
+
+    def levels(self, depth: int) -> tuple[int | None, ...]:
+        """The ``depth`` best levels as §14's columns: bid_px, ask_px, bid_sz, ask_sz, bid_ct,
+        ask_ct per level; None where a side has fewer levels."""
+        bids, asks = self.side_levels(BUY), self.side_levels(SELL)
+        out: list[int | None] = []
+        for i in range(depth):
+            bid = bids[i] if i < len(bids) else (None, None, None)
+            ask = asks[i] if i < len(asks) else (None, None, None)
+            out += [bid[0], ask[0], bid[1], ask[1], bid[2], ask[2]]
+        return tuple(out)
+
+
+def crossing_flags(levels: tuple[int | None, ...]) -> int:
+    bid, ask = levels[0], levels[1]
+    if bid is None or ask is None:
+        return 0
+    return 1 if bid > ask else 2 if bid == ask else 0
+
+
+def model_schema_rows(
+    schema: str,
+    events: list[Event],
+    gaps: Collection[int] = (),
+    keep: Collection[str] | None = None,
+) -> list[tuple]:
+    """The rows SPEC §14 writes for ``events`` (already in order), as tuples of `Row`'s fields.
+
+    ``gaps``: the seqs before which the resequencer declared a gap. The choices where §14 is
+    silent: an instrument without a row compares with an empty book; a gap counts for the rows
+    of the event after it; a sampled interval ends before the event that passes it is applied
+    (the gap before that event is on the interval's rows, its anomaly is not); a sampled row
+    shows its instrument's levels at its last venue-event end; the intervals follow kept
+    instruments' events only."""
+    depth, trade_rows, book_rows, interval = SCHEMA_SHAPES[schema]
+    empty = (None,) * (6 * depth)
+    books: dict[str, ModelDepth] = {}
+
+    # Every event, in order: what the rows need of it (kept events only get a book).
+    steps = []
+    for e in events:
+        kept = keep is None or e.instrument in keep
+        ts_recv = csv_time_ns(e.time) if isinstance(e.time, str) else e.time
+        ts_event = ts_recv if isinstance(e.time, str) else e.ts_event
+        before = after = empty
+        anomaly = False
+        if kept:
+            book = books.setdefault(e.instrument, ModelDepth())
+            before = book.levels(depth)
+            anomaly = book.apply(e.action, e.order_id, e.side, e.price, e.qty)
+            after = book.levels(depth)
+        steps.append((e, kept, e.seq in gaps, ts_recv, ts_event, before, after, anomaly))
+
+    def price_size(e: Event) -> tuple[int | None, int | None]:
+        if e.action == Action.DELETE:
+            return None, None
+        return (None if e.price == UNDEF_PRICE else e.price), e.qty
+
+    rows: list[tuple] = []
+    if not interval:
+        shown: dict[str, tuple[int | None, ...]] = {}
+        gaps_seen = 0
+        gaps_at_row: dict[str, int] = {}
+        anomaly_since: dict[str, bool] = {}
+
+        def row(e: Event, ts_recv: int, ts_event: int, levels: tuple[int | None, ...]) -> None:
+            name = e.instrument
+            flags = crossing_flags(levels)
+            flags |= 4 if gaps_seen > gaps_at_row.get(name, 0) else 0
+            flags |= 8 if anomaly_since.get(name) else 0
+            rows.append(
+                (
+                    ts_recv,
+                    ts_event,
+                    name,
+                    ACTION_LETTERS[e.action],
+                    SIDE_LETTERS[e.side],
+                    *price_size(e),
+                    e.seq,
+                    flags,
+                    levels,
+                )
+            )
+            shown[name], gaps_at_row[name], anomaly_since[name] = levels, gaps_seen, False
+
+        for e, kept, gap, ts_recv, ts_event, before, after, anomaly in steps:
+            gaps_seen += gap
+            if not kept:
+                continue
+            if e.action in TRADES and trade_rows:
+                row(e, ts_recv, ts_event, before)
+            anomaly_since[e.instrument] = anomaly_since.get(e.instrument, False) or anomaly
+            if e.last and book_rows and after != shown.get(e.instrument, empty):
+                row(e, ts_recv, ts_event, after)
+        return rows
+
+    # Sampled: each kept event in the interval of its ts_recv, or the current one if later.
+    interval_of: dict[int, int] = {}
+    for i, (_, kept, _, ts_recv, *_) in enumerate(steps):
+        if kept:
+            k = ts_recv // interval
+            interval_of[i] = max(k, interval_of[max(interval_of)]) if interval_of else k
+    previous_write: dict[str, int] = {}  # instrument -> where its previous row was written
+    for k in sorted(set(interval_of.values())):
+        # written before the first kept event of a later interval is applied, else at the end
+        write = min((i for i, j in interval_of.items() if j > k), default=len(steps))
+        members: dict[str, list[int]] = {}
+        for i, j in interval_of.items():
+            if j == k:
+                members.setdefault(steps[i][0].instrument, []).append(i)
+        for name in sorted(members, key=lambda n: n.encode()):
+            mine = [i for i in range(write) if steps[i][1] and steps[i][0].instrument == name]
+            last_event = steps[members[name][-1]][0]
+            trades = [steps[i][0] for i in members[name] if steps[i][0].action in TRADES]
+            ends = [steps[i][6] for i in mine if steps[i][0].last]
+            levels = ends[-1] if ends else empty
+            since = previous_write.get(name)
+            gap = any(
+                steps[i][2] for i in range(write + 1 if write < len(steps) else write)
+                if since is None or i > since
+            )  # fmt: skip
+            anomaly = any(steps[i][7] for i in mine if since is None or i >= since)
+            previous_write[name] = write
+            flags = crossing_flags(levels) | (4 if gap else 0) | (8 if anomaly else 0)
+            trade = trades[-1] if trades else None
+            rows.append(
+                (
+                    (k + 1) * interval,
+                    steps[members[name][-1]][4],
+                    name,
+                    "T" if trade else "",
+                    SIDE_LETTERS[trade.side] if trade else "",
+                    *(price_size(trade) if trade else (None, None)),
+                    last_event.seq,
+                    flags,
+                    levels,
+                )
+            )
+    return rows
