@@ -267,17 +267,13 @@ class ModelDepth:
 
     def side_levels(self, side: int) -> list[tuple[int, int, int]]:
         """(price, summed qty, order count) of each level of a side, best first."""
-        prices = sorted({p for (_, s), (p, _) in self.orders.items() if s == side})
-        if side == BUY:
-            prices.reverse()
-        return [
-            (
-                price,
-                sum(q for (_, s), (p, q) in self.orders.items() if s == side and p == price),
-                sum(1 for (_, s), (p, _) in self.orders.items() if s == side and p == price),
-            )
-            for price in prices
-        ]
+        levels: dict[int, tuple[int, int]] = {}
+        for (_, s), (price, qty) in self.orders.items():
+            if s == side:
+                size, count = levels.get(price, (0, 0))
+                levels[price] = (size + qty, count + 1)
+        best_first = sorted(levels, reverse=side == BUY)
+        return [(price, *levels[price]) for price in best_first]
 
     def levels(self, depth: int) -> tuple[int | None, ...]:
         """The ``depth`` best levels as §14's columns: bid_px, ask_px, bid_sz, ask_sz, bid_ct,
@@ -315,6 +311,7 @@ def model_schema_rows(
     depth, trade_rows, book_rows, interval = SCHEMA_SHAPES[schema]
     empty = (None,) * (6 * depth)
     books: dict[str, ModelDepth] = {}
+    levels_now: dict[str, tuple[int | None, ...]] = {}  # each book's levels as they stand
 
     # Every event, in order: what the rows need of it (kept events only get a book).
     steps = []
@@ -326,9 +323,9 @@ def model_schema_rows(
         anomaly = False
         if kept:
             book = books.setdefault(e.instrument, ModelDepth())
-            before = book.levels(depth)
+            before = levels_now.get(e.instrument, empty)
             anomaly = book.apply(e.action, e.order_id, e.side, e.price, e.qty)
-            after = book.levels(depth)
+            after = levels_now[e.instrument] = book.levels(depth)
         steps.append((e, kept, e.seq in gaps, ts_recv, ts_event, before, after, anomaly))
 
     def price_size(e: Event) -> tuple[int | None, int | None]:
@@ -374,39 +371,48 @@ def model_schema_rows(
                 row(e, ts_recv, ts_event, after)
         return rows
 
-    # Sampled: each kept event in the interval of its ts_recv, or the current one if later.
-    interval_of: dict[int, int] = {}
+    # Sampled: the kept events cut into intervals, in order: each event in the interval of its
+    # ts_recv, or in the current one if that is later (a time that went back).
+    groups: list[tuple[int, list[int]]] = []  # (interval, indices of its events)
     for i, (_, kept, _, ts_recv, *_) in enumerate(steps):
         if kept:
-            k = ts_recv // interval
-            interval_of[i] = max(k, interval_of[max(interval_of)]) if interval_of else k
-    previous_write: dict[str, int] = {}  # instrument -> where its previous row was written
-    for k in sorted(set(interval_of.values())):
-        # written before the first kept event of a later interval is applied, else at the end
-        write = min((i for i, j in interval_of.items() if j > k), default=len(steps))
-        members: dict[str, list[int]] = {}
-        for i, j in interval_of.items():
-            if j == k:
-                members.setdefault(steps[i][0].instrument, []).append(i)
-        for name in sorted(members, key=lambda n: n.encode()):
-            mine = [i for i in range(write) if steps[i][1] and steps[i][0].instrument == name]
-            last_event = steps[members[name][-1]][0]
-            trades = [steps[i][0] for i in members[name] if steps[i][0].action in TRADES]
-            ends = [steps[i][6] for i in mine if steps[i][0].last]
-            levels = ends[-1] if ends else empty
-            since = previous_write.get(name)
-            gap = any(
-                steps[i][2] for i in range(write + 1 if write < len(steps) else write)
-                if since is None or i > since
-            )  # fmt: skip
-            anomaly = any(steps[i][7] for i in mine if since is None or i >= since)
-            previous_write[name] = write
-            flags = crossing_flags(levels) | (4 if gap else 0) | (8 if anomaly else 0)
-            trade = trades[-1] if trades else None
+            k = ts_recv // interval if not groups else max(ts_recv // interval, groups[-1][0])
+            if groups and groups[-1][0] == k:
+                groups[-1][1].append(i)
+            else:
+                groups.append((k, [i]))
+    gaps_upto = []  # gaps declared before each event, or before one earlier
+    for _, _, gap, *_ in steps:
+        gaps_upto.append((gaps_upto[-1] if gaps_upto else 0) + gap)
+    boundary: dict[str, tuple[int | None, ...]] = {}  # levels at its last venue-event end
+    anomaly_since: dict[str, bool] = {}
+    gaps_at_row: dict[str, int] = {}
+    for n, (k, members) in enumerate(groups):
+        last_of: dict[str, int] = {}
+        trade_of: dict[str, Event] = {}
+        for i in members:
+            e, _, _, _, _, _, after, anomaly = steps[i]
+            last_of[e.instrument] = i
+            if e.action in TRADES:
+                trade_of[e.instrument] = e
+            if e.last:
+                boundary[e.instrument] = after
+            anomaly_since[e.instrument] = anomaly_since.get(e.instrument, False) or anomaly
+        # written before the next interval's first event is applied (the gap declared before
+        # that event counts), else at the end of the input
+        gaps_now = gaps_upto[groups[n + 1][1][0]] if n + 1 < len(groups) else gaps_upto[-1]
+        for name in sorted(last_of, key=lambda n: n.encode()):
+            last_event, ts_event = steps[last_of[name]][0], steps[last_of[name]][4]
+            levels = boundary.get(name, empty)
+            flags = crossing_flags(levels)
+            flags |= 4 if gaps_now > gaps_at_row.get(name, 0) else 0
+            flags |= 8 if anomaly_since[name] else 0
+            gaps_at_row[name], anomaly_since[name] = gaps_now, False
+            trade = trade_of.get(name)
             rows.append(
                 (
                     (k + 1) * interval,
-                    steps[members[name][-1]][4],
+                    ts_event,
                     name,
                     "T" if trade else "",
                     SIDE_LETTERS[trade.side] if trade else "",

@@ -9,20 +9,25 @@ from __future__ import annotations
 import csv
 import gzip
 import random
+import re
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from bench.generate import SEQ_BASE, generate
+from bench.generate_mbo import records
 from bench.generate_mbo import write as write_mbo
 
+from l3tol1.core.records import Action, Event, Side
 from l3tol1.core.schemas import SCHEMAS, csv_columns
 from tests.conftest import (
     GOLDEN_SHA256,
     REFERENCE_INPUT,
+    ROOT,
     add,
     cli,
     finish,
@@ -32,6 +37,8 @@ from tests.conftest import (
     wait_for,
     write_l3,
 )
+from tests.mbo import write_dbn
+from tests.model import model_schema_rows
 from tests.system.kills import files_of, kill_after_progress, make_stream
 
 ROW_SCHEMAS = ("mbp-1", "mbp-10", "tbbo", "bbo-1s", "bbo-1m")
@@ -116,6 +123,13 @@ def check_parquet(
         assert duckdb_values(out, names) == rows
 
 
+def docs_samples() -> dict[str, list[str]]:
+    """The header and sample rows docs/schemas.md shows of each schema, in its order."""
+    text = (ROOT / "docs" / "schemas.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```\n(ts_recv,.*?)```", text, re.S)
+    return dict(zip(ROW_SCHEMAS, (b.splitlines() for b in blocks), strict=True))
+
+
 class TestEveryInputAndFormat:
     @pytest.mark.parametrize("schema", ROW_SCHEMAS)
     def test_bundled_data(self, tmp_path: Path, schema: str) -> None:
@@ -125,6 +139,9 @@ class TestEveryInputAndFormat:
         convert(REFERENCE_INPUT, out_pq, schema)
         _, rows = csv_values(out_csv)
         assert len(rows) >= 4
+        header, *sample = docs_samples()[schema]  # the docs show real rows, in a row
+        text = out_csv.read_text()
+        assert text.startswith(header + "\n") and "\n".join(sample) + "\n" in text
         # mbp-10's 34k rows of 68 columns: read by pyarrow here, by all three from DBN below
         check_parquet(out_pq, out_csv, schema, instrument=False, every_reader=schema != "mbp-10")
         if SCHEMAS[schema].interval:
@@ -262,3 +279,104 @@ class TestKillNineWhileFollowing:
         assert files_of(out) == (expected, expected_rejects)
         if SCHEMAS[schema].interval:
             assert open_at_kill >= 1
+
+
+def model_values(rows: list[tuple], instrument: bool) -> list[tuple]:
+    """The model's rows (tests/model.py) as `csv_values` reads the CLI's output."""
+
+    def px(value: int | None) -> float | None:
+        return None if value is None else value / 10**9  # the double nearest the decimal
+
+    out = []
+    for ts_recv, ts_event, name, action, side, price, size, seq, flags, levels in rows:
+        head = (ts_recv, ts_event, *([name] if instrument else []))
+        fields = [action or None, side or None, px(price), size, seq, flags]
+        for i in range(0, len(levels), 6):
+            bid, ask, *rest = levels[i : i + 6]
+            fields += [px(bid), px(ask), *rest]
+        out.append((*head, *fields))
+    return out
+
+
+L3_ACTIONS = {Action.ADD: "add", Action.UPDATE: "update", Action.DELETE: "delete",
+              Action.TRADE: "trade"}  # fmt: skip
+
+
+def l3_events(path: Path) -> list[Event]:
+    """The events of a valid L3 CSV with an instrument column, in seq order (a plain reading
+    of SPEC §1, for the model)."""
+    events = []
+    with path.open(newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            action, prefix = next((a, p) for a, p in L3_ACTIONS.items() if row[f"{p}_order_id"])
+            price = row.get(f"{prefix}_price") or "0"
+            events.append(
+                Event(
+                    int(row["seq_num"]),
+                    int(action),
+                    row["instrument"],
+                    row[f"{prefix}_order_id"],
+                    0 if row[f"{prefix}_side"] == "BUY" else 1,
+                    int(Decimal(price) * 10**9),
+                    int(row.get(f"{prefix}_qty") or 0),
+                    row["time"],
+                    line,
+                    "",
+                    True,
+                )
+            )
+    return sorted(events, key=lambda e: e.seq)
+
+
+class TestAgainstTheModel:
+    @pytest.mark.parametrize("schema", ["mbp-10", "tbbo", "bbo-1s"])  # mbp-1: from DBN
+    def test_l3_csv_with_dropped_rows(self, tmp_path: Path, schema: str) -> None:
+        """Four instruments of deep books, out of order, with rows dropped (so gaps are declared
+        and orders go unknown): the CLI's rows are the model's, gaps before the event after
+        each lost seq."""
+        full, src = tmp_path / "full.csv", tmp_path / "l3.csv"
+        generate(full, 4_000, seed=17, window=20, deep=True, instruments=4)
+        lines = full.read_text().splitlines(keepends=True)
+        src.write_text("".join(line for i, line in enumerate(lines) if i == 0 or i % 97))
+        out = tmp_path / "rows.csv"
+        convert(src, out, schema, "--max-pending", "50")
+        assert Path(f"{out}.rejects.jsonl").read_bytes() == b""  # no row came too late
+        events = l3_events(src)
+        seqs = {e.seq for e in events}
+        gaps = frozenset(e.seq for e in events[1:] if e.seq - 1 not in seqs)
+        assert len(gaps) > 30
+        expected = model_values(model_schema_rows(schema, events, gaps), instrument=True)
+        assert any(r[8] & 4 for r in expected) and any(r[8] & 8 for r in expected)
+        assert csv_values(out)[1] == expected
+
+    @pytest.mark.parametrize("schema", ROW_SCHEMAS)
+    def test_dbn_with_dropped_records(self, tmp_path: Path, schema: str) -> None:
+        """Databento records in venue events, with records dropped (unknown orders), one book
+        kept by --instruments: the CLI's rows are the model's."""
+        recs = [r for i, r in enumerate(records(6_000, seed=23)) if i % 53]
+        src = write_dbn(tmp_path / "mbo.dbn", recs)
+        out = tmp_path / "rows.csv"
+        convert(src, out, schema, "--instruments", "ESH4")
+        actions = {"A": Action.ADD, "M": Action.UPDATE, "C": Action.CANCEL, "R": Action.CLEAR,
+                   "T": Action.PRINT, "F": Action.FILL, "N": Action.NONE}  # fmt: skip
+        sides = {"B": Side.BUY, "A": Side.SELL, "N": Side.NONE}
+        events = [
+            Event(
+                r.sequence,
+                int(actions[r.action]),
+                "ESH4" if r.instrument_id == 1001 else str(r.instrument_id),
+                str(r.order_id),
+                int(sides[r.side]),
+                r.price,
+                r.size,
+                r.ts_recv,
+                i,
+                "",
+                bool(r.flags & 0x80),
+                r.ts_recv - 1000,
+            )
+            for i, r in enumerate(recs, start=1)
+        ]
+        expected = model_values(model_schema_rows(schema, events, keep={"ESH4"}), instrument=True)
+        assert len(expected) > 10 and {r[2] for r in expected} == {"ESH4"}
+        assert csv_values(out)[1] == expected
