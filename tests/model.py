@@ -1,8 +1,8 @@
-"""Small, obviously-correct models of SPEC §1-3 and §9 for tests: dicts of orders, scanned."""
+"""Small, obviously-correct models of SPEC §1-3, §9 and §14 for tests: dicts of orders, scanned."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from l3tol1.core.records import Action, Event, Side
 
@@ -196,3 +196,230 @@ def mbo_model_csv(records: Iterable, symbols: dict[int, str], renamed: dict[int,
             f"{bbo[2]},{bbo[3]},{r.sequence}"
         )
     return "\n".join(lines) + "\n"
+
+
+# -- SPEC §14: the output schemas ------------------------------------------------------------------
+
+UNDEF_PRICE = 2**63 - 1  # Databento's "undefined" price: a row shows no price
+# (levels shown per side, trade rows, book rows, sampling interval in ns) per schema of rows
+SCHEMA_SHAPES = {
+    "mbp-1": (1, True, True, 0),
+    "mbp-10": (10, True, True, 0),
+    "tbbo": (1, True, False, 0),
+    "bbo-1s": (1, False, False, 10**9),
+    "bbo-1m": (1, False, False, 60 * 10**9),
+}
+ACTION_LETTERS = {
+    Action.ADD: "A",
+    Action.UPDATE: "M",
+    Action.DELETE: "C",
+    Action.TRADE: "T",
+    Action.CANCEL: "C",
+    Action.CLEAR: "R",
+    Action.NONE: "N",
+    Action.PRINT: "T",
+    Action.FILL: "F",
+}
+SIDE_LETTERS = {Side.BUY: "B", Side.SELL: "A", Side.NONE: "N"}
+TRADES = (Action.TRADE, Action.PRINT)  # L3 CSV TRADE, Databento T: the trade rows
+
+
+def csv_time_ns(text: str) -> int:
+    """An L3 CSV time (``2021-08-03 01:00:03.22333 UTC``) in ns since the epoch."""
+    import calendar
+    import time
+
+    whole, _, fraction = text.removesuffix(" UTC").partition(".")
+    seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%d %H:%M:%S"))
+    return seconds * 10**9 + int(fraction.ljust(9, "0"))
+
+
+class ModelDepth:
+    """One instrument's orders, keyed by (order_id, side); its levels found by sorting them all."""
+
+    def __init__(self) -> None:
+        self.orders: dict[tuple[str, int], tuple[int, int]] = {}
+
+    def apply(self, action: int, oid: str, side: int, price: int, qty: int) -> bool:
+        """SPEC §1, §3, §12 on this book; whether §14's flag 8 counts it (an anomaly)."""
+        key = (oid, side)
+        live = key in self.orders
+        anomaly = False
+        if action in (Action.ADD, Action.UPDATE):
+            anomaly = live if action == Action.ADD else not live
+            self.orders[key] = (price, qty)
+        elif action == Action.DELETE:
+            anomaly = not live
+            self.orders.pop(key, None)
+        elif action in (Action.TRADE, Action.CANCEL):
+            if not live:
+                return True
+            old_price, old_qty = self.orders[key]
+            # §3: a TRADE larger than the resting qty is an anomaly; §12/§14 count a cancel's
+            # unknown order only
+            anomaly = action == Action.TRADE and qty > old_qty
+            self.orders[key] = (old_price, old_qty - qty)
+        elif action == Action.CLEAR:
+            self.orders.clear()
+        if key in self.orders and self.orders[key][1] <= 0:
+            del self.orders[key]
+        return anomaly
+
+    def side_levels(self, side: int) -> list[tuple[int, int, int]]:
+        """(price, summed qty, order count) of each level of a side, best first."""
+        levels: dict[int, tuple[int, int]] = {}
+        for (_, s), (price, qty) in self.orders.items():
+            if s == side:
+                size, count = levels.get(price, (0, 0))
+                levels[price] = (size + qty, count + 1)
+        best_first = sorted(levels, reverse=side == BUY)
+        return [(price, *levels[price]) for price in best_first]
+
+    def levels(self, depth: int) -> tuple[int | None, ...]:
+        """The ``depth`` best levels as §14's columns: bid_px, ask_px, bid_sz, ask_sz, bid_ct,
+        ask_ct per level; None where a side has fewer levels."""
+        bids, asks = self.side_levels(BUY), self.side_levels(SELL)
+        out: list[int | None] = []
+        for i in range(depth):
+            bid = bids[i] if i < len(bids) else (None, None, None)
+            ask = asks[i] if i < len(asks) else (None, None, None)
+            out += [bid[0], ask[0], bid[1], ask[1], bid[2], ask[2]]
+        return tuple(out)
+
+
+def crossing_flags(levels: tuple[int | None, ...]) -> int:
+    bid, ask = levels[0], levels[1]
+    if bid is None or ask is None:
+        return 0
+    return 1 if bid > ask else 2 if bid == ask else 0
+
+
+def model_schema_rows(
+    schema: str,
+    events: list[Event],
+    gaps: Collection[int] = (),
+    keep: Collection[str] | None = None,
+) -> list[tuple]:
+    """The rows SPEC §14 writes for ``events`` (already in order), as tuples of `Row`'s fields.
+
+    ``gaps``: the seqs before which the resequencer declared a gap. The choices where §14 is
+    silent: an instrument without a row compares with an empty book; a gap counts for the rows
+    of the event after it; a sampled interval ends before the event that passes it is applied
+    (the gap before that event is on the interval's rows, its anomaly is not); a sampled row
+    shows its instrument's levels at its last venue-event end; the intervals follow kept
+    instruments' events only."""
+    depth, trade_rows, book_rows, interval = SCHEMA_SHAPES[schema]
+    empty = (None,) * (6 * depth)
+    books: dict[str, ModelDepth] = {}
+    levels_now: dict[str, tuple[int | None, ...]] = {}  # each book's levels as they stand
+
+    # Every event, in order: what the rows need of it (kept events only get a book).
+    steps = []
+    for e in events:
+        kept = keep is None or e.instrument in keep
+        ts_recv = csv_time_ns(e.time) if isinstance(e.time, str) else e.time
+        ts_event = ts_recv if isinstance(e.time, str) else e.ts_event
+        before = after = empty
+        anomaly = False
+        if kept:
+            book = books.setdefault(e.instrument, ModelDepth())
+            before = levels_now.get(e.instrument, empty)
+            anomaly = book.apply(e.action, e.order_id, e.side, e.price, e.qty)
+            after = levels_now[e.instrument] = book.levels(depth)
+        steps.append((e, kept, e.seq in gaps, ts_recv, ts_event, before, after, anomaly))
+
+    def price_size(e: Event) -> tuple[int | None, int | None]:
+        if e.action == Action.DELETE:
+            return None, None
+        return (None if e.price == UNDEF_PRICE else e.price), e.qty
+
+    rows: list[tuple] = []
+    if not interval:
+        shown: dict[str, tuple[int | None, ...]] = {}
+        gaps_seen = 0
+        gaps_at_row: dict[str, int] = {}
+        anomaly_since: dict[str, bool] = {}
+
+        def row(e: Event, ts_recv: int, ts_event: int, levels: tuple[int | None, ...]) -> None:
+            name = e.instrument
+            flags = crossing_flags(levels)
+            flags |= 4 if gaps_seen > gaps_at_row.get(name, 0) else 0
+            flags |= 8 if anomaly_since.get(name) else 0
+            rows.append(
+                (
+                    ts_recv,
+                    ts_event,
+                    name,
+                    ACTION_LETTERS[e.action],
+                    SIDE_LETTERS[e.side],
+                    *price_size(e),
+                    e.seq,
+                    flags,
+                    levels,
+                )
+            )
+            shown[name], gaps_at_row[name], anomaly_since[name] = levels, gaps_seen, False
+
+        for e, kept, gap, ts_recv, ts_event, before, after, anomaly in steps:
+            gaps_seen += gap
+            if not kept:
+                continue
+            if e.action in TRADES and trade_rows:
+                row(e, ts_recv, ts_event, before)
+            anomaly_since[e.instrument] = anomaly_since.get(e.instrument, False) or anomaly
+            if e.last and book_rows and after != shown.get(e.instrument, empty):
+                row(e, ts_recv, ts_event, after)
+        return rows
+
+    # Sampled: the kept events cut into intervals, in order: each event in the interval of its
+    # ts_recv, or in the current one if that is later (a time that went back).
+    groups: list[tuple[int, list[int]]] = []  # (interval, indices of its events)
+    for i, (_, kept, _, ts_recv, *_) in enumerate(steps):
+        if kept:
+            k = ts_recv // interval if not groups else max(ts_recv // interval, groups[-1][0])
+            if groups and groups[-1][0] == k:
+                groups[-1][1].append(i)
+            else:
+                groups.append((k, [i]))
+    gaps_upto = []  # gaps declared before each event, or before one earlier
+    for _, _, gap, *_ in steps:
+        gaps_upto.append((gaps_upto[-1] if gaps_upto else 0) + gap)
+    boundary: dict[str, tuple[int | None, ...]] = {}  # levels at its last venue-event end
+    anomaly_since: dict[str, bool] = {}
+    gaps_at_row: dict[str, int] = {}
+    for n, (k, members) in enumerate(groups):
+        last_of: dict[str, int] = {}
+        trade_of: dict[str, Event] = {}
+        for i in members:
+            e, _, _, _, _, _, after, anomaly = steps[i]
+            last_of[e.instrument] = i
+            if e.action in TRADES:
+                trade_of[e.instrument] = e
+            if e.last:
+                boundary[e.instrument] = after
+            anomaly_since[e.instrument] = anomaly_since.get(e.instrument, False) or anomaly
+        # written before the next interval's first event is applied (the gap declared before
+        # that event counts), else at the end of the input
+        gaps_now = gaps_upto[groups[n + 1][1][0]] if n + 1 < len(groups) else gaps_upto[-1]
+        for name in sorted(last_of, key=lambda n: n.encode()):
+            last_event, ts_event = steps[last_of[name]][0], steps[last_of[name]][4]
+            levels = boundary.get(name, empty)
+            flags = crossing_flags(levels)
+            flags |= 4 if gaps_now > gaps_at_row.get(name, 0) else 0
+            flags |= 8 if anomaly_since[name] else 0
+            gaps_at_row[name], anomaly_since[name] = gaps_now, False
+            trade = trade_of.get(name)
+            rows.append(
+                (
+                    (k + 1) * interval,
+                    ts_event,
+                    name,
+                    "T" if trade else "",
+                    SIDE_LETTERS[trade.side] if trade else "",
+                    *(price_size(trade) if trade else (None, None)),
+                    last_event.seq,
+                    flags,
+                    levels,
+                )
+            )
+    return rows

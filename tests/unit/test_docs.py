@@ -44,3 +44,28 @@ class TestReadme:
                         else folder + name
                     )
         assert modules == named, f"missing: {modules - named}, stale: {named - modules}"
+
+
+class TestLinks:
+    # the behaviour contract, beside the repository by design (README's first paragraph)
+    OUTSIDE = frozenset({"../shared/SPEC.md"})
+
+    def test_relative_links_stay_in_the_repository_and_exist(self) -> None:
+        """Every relative link of the README and of docs/*.md names a file of the repository
+        (the contract aside), and every #anchor of the README one of its headings."""
+        headings = {
+            re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.*)$", README, re.M)
+        }
+        pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+        assert ROOT / "docs" / "schemas.md" in pages
+        for page in pages:
+            for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+                if re.match(r"[a-z]+://", target) or target in self.OUTSIDE:
+                    continue
+                if target.startswith("#"):
+                    assert page.name == "README.md" and target[1:] in headings, target
+                    continue
+                path = (page.parent / target.split("#")[0]).resolve()
+                assert path.is_relative_to(ROOT), f"{page.name}: {target} leaves the repository"
+                assert path.exists(), f"{page.name}: {target} does not exist"

@@ -567,10 +567,10 @@ class Depths:
         if action > Action.CANCEL:  # NONE, PRINT, FILL: no change
             return
 
-        def note(kind: str) -> None:
+        def note(kind: str, *, flagged: bool = True) -> None:
             self.anomalies[kind] = self.anomalies.get(kind, 0) + 1
             anomalies.append((kind, event))
-            d.anomaly = True
+            d.anomaly = d.anomaly or flagged
 
         orders = book.orders[side]
         old = orders.get(order_id)
@@ -599,7 +599,13 @@ class Depths:
             old_price, old_qty = old
             if qty >= old_qty:
                 if qty > old_qty:
-                    note(Anomaly.TRADE_EXCEEDS if trade else Anomaly.CANCEL_EXCEEDS)
+                    # counted as the L1 books count it, but flag 8 is §3's anomalies and, for
+                    # Databento, "an add of a live order, a modify or cancel of an unknown one"
+                    # (SPEC §14): a cancel larger than what rests is not among them
+                    if trade:
+                        note(Anomaly.TRADE_EXCEEDS)
+                    else:
+                        note(Anomaly.CANCEL_EXCEEDS, flagged=False)
                 del orders[order_id]
                 book.take(side, old_price, old_qty, gone=True)
             elif qty > 0:
