@@ -20,6 +20,7 @@ malformed input, or missing matplotlib, 1 when the chart cannot be written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 from collections.abc import Sequence
@@ -80,10 +81,15 @@ def read_l1(path: Path, instrument: str | None = None) -> L1Data:
 
     :raises PlotError: for a missing file or column, or a row that does not parse.
     """
-    if path.is_dir() or path.suffix == ".parquet":
-        rows, header = _parquet_rows(path)
-    else:
-        rows, header = _csv_rows(path)
+    with contextlib.ExitStack() as closing:
+        if path.is_dir() or path.suffix == ".parquet":
+            rows, header = _parquet_rows(path)
+        else:
+            rows, header = _csv_rows(path, closing)
+        return _rows_of(path, rows, header, instrument)
+
+
+def _rows_of(path: Path, rows: Any, header: list[str], instrument: str | None) -> L1Data:
     data = L1Data()
     columns = _L1_COLUMNS if "time" in header else _SCHEMA_COLUMNS
     missing = [c for c in columns if c not in header]
@@ -112,7 +118,7 @@ def read_l1(path: Path, instrument: str | None = None) -> L1Data:
             raise PlotError(f"{path}, line {line}: {exc}") from None
     if not data.times:
         which = f" of instrument {instrument}" if instrument is not None else ""
-        raise PlotError(f"{path} has no two-sided rows{which}")
+        raise PlotError(f"{path} has no L1 rows (two-sided){which}")
     data.instrument = instrument
     return data
 
@@ -125,28 +131,26 @@ def _seconds(time: Any) -> float:
     return int(time) / 1e9  # a schema's ts_recv in ns
 
 
-def _csv_rows(path: Path) -> tuple[Any, list[str]]:
+def _csv_rows(path: Path, closing: contextlib.ExitStack) -> tuple[Any, list[str]]:
+    """The rows of a CSV file (read as they are drawn; the file closes with ``closing``)."""
     try:
-        f = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 (read lazily below)
+        f = closing.enter_context(open(path, newline="", encoding="utf-8-sig"))  # noqa: SIM115
     except OSError as exc:
         raise PlotError(f"cannot read {path}: {exc.strerror or exc}") from None
     reader = csv.reader(f)
     try:
         header = next(reader, None)
     except UnicodeDecodeError as exc:
-        f.close()
         raise PlotError(f"{path} is not UTF-8 text: {exc}") from None
     if header is None:
-        f.close()
         raise PlotError(f"{path} is empty (no header)")
 
     def rows() -> Any:
-        with f:
-            try:
-                for row in reader:
-                    yield reader.line_num, row
-            except UnicodeDecodeError as exc:
-                raise PlotError(f"{path} is not UTF-8 text: {exc}") from None
+        try:
+            for row in reader:
+                yield reader.line_num, row
+        except UnicodeDecodeError as exc:
+            raise PlotError(f"{path} is not UTF-8 text: {exc}") from None
 
     return rows(), header
 
