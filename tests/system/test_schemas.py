@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 from bench.generate import SEQ_BASE, generate
 from bench.generate_mbo import records
 from bench.generate_mbo import write as write_mbo
@@ -37,7 +38,7 @@ from tests.conftest import (
     wait_for,
     write_l3,
 )
-from tests.mbo import write_dbn
+from tests.mbo import write_csv_export, write_dbn
 from tests.model import model_schema_rows
 from tests.system.kills import files_of, kill_after_progress, make_stream
 
@@ -173,7 +174,7 @@ class TestEveryInputAndFormat:
     @pytest.mark.parametrize("schema", ["mbp-10", "bbo-1s"])
     def test_databento_dbn(self, tmp_path: Path, schema: str) -> None:
         """A zstd DBN file of two publishers and two days: rows named by symbol, ns times,
-        CSV and Parquet alike."""
+        CSV and Parquet alike; Databento's CSV export of it gives the same rows."""
         src = tmp_path / "mbo.dbn.zst"
         write_mbo(str(src), 20_000, seed=3, zstd=True, publishers=(1, 2))
         out_csv, out_pq = tmp_path / "rows.csv", tmp_path / "rows.parquet"
@@ -183,6 +184,11 @@ class TestEveryInputAndFormat:
         assert len(rows) > 100
         assert {"ESH4", "NQH4"} <= {r[names.index("instrument")] for r in rows}
         check_parquet(out_pq, out_csv, schema, instrument=True)
+        plain = tmp_path / "mbo.dbn"
+        plain.write_bytes(zstandard.ZstdDecompressor().stream_reader(src.read_bytes()).read())
+        export = write_csv_export(tmp_path / "mbo.csv", plain, pretty=True, symbols=True)
+        convert(export, tmp_path / "from_export.csv", schema)  # Databento's own CSV export
+        assert (tmp_path / "from_export.csv").read_bytes() == out_csv.read_bytes()
 
 
 class TestL1AndRestarts:
