@@ -1,7 +1,7 @@
 """The one option table (SPEC §6): every option's flags, value rule, default, variable and help.
 
 Everything else is derived from it: the argparse parser, the ``L3TOL1_*`` variables, the
-settings, and the README's option table (a test keeps that one in step). A value rule is a
+settings, and docs/commands.md's option table (a test keeps that one in step). A value rule is a
 function from text to value that raises ``ValueError`` with a short reason.
 """
 
@@ -40,7 +40,7 @@ class Option:
     help: str
     metavar: str | None = None  # None for an on/off option (--x / --no-x)
     default_text: str | None = None  # how the default reads in help and docs
-    extra: bool = False  # not in SPEC §6: documented in the README
+    extra: bool = False  # not in SPEC §6: documented in docs/commands.md
     repeat: bool = False  # may be given several times: the values (tuples) add up
     commands: frozenset[str] = frozenset()  # the commands that use it (`COMMANDS`)
 
@@ -431,7 +431,7 @@ def options_of(command: str) -> tuple[Option, ...]:
 
 
 def markdown_table() -> str:
-    """The README's option table, as this table says it."""
+    """The option table of docs/commands.md (the README shows some of its rows)."""
     lines = [
         "| option | env variable | default | meaning |",
         "|---|---|---|---|",

@@ -405,10 +405,10 @@ class TestSystemd:
         """`systemd-analyze verify` passes with no warning about the unit.
 
         verify checks that ExecStart's program exists. /usr/local/bin/l3tol1 is where the unit
-        expects the installed program (README: a venv in /opt/l3tol1, linked from there), which
-        this machine does not have; so the unit is verified as a copy in which only that path is
-        replaced by this venv's l3tol1, the same console script. Every other line is verified as
-        written.
+        expects the installed program (docs/deployment.md: a venv in /opt/l3tol1, linked from
+        there), which this machine does not have; so the unit is verified as a copy in which only
+        that path is replaced by this venv's l3tol1, the same console script. Every other line is
+        verified as written.
         """
         analyze = shutil.which("systemd-analyze")
         if analyze is None:

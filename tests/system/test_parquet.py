@@ -211,7 +211,7 @@ def test_following_writes_parts_as_it_goes(tmp_path: Path, flag: str) -> None:
 
 
 def read_everywhere(out: Path) -> dict[str, tuple[list[str], int]]:
-    """(columns, rows) of the dataset as each reader the README names sees it."""
+    """(columns, rows) of the dataset as each reader docs/contract.md names sees it."""
     import duckdb
     import pandas as pd
     import polars as pl
@@ -249,9 +249,9 @@ class TestEmptyDataset:
             "timestamp[us, tz=UTC]"
         )
 
-    def test_the_readme_examples_on_an_empty_instrument_dataset(self, tmp_path: Path) -> None:
+    def test_the_docs_examples_on_an_empty_instrument_dataset(self, tmp_path: Path) -> None:
         """Instruments of which none is kept (--instruments of one never met): the instrument
-        column is there, and the README's own examples run on the empty dataset."""
+        column is there, and the examples of docs/contract.md run on the empty dataset."""
         import duckdb
         import polars as pl
 
@@ -263,7 +263,7 @@ class TestEmptyDataset:
         columns = [*COLUMNS[:1], "instrument", *COLUMNS[1:]]
         seen = read_everywhere(out)
         assert seen == dict.fromkeys(seen, (columns, 0))
-        # The README's examples, as written there.
+        # The examples of docs/contract.md (Parquet output), as written there.
         assert pq.read_table(out).to_pandas().empty
         assert pl.read_parquet(f"{out}/*.parquet").is_empty()
         spread = f"SELECT instrument, max(ask_price - bid_price) FROM '{out}/*.parquet' GROUP BY 1"
