@@ -69,6 +69,14 @@ class TestDockerfile:
         assert any("pip wheel" in r for r in arguments("RUN", build))
         # The runtime installs the built wheels only (no index: no compiler, no second build).
         assert any("--no-index --find-links=/tmp/wheels l3tol1" in r for r in arguments("RUN"))
+        # ... bind-mounted from the build stage for that step: a copy would stay in the image as
+        # a layer of its own (about 69 MB), whatever a later step removes.
+        (install,) = [r for r in arguments("RUN") if "--find-links=/tmp/wheels" in r]
+        flag, _, mount = install.split()[0].partition("=")
+        assert flag == "--mount"
+        wanted = {"type=bind", "from=build", "source=/wheels", "target=/tmp/wheels"}
+        assert set(mount.split(",")) == wanted
+        assert not [c for c in arguments("COPY") if c.startswith("--from=")]
         assert any('import l3tol1.core._compiled"' in r for r in arguments("RUN"))
         volumes = [v for args in arguments("VOLUME") for v in exec_form(args)]
         assert "/data" in volumes
