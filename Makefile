@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sanitize clean
+.PHONY: demo test lint bench sanitize image-check clean
 
 # The compiled core is built here too (a C compiler is needed; see README): required, so that
 # the demo and the tests never run on the fallback by accident. Rebuilt when its source changes.
@@ -54,6 +54,13 @@ sanitize: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --capture=sys -o pythonpath="$(SANITIZE)/service ." \
 		tests/unit/test_core_*.py tests/unit/test_parser_fuzz.py \
 		tests/integration/test_core_differential.py tests/integration/test_pipeline_fuzz.py $(PYTEST_ARGS)
+
+# The Dockerfile built with podman over local stand-ins for its Debian-based python images, then
+# the image's entrypoint run on the reference data as the image's user: the output must be the
+# golden file (scripts/image_check.sh says how). Opt-in, not part of `make test`: it needs root,
+# podman and debootstrap (installed with apt-get when missing) and Debian's mirror and PyPI.
+image-check:
+	scripts/image_check.sh
 
 clean:
 	rm -rf $(VENV) out bench/.cache .pytest_cache .ruff_cache .hypothesis
