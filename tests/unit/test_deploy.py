@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from l3tol1.options import ENV_PREFIX
+from tests.conftest import ROOT
 from tests.ops_files import (
     CLUSTER_PROFILE,
     DOCKERIGNORE,
@@ -115,6 +117,19 @@ class TestDockerfile:
         }
         assert {".venv", ".git", "bench/.cache", "out", ".pytest_cache", ".ruff_cache"} <= ignored
         assert not ignored & {"pyproject.toml", "README.md", "service", "service/", "*"}
+
+    def test_image_check_is_opt_in_and_parses(self) -> None:
+        """`make image-check` runs the build-and-run check (it needs root, podman and the
+        network: never part of `make test`); its script is valid bash."""
+        script = ROOT / "scripts" / "image_check.sh"
+        makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+        recipe = re.search(r"^image-check:.*\n\t(.+)$", makefile, re.MULTILINE)
+        assert recipe and recipe.group(1).strip() == "scripts/image_check.sh"
+        (test_rule,) = re.findall(r"^test:(.*)$", makefile, re.MULTILINE)
+        assert "image-check" not in test_rule
+        assert script.stat().st_mode & 0o111, "the script is not executable"
+        parsed = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert parsed.returncode == 0, parsed.stderr
 
 
 class TestComposeReader:
