@@ -7,7 +7,9 @@
 #    inside, since pip's TLS passes through it) and tagged with the names the Dockerfile uses,
 #    so the Dockerfile stays the standard one. They are cached in $L3TOL1_IMAGE_CACHE
 #    (/var/cache/l3tol1-image) and in podman's storage: a second run reuses them.
-# 2. `podman build --isolation chroot` builds the Dockerfile (chroot isolation: no runtime).
+# 2. `podman build --isolation chroot` builds the Dockerfile (chroot isolation: no runtime), with
+#    podman's layer cache; the l3tol1 the image holds must be the build stage's new wheel (podman
+#    4.3 can reuse an install step over changed wheels: then it builds again without the cache).
 # 3. The built image's file system is mounted (`podman image mount`) and its entrypoint run under
 #    `chroot --userspec` as the image's user, with the image's environment and working directory,
 #    in private mount and network namespaces, the root read-only and /tmp a tmpfs (as
@@ -105,18 +107,53 @@ standin() {
 standin 3.11-slim-bookworm "$slim_packages"
 standin 3.11-bookworm "$full_packages"
 
-step "podman build --isolation chroot -t $image"
-build_started=$SECONDS
 # --pull=never: the FROM lines name the stand-ins, never a registry.
 # --format docker: the image keeps its HEALTHCHECK, as docker build's does (OCI has none).
-podman build --isolation chroot --pull=never --layers --format docker -t "$image" -f "$repo/Dockerfile" "$repo" >&2
+build() {
+    podman build --isolation chroot --pull=never --format docker -f "$repo/Dockerfile" "$@" "$repo" >&2
+}
+# The package files (path, hash) of l3tol1 in the build stage's wheel and in the built image.
+wheel_record() {
+    local mnt status=0
+    mnt=$(podman image mount "$1")
+    python3 -c 'import sys, zipfile; w = zipfile.ZipFile(sys.argv[1])
+r = next(n for n in w.namelist() if n.endswith(".dist-info/RECORD"))
+print("\n".join(sorted(l for l in w.read(r).decode().splitlines() if l.startswith("l3tol1/"))))' \
+        "$mnt"/wheels/l3tol1-*.whl || status=$?
+    podman image unmount "$1" >/dev/null
+    return $status
+}
+image_record() {
+    local mnt status=0
+    mnt=$(podman image mount "$1")
+    grep -h '^l3tol1/.*,sha256=' "$mnt"/usr/local/lib/python3*/*-packages/l3tol1-*.dist-info/RECORD \
+        | tr -d "\r" | LC_ALL=C sort || status=$?
+    podman image unmount "$1" >/dev/null
+    return $status
+}
+
+step "podman build --isolation chroot -t $image"
+build_started=$SECONDS
+build --layers --target build -t "$image-build"
+build --layers -t "$image"
+# Podman 4.3 reuses a cached RUN --mount=type=bind,from=build step whatever the wheels it mounts
+# now hold (BuildKit does not): when the image's l3tol1 is not the new wheel's, build it afresh.
+if [ "$(wheel_record "$image-build")" != "$(image_record "$image")" ]; then
+    step "the cached install step holds an older l3tol1: building again without the cache"
+    build --no-cache -t "$image"
+    [ "$(wheel_record "$image-build")" = "$(image_record "$image")" ] \
+        || die "the image's l3tol1 is not the build stage's wheel"
+fi
 build_seconds=$((SECONDS - build_started))
 
 # What a runtime would take from the image: its user, environment, entrypoint, working dir.
 user=$(podman image inspect --format '{{.Config.User}}' "$image")
 workdir=$(podman image inspect --format '{{.Config.WorkingDir}}' "$image")
-mapfile -t image_env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$image" | sed '/^$/d')
-mapfile -t entrypoint < <(podman image inspect --format '{{range .Config.Entrypoint}}{{println .}}{{end}}' "$image" | sed '/^$/d')
+image_list() {  # one line per element of the image's .Config list $1
+    podman image inspect --format "{{range .Config.$1}}{{println .}}{{end}}" "$image" | sed '/^$/d'
+}
+mapfile -t image_env < <(image_list Env)
+mapfile -t entrypoint < <(image_list Entrypoint)
 uid=${user%%:*}
 [[ $uid =~ ^[0-9]+$ ]] || die "the image's USER is not numeric ($user)"
 [ "$uid" != 0 ] || die "the image runs as root ($user)"
