@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 CORE_SOURCES := $(wildcard service/l3tol1/core/*.pyx service/l3tol1/core/cy/*.pyx service/l3tol1/core/cy/*.pxd)
 
-.PHONY: demo test lint bench sanitize clean
+.PHONY: demo test lint bench sanitize image-check clean
 
 # The tests' environment: the test extra, and the compiled core required (a C compiler is
 # needed; see README), so that the tests never run on the fallback by accident. Rebuilt when
@@ -67,6 +67,13 @@ sanitize: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --capture=sys -o pythonpath="$(SANITIZE)/service ." \
 		tests/unit/test_core_*.py tests/unit/test_parser_fuzz.py \
 		tests/integration/test_core_differential.py tests/integration/test_pipeline_fuzz.py $(PYTEST_ARGS)
+
+# The Dockerfile built with podman over local stand-ins for its Debian-based python images, then
+# the image's entrypoint run on the reference data as the image's user: the output must be the
+# golden file (scripts/image_check.sh says how). Opt-in, not part of `make test`: it needs root,
+# podman and debootstrap (installed with apt-get when missing) and Debian's mirror and PyPI.
+image-check:
+	scripts/image_check.sh
 
 clean:
 	rm -rf $(VENV) out bench/.cache .pytest_cache .ruff_cache .hypothesis

@@ -9,11 +9,13 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from l3tol1.options import ENV_PREFIX
+from tests.conftest import ROOT
 from tests.ops_files import (
     CLUSTER_PROFILE,
     DOCKERIGNORE,
@@ -70,6 +72,14 @@ class TestDockerfile:
         assert any("pip wheel" in r for r in arguments("RUN", build))
         # The runtime installs the built wheels only (no index: no compiler, no second build).
         assert any("--no-index --find-links=/tmp/wheels l3tol1" in r for r in arguments("RUN"))
+        # ... bind-mounted from the build stage for that step: a copy would stay in the image as
+        # a layer of its own (about 69 MB), whatever a later step removes.
+        (install,) = [r for r in arguments("RUN") if "--find-links=/tmp/wheels" in r]
+        flag, _, mount = install.split()[0].partition("=")
+        assert flag == "--mount"
+        wanted = {"type=bind", "from=build", "source=/wheels", "target=/tmp/wheels"}
+        assert set(mount.split(",")) == wanted
+        assert not [c for c in arguments("COPY") if c.startswith("--from=")]
         assert any('import l3tol1.core._compiled"' in r for r in arguments("RUN"))
         volumes = [v for args in arguments("VOLUME") for v in exec_form(args)]
         assert "/data" in volumes
@@ -108,6 +118,19 @@ class TestDockerfile:
         }
         assert {".venv", ".git", "bench/.cache", "out", ".pytest_cache", ".ruff_cache"} <= ignored
         assert not ignored & {"pyproject.toml", "README.md", "service", "service/", "*"}
+
+    def test_image_check_is_opt_in_and_parses(self) -> None:
+        """`make image-check` runs the build-and-run check (it needs root, podman and the
+        network: never part of `make test`); its script is valid bash."""
+        script = ROOT / "scripts" / "image_check.sh"
+        makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+        recipe = re.search(r"^image-check:.*\n\t(.+)$", makefile, re.MULTILINE)
+        assert recipe and recipe.group(1).strip() == "scripts/image_check.sh"
+        (test_rule,) = re.findall(r"^test:(.*)$", makefile, re.MULTILINE)
+        assert "image-check" not in test_rule
+        assert script.stat().st_mode & 0o111, "the script is not executable"
+        parsed = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert parsed.returncode == 0, parsed.stderr
 
 
 class TestComposeReader:
