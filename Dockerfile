@@ -1,5 +1,5 @@
 # l3tol1 as a container: tails /data/in/l3.csv and keeps /data/out/l1.csv up to date, resuming from
-# /data/state/l3tol1.ckpt after any stop. Build: `docker build -t l3tol1 .`; run: see README.md
+# /data/state/l3tol1.ckpt after any stop. Build: `docker build -t l3tol1 .`; run: see docs/deployment.md
 # ("Running in Docker / compose") or docker-compose.yml. Options are L3TOL1_* variables (below,
 # overridable with -e) or flags after the image name (`docker run l3tol1 --log-level debug`).
 #
