@@ -27,7 +27,7 @@ from l3tol1.core import available, load
 from l3tol1.core.csv_parser import REQUIRED_COLUMNS
 from l3tol1.core.mbo import MboMetadata
 from l3tol1.core.naming import MboNamer
-from l3tol1.core.records import Reason
+from l3tol1.core.records import Action, Reason, Side
 from l3tol1.errors import InputError
 from l3tol1.sinks.csv import CsvState
 from l3tol1.sinks.files import FileRecord
@@ -114,6 +114,7 @@ def csv_cases(draw: st.DrawFn) -> CsvCase:
 
 @dataclass
 class Result:
+    events: list = field(default_factory=list)  # as applied: every field the rows read
     text: str = ""
     rejects: list = field(default_factory=list)
     anomalies: list = field(default_factory=list)
@@ -153,6 +154,7 @@ class CsvRun:
             feed.finish(ready)
         quotes = core.quotes()
         anomalies: list = []
+        result.events += [(e.seq, e.action, e.side, e.price, e.qty, e.ts_event) for e in ready]
         self.instruments.apply(ready, quotes, anomalies)
         result.text += self.formatter.format(quotes)
         result.rejects += sorted(rejects, key=lambda r: r.line)
@@ -236,10 +238,32 @@ class TestMboStreams:
     @settings(max_examples=EXAMPLES * 2 // 3, deadline=None)
     @given(mbo_streams(), st.lists(st.integers(0, 120), max_size=5), st.booleans())
     def test_both_cores_agree(self, recs: list, cuts: list[int], keep: bool) -> None:
-        """DBN records in random batches: same L1 text, rejects and counters by action."""
+        """DBN records in random batches: same events (ts_event, price), L1 text, rejects and
+        counters by action."""
         data = [pack(r) for r in recs]
         python = convert_mbo(load("python"), data, sorted(cuts), keep)
         assert convert_mbo(load("compiled"), data, sorted(cuts), keep) == python
+
+    def test_the_streams_hold_the_schemas_fields(self) -> None:
+        """The generator is rich enough: trades, fills and nones with each side, undefined
+        prices kept, ts_event apart from ts_recv, and side N refused on an order's action."""
+        seen: set[tuple[str, object]] = set()
+
+        @settings(max_examples=100, derandomize=True, database=None, deadline=None)
+        @given(mbo_streams())
+        def collect(recs: list) -> None:
+            result = convert_mbo(load("python"), [pack(r) for r in recs], [], False)
+            for e in result.events:
+                seen.add(("action side", (e.action, e.side)))
+                seen.add(("undefined price", e.price == 2**63 - 1))
+                seen.add(("ts_event", (e.ts_event > e.time) - (e.ts_event < e.time)))
+            seen.update(("reason", r.reason) for r in result.rejects)
+
+        collect()
+        for action in (Action.PRINT, Action.FILL, Action.NONE):
+            assert {("action side", (action, side)) for side in Side} <= seen
+        assert {("undefined price", True), ("reason", "bad side"), ("reason", "bad price")} <= seen
+        assert {("ts_event", -1), ("ts_event", 0), ("ts_event", 1)} <= seen
 
 
 def convert_mbo(core: Any, records: list[bytes], cuts: list[int], keep: bool) -> Result:
@@ -256,6 +280,7 @@ def convert_mbo(core: Any, records: list[bytes], cuts: list[int], keep: bool) ->
         events, rejects = parser.parse(b"".join(records[start:end]), start + 1)
         if type(events) is list:
             events = core.events(events)
+        result.events += list(events)  # ts_event, price (undefined too), side N, T/F/N
         quotes = core.quotes()
         anomalies: list = []
         instruments.apply(events, quotes, anomalies)
@@ -318,7 +343,7 @@ def dbn_record(draw: st.DrawFn, ts_out: bool) -> bytes:
         action = draw(st.sampled_from([*b"AAAAAAMMCCCRTFN", draw(st.integers(0, 255))]))
         side = draw(st.sampled_from([*b"BBBAAAN", draw(st.integers(0, 255))]))
         body = MBO.pack(
-            0, 0, pick("publisher"), pick("instrument"), u64(draw), pick("order_id"),
+            0, 0, pick("publisher"), pick("instrument"), pick("ts_recv"), pick("order_id"),
             pick("price"), pick("size"), pick("flags"), draw(st.integers(0, 255)),
             bytes((action,)), bytes((side,)), pick("ts_recv"), pick("ts_in_delta"),
             pick("sequence"),
@@ -420,7 +445,6 @@ class DbnRun:
 
 @dataclass
 class DbnResult(Result):
-    events: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     names: list = field(default_factory=list)
     damage: str = ""
@@ -561,6 +585,8 @@ class TestExtremeSeqs:
             ("ts_recv", "18446744073709551615", "bad time"),
             ("ts_recv", "9223372036854775808", "bad time"),
             ("ts_recv", "1900-01-01T00:00:00.000000000Z", "bad time"), ("ts_recv", "", "bad time"),
+            ("ts_event", "18446744073709551615", "bad time"), ("ts_event", "", "bad time"),
+            ("ts_event", "9223372036854775807", None), ("ts_event", "0", None),
             ("price", "-9223372036854775808", "bad price"),
             ("price", "-9223372036.854775807", None), ("sequence", "4294967295", None),
             ("size", "4294967295", None), ("ts_recv", "9223372036854775807", None),

@@ -218,6 +218,7 @@ cdef struct Ev:
     int64_t qty
     int64_t line
     int64_t time_ns  # -1: the time is the text at `time`
+    int64_t ts_event  # Databento: the record's ts_event (ns); L3 CSV: 0, its time is both
     const char* oid
     const char* time
     const char* raw

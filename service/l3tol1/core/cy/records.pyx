@@ -190,6 +190,7 @@ cdef class EventBatch:
         e.qty = event.qty
         e.line = event.line
         e.last = 1 if event.last else 0
+        e.ts_event = event.ts_event
         e.inst = self.table.intern(name, len(name))
         e.oid = arena_put(&self.arena, oid, len(oid))
         e.oid_size = <int32_t>len(oid)
@@ -218,7 +219,7 @@ cdef object event_of(Ev* e, InstrumentTable table):
     time = e.time_ns if e.time_ns >= 0 else text_of(e.time, e.time_size)
     return Event(
         e.seq, e.action, table.names[e.inst], text_of(e.oid, e.oid_size), e.side, e.price,
-        e.qty, time, e.line, text_of(e.raw, e.raw_size), e.last != 0,
+        e.qty, time, e.line, text_of(e.raw, e.raw_size), e.last != 0, e.ts_event,
     )
 
 
