@@ -11,13 +11,15 @@ Python parser decides it, its event is copied in), a reject, an anomaly, a check
 
 The code is in core/cy/, one module per concept, sharing the declarations of its .pxd files:
 
-    records   the table of instrument names; EventBatch, QuoteBatch; memory, hashing
+    records   the table of instrument names; EventBatch, QuoteBatch, RowBatch; memory, hashing
     parse     CsvParser: lines and fields scanned with memchr, the common row validated in C
     mbo       MboParser: Databento's fixed-size records read straight from their bytes
     feed      Feed: waiting events in an open-addressing table keyed by seq, a heap of seqs
     books     Instruments: every order in one hash table, every price level in another,
               a heap of level prices per book side with lazy deletion
-    format    L1Formatter: rows from cached price texts into one growing buffer
+    depths    Depths: the output schemas' books (an order table per instrument, each side's
+              levels sorted with their sizes and order counts) and row rules, into a RowBatch
+    format    L1Formatter, RowFormatter: rows from cached price texts into one growing buffer
     wire      pack_events, unpack_events, pack_quotes, unpack_quotes, instrument_days
 
 This module is what Python imports (core/_compiled.pyi says what it offers; `compiled_core` in
@@ -31,18 +33,20 @@ from l3tol1.core.cy cimport constants as c
 
 from l3tol1.core.constants import check
 from l3tol1.core.cy.books import Instruments
+from l3tol1.core.cy.depths import Depths
 from l3tol1.core.cy.feed import Feed
-from l3tol1.core.cy.format import L1Formatter
+from l3tol1.core.cy.format import L1Formatter, RowFormatter
 from l3tol1.core.cy.mbo import MboParser
 from l3tol1.core.cy.parse import CsvParser
-from l3tol1.core.cy.records import EventBatch, InstrumentTable, QuoteBatch
+from l3tol1.core.cy.records import EventBatch, InstrumentTable, QuoteBatch, RowBatch
 from l3tol1.core.cy.wire import (
     instrument_days, pack_events, pack_quotes, unpack_events, unpack_quotes,
 )
 
 __all__ = [
-    "IMPLEMENTATION", "CsvParser", "EventBatch", "Feed", "InstrumentTable", "Instruments",
-    "L1Formatter", "MboParser", "QuoteBatch", "compiled_values", "instrument_days",
+    "IMPLEMENTATION", "CsvParser", "Depths", "EventBatch", "Feed", "InstrumentTable",
+    "Instruments", "L1Formatter", "MboParser", "QuoteBatch", "RowBatch", "RowFormatter",
+    "compiled_values", "instrument_days",
     "pack_events", "pack_quotes", "unpack_events", "unpack_quotes",
 ]
 
@@ -71,6 +75,8 @@ def compiled_values():
         "numbers.MAX_SEQ": c.MAX_SEQ, "numbers.MAX_SEQ_TEXT": <bytes>c.MAX_SEQ_TEXT,
         "csv_parser.MAX_INSTRUMENT_BYTES": c.MAX_INSTRUMENT_BYTES,
         "book.COMPACT_SLACK": c.COMPACT_SLACK, "feed.GAP_MEMORY": c.GAP_MEMORY,
+        "schemas.FLAG_CROSSED": c.FLAG_CROSSED, "schemas.FLAG_LOCKED": c.FLAG_LOCKED,
+        "schemas.FLAG_GAP": c.FLAG_GAP, "schemas.FLAG_ANOMALY": c.FLAG_ANOMALY,
         "mbo.UNDEF_PRICE": c.UNDEF_PRICE, "mbo.MAX_TS": c.MAX_TS, "numbers.NS_PER_DAY": c.NS_PER_DAY,
         "mbo.HEADER_SIZE": c.HEADER_SIZE, "mbo.RTYPE_MBO": c.RTYPE_MBO,
         "mbo.RTYPE_SYMBOL_MAPPING": c.RTYPE_SYMBOL_MAPPING, "mbo.RTYPE_ERROR": c.RTYPE_ERROR,

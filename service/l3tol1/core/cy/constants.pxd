@@ -35,6 +35,13 @@ cdef enum:
     A_CANCEL_EXCEEDS = 6
     ANOMALY_KINDS = 7
 
+# schemas.py: the flags of a row (SPEC §14)
+cdef enum:
+    FLAG_CROSSED = 1
+    FLAG_LOCKED = 2
+    FLAG_GAP = 4
+    FLAG_ANOMALY = 8
+
 cdef enum:
     PRICE_DIGITS = 9  # numbers.py: fraction digits of a price
     MAX_INSTRUMENT_BYTES = 64  # csv_parser.py
