@@ -75,6 +75,7 @@ cdef struct Depth:
     int32_t inst  # its key (the instrument's index)
     uint8_t shown_bids, shown_asks, bound_bids, bound_asks
     uint8_t anomaly, keyed, has_sample, has_trade, trade_side, trade_has
+    uint8_t dirty  # the shown levels may differ from `boundary` (which is then refilled)
 
 
 cdef inline const char* order_key(Order* o) noexcept:
@@ -181,13 +182,14 @@ cdef inline Py_ssize_t lower_bound(Ladder* s, int64_t rank) noexcept nogil:
     return lo
 
 
-cdef void put_level(Ladder* s, int64_t rank, int64_t qty) except *:
-    """``qty`` of one more order at the level of ``rank``."""
+cdef bint put_level(Ladder* s, int64_t rank, int64_t qty, int depth) except -1:
+    """``qty`` of one more order at the level of ``rank``; whether the ``depth`` best levels
+    changed (an entry below them changes none of them: they are the last ``depth``)."""
     cdef Py_ssize_t i = lower_bound(s, rank), tail
     if i < s.n and s.rank[i] == rank:
         s.qty[i] += qty
         s.count[i] += 1
-        return
+        return i >= s.n - depth
     if s.n == s.capacity:
         s.capacity = s.capacity * 2 + 16
         s.rank = <int64_t*>grow(s.rank, s.capacity * sizeof(int64_t))
@@ -202,13 +204,16 @@ cdef void put_level(Ladder* s, int64_t rank, int64_t qty) except *:
     s.qty[i] = qty
     s.count[i] = 1
     s.n += 1
+    return i >= s.n - depth
 
 
-cdef void take_level(Ladder* s, int64_t rank, int64_t qty, bint gone) noexcept:
-    """``qty`` off the level of ``rank``; ``gone``: one order fewer there (none: it goes)."""
+cdef bint take_level(Ladder* s, int64_t rank, int64_t qty, bint gone, int depth) noexcept:
+    """``qty`` off the level of ``rank``; ``gone``: one order fewer there (none: it goes);
+    whether the ``depth`` best levels changed."""
     cdef Py_ssize_t i = lower_bound(s, rank), tail
+    cdef bint shown = i >= s.n - depth
     if i == s.n or s.rank[i] != rank:  # not reached: every order's level is there
-        return
+        return False
     s.qty[i] -= qty
     if gone:
         s.count[i] -= 1
@@ -219,6 +224,7 @@ cdef void take_level(Ladder* s, int64_t rank, int64_t qty, bint gone) noexcept:
             memmove(s.qty + i, s.qty + i + 1, tail * sizeof(int64_t))
             memmove(s.count + i, s.count + i + 1, tail * sizeof(int64_t))
         s.n -= 1
+    return shown
 
 
 cdef void fill_levels(Depth* d, int depth, int64_t* out, uint8_t* bids, uint8_t* asks) noexcept:
@@ -294,23 +300,28 @@ cdef inline int64_t digits(const char* t, int n) noexcept nogil:
     return v
 
 
-cdef int64_t csv_time_ns(const char* t, int32_t size) except? -1:
-    """An L3 CSV time (``YYYY-MM-DD HH:MM:SS[.ffffff] UTC``, validated by the parser) in ns
-    since the epoch, as core/schemas.py's `TimeNs`.
+cdef int64_t csv_seconds(const char* t, int32_t size) except? -1:
+    """The second of an L3 CSV time (``YYYY-MM-DD HH:MM:SS[.ffffff] UTC``, validated by the
+    parser) since the epoch, as core/schemas.py's `TimeNs` has it.
 
     :raises OverflowError: the time is beyond what int64 nanoseconds hold (1677 to 2262).
     """
-    cdef int64_t seconds, fraction = 0
-    cdef int n = size - 24 if size > 24 else 0  # fraction digits
-    cdef int i
-    seconds = (days_from_civil(digits(t, 4), digits(t + 5, 2), digits(t + 8, 2)) * 86400
-               + digits(t + 11, 2) * 3600 + digits(t + 14, 2) * 60 + digits(t + 17, 2))
+    cdef int64_t seconds = (
+        days_from_civil(digits(t, 4), digits(t + 5, 2), digits(t + 8, 2)) * 86400
+        + digits(t + 11, 2) * 3600 + digits(t + 14, 2) * 60 + digits(t + 17, 2))
     if seconds < -9223372036 or seconds > 9223372035:
         raise OverflowError(f"time {text_of(t, size)!r} is beyond int64 nanoseconds")
-    fraction = digits(t + 20, n)
+    return seconds
+
+
+cdef inline int64_t csv_fraction_ns(const char* t, int32_t size) noexcept nogil:
+    """The fraction of a second of an L3 CSV time, in ns (0 to 6 digits)."""
+    cdef int n = size - 24 if size > 24 else 0
+    cdef int64_t fraction = digits(t + 20, n)
+    cdef int i
     for i in range(n, 9):
         fraction *= 10
-    return seconds * 1000000000 + fraction
+    return fraction
 
 
 # -- every instrument, and the rows --------------------------------------------------------------
@@ -339,6 +350,8 @@ cdef class Depths:
     cdef int64_t current  # the current interval's index, when has_interval
     cdef int64_t* scratch
     cdef uint64_t* gap_seqs  # this batch's gaps (`apply`), sorted
+    cdef char second_text[19]  # the last L3 CSV time's "YYYY-MM-DD HH:MM:SS"...
+    cdef int64_t second  # ...in seconds since the epoch (-1 << 62: none yet)
     cdef Py_ssize_t gap_n, gap_cap
 
     def __cinit__(self):
@@ -367,6 +380,7 @@ cdef class Depths:
         self.last_seq = None
         self.has_interval = False
         self.current = 0
+        self.second = -1 << 62
         self.scratch = <int64_t*>grow(self.scratch, 6 * self.depth * sizeof(int64_t))
 
     def __dealloc__(self):
@@ -494,7 +508,10 @@ cdef class Depths:
                 ts_recv = e.time_ns
                 ts_event = e.ts_event
             else:  # an L3 CSV row: its time is both
-                ts_recv = csv_time_ns(e.time, e.time_size)
+                if self.second == -1 << 62 or memcmp(e.time, self.second_text, 19) != 0:
+                    self.second = csv_seconds(e.time, e.time_size)
+                    memcpy(self.second_text, e.time, 19)
+                ts_recv = self.second * 1000000000 + csv_fraction_ns(e.time, e.time_size)
                 ts_event = ts_recv
             if self.interval_ns:
                 k = floor_div(ts_recv, self.interval_ns)
@@ -507,10 +524,17 @@ cdef class Depths:
             action = e.action
             trade = action == TRADE or action == PRINT
             if trade and self.trades:
-                fill_levels(d, depth, scratch, &bids, &asks)
-                self.add_row(d, ts_recv, ts_event, e, scratch, bids, asks, rows)
+                if d.dirty:
+                    fill_levels(d, depth, scratch, &bids, &asks)
+                    self.add_row(d, ts_recv, ts_event, e, scratch, bids, asks, rows)
+                else:  # the book shows what it showed at its last boundary
+                    self.add_row(d, ts_recv, ts_event, e, d.boundary, d.bound_bids,
+                                 d.bound_asks, rows)
             self.apply_one(d, e, anomalies)
-            if e.last:
+            # Unless the shown levels changed since the boundary (or a restore set `shown`
+            # apart), the previous row shows them already: a book row needs no comparison.
+            if e.last and d.dirty:
+                d.dirty = 0
                 fill_levels(d, depth, d.boundary, &d.bound_bids, &d.bound_asks)
                 if self.books and (
                     d.bound_bids != d.shown_bids or d.bound_asks != d.shown_asks
@@ -657,8 +681,11 @@ cdef class Depths:
         cdef uint64_t h
         cdef int64_t old_price, old_qty
         cdef Ladder* s
+        cdef int depth = self.depth
+        cdef bint changed = False
         if action == CLEAR:
             clear_book(d)
+            d.dirty = 1
             return
         if action > CANCEL:  # NONE, PRINT, FILL: no change
             return
@@ -670,7 +697,7 @@ cdef class Depths:
             if o != NULL:
                 if action == ADD:
                     self.note(d, A_ADD_LIVE, e, anomalies)
-                take_level(s, rank_of(side, o.price), o.qty, True)
+                changed = take_level(s, rank_of(side, o.price), o.qty, True, depth)
                 if e.qty <= 0:
                     drop_order(d, o)
             elif action == UPDATE:
@@ -680,12 +707,12 @@ cdef class Depths:
                     o = new_order(d, side, e.oid, e.oid_size, h)
                 o.price = e.price
                 o.qty = e.qty
-                put_level(s, rank_of(side, e.price), e.qty)
+                changed |= put_level(s, rank_of(side, e.price), e.qty, depth)
         elif action == DELETE:
             if o == NULL:
                 self.note(d, A_DELETE_UNKNOWN, e, anomalies)
             else:
-                take_level(s, rank_of(side, o.price), o.qty, True)
+                changed = take_level(s, rank_of(side, o.price), o.qty, True, depth)
                 drop_order(d, o)
         else:  # TRADE or CANCEL: subtract; the order goes at zero or below
             if o == NULL:
@@ -699,10 +726,12 @@ cdef class Depths:
                     self.note(d, A_TRADE_EXCEEDS if action == TRADE else A_CANCEL_EXCEEDS, e,
                               anomalies)
                 drop_order(d, o)
-                take_level(s, rank_of(side, old_price), old_qty, True)
+                changed = take_level(s, rank_of(side, old_price), old_qty, True, depth)
             elif e.qty > 0:
                 o.qty = old_qty - e.qty
-                take_level(s, rank_of(side, old_price), e.qty, False)
+                changed = take_level(s, rank_of(side, old_price), e.qty, False, depth)
+        if changed:
+            d.dirty = 1
 
     # -- checkpointing -------------------------------------------------------------------------
 
@@ -762,7 +791,8 @@ cdef class Depths:
                 oid = order_id.encode()
                 o = new_order(d, side, oid, len(oid), order_hash(side, oid, len(oid)))
                 o.price, o.qty = price, qty
-                put_level(&d.sides[side], rank_of(side, price), qty)
+                put_level(&d.sides[side], rank_of(side, price), qty, self.depth)
+            d.dirty = 1  # `shown` and `boundary` are compared again at its next boundary
             set_levels(s.shown, self.depth, d.shown, &d.shown_bids, &d.shown_asks)
             set_levels(s.boundary, self.depth, d.boundary, &d.bound_bids, &d.bound_asks)
             d.gaps = s.gaps
