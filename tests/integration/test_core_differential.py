@@ -236,7 +236,7 @@ class TestCsvStreams:
         seen: dict[str, set[str]] = {"reasons": set(), "anomalies": set()}
         rows = []
 
-        @settings(max_examples=150, derandomize=True, database=None, deadline=None)
+        @settings(max_examples=200, derandomize=True, database=None, deadline=None)
         @given(csv_cases())
         def collect(case: CsvCase) -> None:
             result = convert_csv([load("python")] * (len(case.cuts) + 1), case)
@@ -841,19 +841,22 @@ class TestSchemaRows:
 
     def test_the_cases_reach_every_flag_and_row_kind(self) -> None:
         """The generators are rich enough: every flag, trade rows, sampled rows with and
-        without a trade, empty levels and more than ten levels (mbp-10 full) appear."""
+        without a trade, empty levels, and books ten levels deep appear."""
         seen: set[str] = set()
 
-        @settings(max_examples=120, derandomize=True, database=None, deadline=None)
+        @settings(max_examples=250, derandomize=True, database=None, deadline=None)
         @given(csv_cases(), st.sampled_from(ROW_SCHEMAS))
         def collect(case: CsvCase, schema: str) -> None:
-            for row in csv_rows_of([load("python")] * (len(case.cuts) + 1), case, schema).rows:
+            result = csv_rows_of([load("python")] * (len(case.cuts) + 1), case, schema)
+            for row in result.rows:
                 seen.update(f"flag {bit}" for bit in (1, 2, 4, 8) if row.flags & bit)
                 seen.add(f"{schema} action {row.action or 'none'}")
                 if None in row.levels:
                     seen.add("empty level")
-                if schema == "mbp-10" and None not in row.levels:
-                    seen.add("ten levels")
+            for depth in result.counters["state"].depths:  # a book ten levels deep: mbp-10 full
+                for side in (0, 1):
+                    if len({p for s, _, p, _ in depth.book.orders if s == side}) >= 10:
+                        seen.add("ten levels")
 
         collect()
         flags = {f"flag {bit}" for bit in (1, 2, 4, 8)}
