@@ -178,11 +178,45 @@ cdef class L1Formatter:
 
 # -- the output schemas' rows (SPEC §14) -----------------------------------------------------------
 
+# "00" to "99": integers are written two digits at a time (a row of mbp-10 has 60 fields).
+cdef char DIGIT_PAIRS[200]
+for _i in range(100):
+    DIGIT_PAIRS[2 * _i] = 48 + _i // 10
+    DIGIT_PAIRS[2 * _i + 1] = 48 + _i % 10
+del _i
+
+
+cdef inline int write_digits(char* out, uint64_t value) noexcept nogil:
+    """The decimal digits of ``value`` into ``out`` (20 bytes at least); their count."""
+    cdef int n = 1
+    cdef uint64_t bound = 10, q
+    cdef char* at
+    if value < 10:
+        out[0] = <char>(48 + value)
+        return 1
+    while n < 20 and value >= bound:
+        n += 1
+        if n == 20:
+            break
+        bound *= 10
+    at = out + n
+    while value >= 100:
+        q = value // 100
+        at -= 2
+        memcpy(at, DIGIT_PAIRS + 2 * (value - q * 100), 2)
+        value = q
+    if value >= 10:
+        memcpy(at - 2, DIGIT_PAIRS + 2 * value, 2)
+    else:
+        (at - 1)[0] = <char>(48 + value)
+    return n
+
+
 cdef inline int write_i64(char* out, int64_t value) noexcept nogil:
     if value < 0:
         out[0] = 45
-        return 1 + write_u64(out + 1, <uint64_t>0 - <uint64_t>value)
-    return write_u64(out, <uint64_t>value)
+        return 1 + write_digits(out + 1, <uint64_t>0 - <uint64_t>value)
+    return write_digits(out, <uint64_t>value)
 
 
 cdef class RowFormatter:
@@ -256,10 +290,10 @@ cdef class RowFormatter:
                 w += write_i64(w, r.size)
             w[0] = 44
             w += 1
-            w += write_u64(w, r.seq)
+            w += write_digits(w, r.seq)
             w[0] = 44
             w += 1
-            w += write_u64(w, r.flags)
+            w += write_digits(w, r.flags)
             lv = rows.levels + i * 6 * depth
             for level in range(depth):
                 w[0] = 44
