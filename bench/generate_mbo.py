@@ -47,12 +47,17 @@ class Mbo(NamedTuple):
     side: str
     ts_recv: int
     sequence: int
+    ts_event: int | None = None  # None: 1 µs before ts_recv
+
+
+def ts_event_of(record: Mbo) -> int:
+    return record.ts_recv - 1000 if record.ts_event is None else record.ts_event
 
 
 def pack(record: Mbo) -> bytes:
     """The record's 56 bytes, as ``bytes(databento_dbn.MBOMsg(...))`` makes them."""
     return RECORD.pack(
-        14, 160, record.publisher_id, record.instrument_id, record.ts_recv - 1000,
+        14, 160, record.publisher_id, record.instrument_id, ts_event_of(record),
         record.order_id, record.price, record.size, record.flags, 0,
         record.action.encode(), record.side.encode(), record.ts_recv, 1000, record.sequence,
     )  # fmt: skip
@@ -62,7 +67,7 @@ def encoded(record: Mbo) -> bytes:
     """The same record encoded by databento_dbn (slow: for checking `pack`)."""
     return bytes(
         dbn.MBOMsg(
-            record.publisher_id, record.instrument_id, record.ts_recv - 1000, record.order_id,
+            record.publisher_id, record.instrument_id, ts_event_of(record), record.order_id,
             record.price, record.size, dbn.Action(record.action), dbn.Side(record.side),
             record.ts_recv, flags=record.flags, channel_id=0, ts_in_delta=1000,
             sequence=record.sequence,

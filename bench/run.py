@@ -23,6 +23,10 @@ Cases (``--quick`` divides every size by 10 and shortens the follow run):
   reference), ``formats`` (gzip, zstd, Parquet), ``mbo`` (a synthetic 1M-record .dbn.zst
   against the naive MBO reference).
 - ``instructions``: instructions per event of each core, counted by valgrind's callgrind.
+- ``schemas``: the output schemas (SPEC §14) beside l1 in the same run: 1M events, window 20,
+  CSV output, compiled core, with ``--schema l1``, ``mbp-1`` and ``mbp-10``; each one's rate
+  (whole process and the summary's work) and its ratio to l1's, peak RSS. With
+  ``--schemas-10m``, mbp-1 and mbp-10 also on the 10M input: peak RSS must stay flat.
 
 Timings are single runs on a shared machine: expect a few percent of noise.
 
@@ -70,11 +74,14 @@ TARGET_P99_MS = 50.0  # follow mode at 50k ev/s, -t 0.05: append -> durable L1 r
 TARGET_INSTRUMENTS_RATIO = 12.0  # 1,000 instruments: naive per-instrument time over ours
 TARGET_MBO_RATE = 5_000_000  # records/s on the synthetic 1M-record .dbn.zst
 TARGET_STARTUP_MS = 60.0  # `l3tol1 --version` and a one-row file, median of STARTUP_RUNS
+# Issue 19: each schema's rate over l1's (1M events, CSV, compiled core); RSS flat to 10M.
+TARGET_SCHEMA_RATIO = {"mbp-1": 0.7, "mbp-10": 0.5}
+TARGET_SCHEMA_RSS_GROWTH_MB = 4.0  # peak RSS at 10M at most this much above that at 1M
 STARTUP_RUNS = 15
 
 ALL_CASES = (
     "startup", "1m", "10m", "deep", "follow", "checkpoint", "instruments", "formats", "mbo",
-    "instructions", "jetstream",
+    "instructions", "jetstream", "schemas",
 )  # fmt: skip
 
 
@@ -414,6 +421,42 @@ class Bench:
         r.add(case, "python core time / compiled time", f"{py.wall / svc.wall:.2f}x")
         self.compare(case, svc_out, nai_out)
         self.compare(case, py_out, nai_out, "python core output vs naive")
+
+    def case_schemas(self) -> None:
+        """Case: the output schemas beside l1, same input, same run (issue 19)."""
+        case, n = "schemas 1m", self.size(1_000_000)
+        inp = self.input(n, 20)
+        r = self.report
+        runs: dict[str, tuple[Proc, float]] = {}
+        for schema in ("l1", *TARGET_SCHEMA_RATIO):
+            out = self.out / f"{inp.stem}.{schema}.csv"
+            proc, _ = self.service(case, inp, n, "--schema", schema, out=out)
+            work = float(summary_of(proc.stderr).get("events_per_s", 0) or 0)  # type: ignore[arg-type]
+            runs[schema] = (proc, work)
+            r.add(case, f"{schema}: whole process", f"{proc.wall:.2f} s, {rate(n, proc.wall)}")
+            r.add(case, f"{schema}: the work (summary)", f"{work:,.0f} ev/s")
+            r.add(case, f"{schema}: peak RSS", f"{proc.rss_mb:.1f} MB")
+        l1, l1_work = runs["l1"]
+        for schema, target in TARGET_SCHEMA_RATIO.items():
+            proc, work = runs[schema]
+            whole = l1.wall / proc.wall
+            r.add(case, f"{schema} / l1 rate: whole process", f"{whole:.2f}",
+                  f">= {target}", whole >= target)  # fmt: skip
+            if l1_work:
+                r.add(case, f"{schema} / l1 rate: the work", f"{work / l1_work:.2f}")
+        if not self.args.schemas_10m:
+            r.add("schemas 10m", "peak RSS at 10M", "skipped (--schemas-10m)")
+            return
+        big = self.size(10_000_000)
+        inp = self.input(big, 20)
+        for schema in TARGET_SCHEMA_RATIO:
+            out = self.out / f"{inp.stem}.{schema}.csv"
+            proc, _ = self.service("schemas 10m", inp, big, "--schema", schema, out=out)
+            growth = proc.rss_mb - runs[schema][0].rss_mb
+            r.add("schemas 10m", f"{schema}: whole process", rate(big, proc.wall))
+            r.add("schemas 10m", f"{schema}: peak RSS (1M: {runs[schema][0].rss_mb:.1f} MB)",
+                  f"{proc.rss_mb:.1f} MB", f"<= 1M + {TARGET_SCHEMA_RSS_GROWTH_MB:.0f} MB",
+                  growth <= TARGET_SCHEMA_RSS_GROWTH_MB)  # fmt: skip
 
     def case_10m(self) -> None:
         """Case (b): 10M events, window 20, service only (memory flatness)."""
@@ -906,6 +949,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--follow-seconds", type=float, help="append duration (10 s, quick 2 s)")
     parser.add_argument("--rerun-naive", action="store_true", help="ignore cached naive output")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--schemas-10m", action="store_true", help="schemas case: mbp-1, mbp-10 at 10M too"
+    )
     args = parser.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = sorted(set(cases) - set(ALL_CASES))

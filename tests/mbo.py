@@ -50,26 +50,30 @@ def mbo(
 @st.composite
 def streams(draw: st.DrawFn) -> list[Mbo]:
     """Random MBO records over three books (two publishers), with venue events, clears, unknown
-    orders, cancels larger than what rests, and negative prices."""
+    orders, cancels larger than what rests, negative and undefined prices, trades, fills and
+    none records with sides B, A and N (N on an add, modify or cancel is a reject), and
+    ts_event before, at or after ts_recv."""
     books = [(1, 1001), (2, 1001), (1, 1003)]
     out = []
     for i in range(draw(st.integers(0, 120))):
         publisher, instrument = books[draw(st.integers(0, 2))]
         action = draw(st.sampled_from("AAAAMMCCCRTFN"))
-        side = draw(st.sampled_from("BA")) if action in "AMC" else draw(st.sampled_from("BAN"))
-        price = draw(st.sampled_from([-1.5, 0, 99.5, 100, 100.25, 101])) * 10**9
+        side = draw(st.sampled_from("BBBBAAAAN" if action in "AMC" else "BAN"))
+        price = draw(st.sampled_from([-1.5, 0, 99.5, 100, 100.25, 101, None]))
+        ts_recv = T0 + 10**6 + i * 4_000_000_000_000
         out.append(
             Mbo(
                 publisher,
                 instrument,
                 draw(st.integers(1, 6)),
-                int(price),
+                UNDEF_PRICE if price is None else int(price * 10**9),
                 draw(st.integers(0, 5)),
                 LAST if draw(st.integers(0, 3)) else 0,
                 action,
                 side,
-                T0 + 10**6 + i * 4_000_000_000_000,
+                ts_recv,
                 i + 1,
+                ts_recv + draw(st.sampled_from([-1000, 0, 7, -ts_recv])),
             )
         )
     return out

@@ -27,7 +27,8 @@ from l3tol1.core import available, load
 from l3tol1.core.csv_parser import REQUIRED_COLUMNS
 from l3tol1.core.mbo import MboMetadata
 from l3tol1.core.naming import MboNamer
-from l3tol1.core.records import Reason
+from l3tol1.core.records import Action, Reason, Side
+from l3tol1.core.schemas import SCHEMAS
 from l3tol1.errors import InputError
 from l3tol1.sinks.csv import CsvState
 from l3tol1.sinks.files import FileRecord
@@ -49,21 +50,35 @@ EXAMPLES = int(os.environ.get("L3TOL1_FUZZ_EXAMPLES", "300"))
 JUNK = [b"", b"garbage", b"1,2,3", b"\xff\xfe,\x80", b"9" * (MAX_LINE + 5)]
 
 
+# Books deeper than ten levels: many prices and orders (one case in four).
+DEEP_PRICES = [f"{100 + i * 0.25:g}" for i in range(-20, 21)]
+DEEP_IDS = [str(i) for i in range(80)]
+# Times over several seconds and minutes, some going back: sampled intervals end mid-stream.
+TIMES = [
+    *GOOD["time"],
+    "2021-08-03 01:00:04.5 UTC",
+    "2021-08-03 01:00:05.999999 UTC",
+    "2021-08-03 01:01:10 UTC",
+    "2021-08-03 01:02:00.000001 UTC",
+    "2021-08-03 00:59:59.999999 UTC",
+]
+
+
 @st.composite
-def csv_rows(draw: st.DrawFn, columns: list[str], seq: int) -> bytes:
+def csv_rows(draw: st.DrawFn, columns: list[str], seq: int, deep: bool = False) -> bytes:
     """One row of seq ``seq``: mostly good, sometimes with one bad value, sometimes junk."""
     if draw(st.integers(0, 30)) == 0:
         return draw(st.sampled_from(JUNK))
     values = dict.fromkeys(columns, "")
     values["seq_num"] = str(seq)
-    values["time"] = draw(st.sampled_from(GOOD["time"]))
+    values["time"] = draw(st.sampled_from(TIMES))
     if "instrument" in values:
         values["instrument"] = draw(st.sampled_from(INSTRUMENTS[:4] * 6 + INSTRUMENTS))
-    action = draw(st.sampled_from(ACTIONS))
-    values[f"{action}_order_id"] = draw(st.sampled_from(IDS))
+    action = draw(st.sampled_from(["add", "add", "update", *ACTIONS] if deep else ACTIONS))
+    values[f"{action}_order_id"] = draw(st.sampled_from(DEEP_IDS if deep else IDS))
     values[f"{action}_side"] = draw(st.sampled_from(GOOD["side"]))
     if action != "delete":
-        values[f"{action}_price"] = draw(st.sampled_from(PRICES))
+        values[f"{action}_price"] = draw(st.sampled_from(DEEP_PRICES if deep else PRICES))
         values[f"{action}_qty"] = draw(st.sampled_from(QTYS))
     if draw(st.integers(0, 40)) == 0:  # a second action's order id
         values[f"{draw(st.sampled_from([a for a in ACTIONS if a != action]))}_order_id"] = "x"
@@ -100,7 +115,8 @@ def csv_cases(draw: st.DrawFn) -> CsvCase:
     seqs = [s for s in seqs if rng.random() > 0.03]  # gaps
     for _ in range(count // 15):  # duplicates and late rows
         seqs.insert(rng.randrange(len(seqs) + 1), rng.choice(seqs or [5]) - rng.choice([0, 40]))
-    lines = [draw(csv_rows(columns, seq)) for seq in seqs]
+    deep = draw(st.integers(0, 3)) == 0
+    lines = [draw(csv_rows(columns, seq, deep)) for seq in seqs]
     cuts = sorted(draw(st.lists(st.integers(0, len(lines)), max_size=6)))
     feed: dict[str, Any] = {"max_pending": draw(st.sampled_from([1, 4, 100_000]))}
     if draw(st.booleans()):
@@ -114,6 +130,7 @@ def csv_cases(draw: st.DrawFn) -> CsvCase:
 
 @dataclass
 class Result:
+    events: list = field(default_factory=list)  # as applied: every field the rows read
     text: str = ""
     rejects: list = field(default_factory=list)
     anomalies: list = field(default_factory=list)
@@ -153,6 +170,7 @@ class CsvRun:
             feed.finish(ready)
         quotes = core.quotes()
         anomalies: list = []
+        result.events += [(e.seq, e.action, e.side, e.price, e.qty, e.ts_event) for e in ready]
         self.instruments.apply(ready, quotes, anomalies)
         result.text += self.formatter.format(quotes)
         result.rejects += sorted(rejects, key=lambda r: r.line)
@@ -218,7 +236,7 @@ class TestCsvStreams:
         seen: dict[str, set[str]] = {"reasons": set(), "anomalies": set()}
         rows = []
 
-        @settings(max_examples=150, derandomize=True, database=None, deadline=None)
+        @settings(max_examples=200, derandomize=True, database=None, deadline=None)
         @given(csv_cases())
         def collect(case: CsvCase) -> None:
             result = convert_csv([load("python")] * (len(case.cuts) + 1), case)
@@ -236,10 +254,32 @@ class TestMboStreams:
     @settings(max_examples=EXAMPLES * 2 // 3, deadline=None)
     @given(mbo_streams(), st.lists(st.integers(0, 120), max_size=5), st.booleans())
     def test_both_cores_agree(self, recs: list, cuts: list[int], keep: bool) -> None:
-        """DBN records in random batches: same L1 text, rejects and counters by action."""
+        """DBN records in random batches: same events (ts_event, price), L1 text, rejects and
+        counters by action."""
         data = [pack(r) for r in recs]
         python = convert_mbo(load("python"), data, sorted(cuts), keep)
         assert convert_mbo(load("compiled"), data, sorted(cuts), keep) == python
+
+    def test_the_streams_hold_the_schemas_fields(self) -> None:
+        """The generator is rich enough: trades, fills and nones with each side, undefined
+        prices kept, ts_event apart from ts_recv, and side N refused on an order's action."""
+        seen: set[tuple[str, object]] = set()
+
+        @settings(max_examples=100, derandomize=True, database=None, deadline=None)
+        @given(mbo_streams())
+        def collect(recs: list) -> None:
+            result = convert_mbo(load("python"), [pack(r) for r in recs], [], False)
+            for e in result.events:
+                seen.add(("action side", (e.action, e.side)))
+                seen.add(("undefined price", e.price == 2**63 - 1))
+                seen.add(("ts_event", (e.ts_event > e.time) - (e.ts_event < e.time)))
+            seen.update(("reason", r.reason) for r in result.rejects)
+
+        collect()
+        for action in (Action.PRINT, Action.FILL, Action.NONE):
+            assert {("action side", (action, side)) for side in Side} <= seen
+        assert {("undefined price", True), ("reason", "bad side"), ("reason", "bad price")} <= seen
+        assert {("ts_event", -1), ("ts_event", 0), ("ts_event", 1)} <= seen
 
 
 def convert_mbo(core: Any, records: list[bytes], cuts: list[int], keep: bool) -> Result:
@@ -256,6 +296,7 @@ def convert_mbo(core: Any, records: list[bytes], cuts: list[int], keep: bool) ->
         events, rejects = parser.parse(b"".join(records[start:end]), start + 1)
         if type(events) is list:
             events = core.events(events)
+        result.events += list(events)  # ts_event, price (undefined too), side N, T/F/N
         quotes = core.quotes()
         anomalies: list = []
         instruments.apply(events, quotes, anomalies)
@@ -318,7 +359,7 @@ def dbn_record(draw: st.DrawFn, ts_out: bool) -> bytes:
         action = draw(st.sampled_from([*b"AAAAAAMMCCCRTFN", draw(st.integers(0, 255))]))
         side = draw(st.sampled_from([*b"BBBAAAN", draw(st.integers(0, 255))]))
         body = MBO.pack(
-            0, 0, pick("publisher"), pick("instrument"), u64(draw), pick("order_id"),
+            0, 0, pick("publisher"), pick("instrument"), pick("ts_recv"), pick("order_id"),
             pick("price"), pick("size"), pick("flags"), draw(st.integers(0, 255)),
             bytes((action,)), bytes((side,)), pick("ts_recv"), pick("ts_in_delta"),
             pick("sequence"),
@@ -420,7 +461,6 @@ class DbnRun:
 
 @dataclass
 class DbnResult(Result):
-    events: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     names: list = field(default_factory=list)
     damage: str = ""
@@ -561,6 +601,8 @@ class TestExtremeSeqs:
             ("ts_recv", "18446744073709551615", "bad time"),
             ("ts_recv", "9223372036854775808", "bad time"),
             ("ts_recv", "1900-01-01T00:00:00.000000000Z", "bad time"), ("ts_recv", "", "bad time"),
+            ("ts_event", "18446744073709551615", "bad time"), ("ts_event", "", "bad time"),
+            ("ts_event", "9223372036854775807", None), ("ts_event", "0", None),
             ("price", "-9223372036854775808", "bad price"),
             ("price", "-9223372036.854775807", None), ("sequence", "4294967295", None),
             ("size", "4294967295", None), ("ts_recv", "9223372036854775807", None),
@@ -619,3 +661,204 @@ def _through_codec(state: Any) -> Any:
         rejects=RejectsState(FileRecord("out.csv.rejects.jsonl", 1, 4, 0)),
     )
     return decode(encode(saved), Path("state.ckpt")).feed
+
+
+# -- the output schemas (SPEC §14): both cores' rows, CSV bytes and books --------------------------
+
+ROW_SCHEMAS = [name for name, schema in SCHEMAS.items() if schema.rows]
+
+
+@dataclass
+class RowsResult:
+    rows: list = field(default_factory=list)
+    text: str = ""
+    anomalies: list = field(default_factory=list)
+    counters: dict[str, Any] = field(default_factory=dict)
+
+
+def through_checkpoint(state: Any, schema: str) -> Any:
+    """A `DepthsState` after a real checkpoint's bytes."""
+    saved = Checkpoint(
+        options=RunOptions(None, 100_000, None, schema=schema),
+        input=InputRecord("in.csv", 1, 2, 0, "", 0, 0),
+        feed=load("python").feed().snapshot(),
+        instruments=state,
+        output=CsvState(FileRecord("out.csv", 1, 3, 0), 0, True),
+        rejects=RejectsState(FileRecord("out.csv.rejects.jsonl", 1, 4, 0)),
+    )
+    return decode(encode(saved), Path("state.ckpt")).instruments
+
+
+def depths_counters(depths: Any) -> dict[str, Any]:
+    state = depths.snapshot()
+    for d in state.depths:
+        d.book.orders.sort()
+    return {
+        "counts": (depths.applied, depths.skipped, depths.crossed, depths.locked, len(depths)),
+        "marks": (depths.last_seq, depths.gaps, depths.interval),
+        "anomalies": dict(depths.anomalies),
+        "names": depths.names(),
+        "state": state,
+    }
+
+
+class CsvRowsRun:
+    """One core's parser, feed and `Depths` for one schema, driven as the stages drive them
+    (the gaps the feed declares in a batch marked on its rows); `restart` moves the books to a
+    core through a checkpoint's bytes."""
+
+    def __init__(self, core: Any, case: CsvCase, schema: str) -> None:
+        self.core, self.case, self.schema = core, case, schema
+        self.parser = core.csv_parser(case.header, max_line=MAX_LINE)
+        self.feed = core.feed(**case.feed)
+        self.depths = core.depths(SCHEMAS[schema], case.keep)
+        self.formatter = core.row_formatter(
+            SCHEMAS[schema], with_instrument=self.parser.instrument_column is not None
+        )
+
+    def restart(self, core: Any, now: float) -> None:
+        feed, depths = self.feed.snapshot(), through_checkpoint(self.depths.snapshot(), self.schema)
+        self.__init__(core, self.case, self.schema)  # type: ignore[misc]
+        self.feed.restore(feed, now)
+        self.depths.restore(depths)
+
+    def batch(
+        self, data: bytes, first_line: int, now: float, result: RowsResult, end: bool
+    ) -> None:
+        core, feed = self.core, self.feed
+        ready = core.events()
+        if "gap_timeout" in self.case.feed:
+            feed.expire(now, ready)
+        if data:
+            events, rejects = self.parser.parse(data, first_line)
+            feed.push(core.events(events) if type(events) is list else events, now, ready, rejects)
+        if end:
+            feed.finish(ready)
+        gaps = [last + 1 for _, last in feed.skipped]  # as FeedStep marks them
+        feed.skipped.clear()
+        rows = core.rows()
+        anomalies: list = []
+        self.depths.apply(ready, rows, anomalies, gaps)
+        if end:
+            self.depths.finish(rows)
+        result.rows += list(rows)
+        result.text += self.formatter.format(rows)
+        result.anomalies += [(kind, event.seq) for kind, event in anomalies]
+
+
+def csv_rows_of(cores: list[Any], case: CsvCase, schema: str) -> RowsResult:
+    result = RowsResult()
+    run = CsvRowsRun(cores[0], case, schema)
+    bounds = [0, *case.cuts, len(case.lines)]
+    line = 2
+    for i in range(len(bounds) - 1):
+        if cores[i] is not run.core:
+            run.restart(cores[i], float(i))
+        chunk = case.lines[bounds[i] : bounds[i + 1]]
+        run.batch(b"".join(t + b"\n" for t in chunk), line, float(i), result, i == len(bounds) - 2)
+        line += len(chunk)
+    result.counters = depths_counters(run.depths)
+    return result
+
+
+def mbo_rows_of(
+    cores: list[Any], records: list[bytes], cuts: list[int], keep: bool, schema: str
+) -> RowsResult:
+    """DBN records in batches through ``cores[i]`` for batch i (a restart through a
+    checkpoint's bytes wherever the core changes), named by the namer as the pipeline names
+    them."""
+    found = read_metadata(metadata(), "test")
+    assert found is not None
+    names = frozenset(["ESH4", "NEWSYM@2"]) if keep else None
+    namer = MboNamer(names)
+    core = cores[0]
+    parser = core.mbo_parser(found[0], namer)
+    depths = core.depths(SCHEMAS[schema], names, kept=namer.kept, name=namer.name)
+    result = RowsResult()
+    bounds = [0, *[c for c in cuts if c <= len(records)], len(records)]
+    for i, (start, end) in enumerate(pairwise(bounds)):
+        if cores[i] is not core:
+            state = through_checkpoint(depths.snapshot(), schema)
+            core = cores[i]
+            parser = core.mbo_parser(found[0], namer)
+            depths = core.depths(SCHEMAS[schema], names, kept=namer.kept, name=namer.name)
+            depths.restore(state)
+        events, _ = parser.parse(b"".join(records[start:end]), start + 1)
+        if type(events) is list:
+            events = core.events(events)
+        rows = core.rows()
+        anomalies: list = []
+        depths.apply(events, rows, anomalies)
+        if end == len(records):
+            depths.finish(rows)
+        result.rows += list(rows)
+        result.text += core.row_formatter(SCHEMAS[schema], with_instrument=True).format(rows)
+        result.anomalies += [(kind, event.seq) for kind, event in anomalies]
+    result.counters = depths_counters(depths)
+    return result
+
+
+class TestSchemaRows:
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(csv_cases(), st.sampled_from(ROW_SCHEMAS))
+    def test_csv_streams_give_the_same_rows(self, case: CsvCase, schema: str) -> None:
+        """L3 CSV with gaps, anomalies, many instruments, deep books: the same rows, CSV bytes,
+        anomalies, counters and books from both cores; and restarts on the other core at
+        random batches (through a checkpoint) give what the same restarts on the Python core
+        give."""
+        python, compiled = load("python"), load("compiled")
+        batches = len(case.cuts) + 1
+        reference = csv_rows_of([python] * batches, case, schema)
+        assert csv_rows_of([compiled] * batches, case, schema) == reference
+        again = load("python")
+        restarted = csv_rows_of([again if s else python for s in case.switch], case, schema)
+        switched = csv_rows_of([compiled if s else python for s in case.switch], case, schema)
+        assert switched == restarted
+
+    @settings(max_examples=EXAMPLES * 2 // 3, deadline=None)
+    @given(
+        mbo_streams(),
+        st.lists(st.integers(0, 120), max_size=5),
+        st.booleans(),
+        st.sampled_from(ROW_SCHEMAS),
+        st.lists(st.booleans(), min_size=6, max_size=6),
+    )
+    def test_mbo_streams_give_the_same_rows(
+        self, recs: list, cuts: list[int], keep: bool, schema: str, switch: list[bool]
+    ) -> None:
+        """DBN records (F_LAST grouping, T/F/N, clears, undefined prices, two publishers):
+        the same rows and CSV bytes from both cores, and from a run that stops on one core
+        and resumes on the other."""
+        data = [pack(r) for r in recs]
+        python, compiled = load("python"), load("compiled")
+        cuts = sorted(cuts)
+        reference = mbo_rows_of([python] * 6, data, cuts, keep, schema)
+        assert mbo_rows_of([compiled] * 6, data, cuts, keep, schema) == reference
+        switched = mbo_rows_of(
+            [compiled if s else python for s in switch], data, cuts, keep, schema
+        )
+        assert (switched.rows, switched.text) == (reference.rows, reference.text)
+
+    def test_the_cases_reach_every_flag_and_row_kind(self) -> None:
+        """The generators are rich enough: every flag, trade rows, sampled rows with and
+        without a trade, empty levels, and books ten levels deep appear."""
+        seen: set[str] = set()
+
+        @settings(max_examples=250, derandomize=True, database=None, deadline=None)
+        @given(csv_cases(), st.sampled_from(ROW_SCHEMAS))
+        def collect(case: CsvCase, schema: str) -> None:
+            result = csv_rows_of([load("python")] * (len(case.cuts) + 1), case, schema)
+            for row in result.rows:
+                seen.update(f"flag {bit}" for bit in (1, 2, 4, 8) if row.flags & bit)
+                seen.add(f"{schema} action {row.action or 'none'}")
+                if None in row.levels:
+                    seen.add("empty level")
+            for depth in result.counters["state"].depths:  # a book ten levels deep: mbp-10 full
+                for side in (0, 1):
+                    if len({p for s, _, p, _ in depth.book.orders if s == side}) >= 10:
+                        seen.add("ten levels")
+
+        collect()
+        flags = {f"flag {bit}" for bit in (1, 2, 4, 8)}
+        kinds = {"mbp-1 action T", "tbbo action T", "bbo-1s action none", "bbo-1m action T"}
+        assert flags | kinds | {"empty level", "ten levels"} <= seen, seen

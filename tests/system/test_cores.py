@@ -161,3 +161,64 @@ class TestDamagedInputThroughTheCli:
             compiled = self.outcome(src, tmp_path / "compiled.csv", "compiled", *args)
             assert python[0] == 2 and python[2].count(b"\n") > 50, python[1]
             assert compiled == python, name
+
+
+@needs_compiled
+class TestSchemasThroughTheCli:
+    """The output schemas (issue 19) through the real CLI on each core: the same CSV bytes
+    and Parquet values, and a kill -9 on one core carried on by the other."""
+
+    @pytest.mark.parametrize(
+        ("name", "schema", "fmt"),
+        [
+            ("plain.csv", "mbp-1", "csv"),
+            ("many.csv", "mbp-10", "csv"),
+            ("many.csv", "bbo-1s", "csv"),
+            ("many.csv", "tbbo", "parquet"),
+            ("mbo.dbn", "mbp-1", "csv"),
+            ("mbo.dbn", "bbo-1m", "parquet"),
+        ],
+    )
+    def test_both_cores_write_the_same(
+        self, tmp_path: Path, feed: Path, name: str, schema: str, fmt: str
+    ) -> None:
+        src = feed / name
+        if name == "mbo.dbn" and not src.exists():
+            write_mbo(str(src), 20_000, seed=7)
+        written = []
+        for core in ("python", "compiled"):
+            out = tmp_path / f"{core}.{fmt}"
+            result = cli("-i", src, "-o", out, "--no-follow", "--max-pending", "1000",
+                         "--schema", schema, "--core", core, timeout=300)  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            if fmt == "csv":
+                written.append(out.read_bytes())
+            else:
+                import pyarrow.parquet as pq
+
+                written.append(pq.read_table(out).to_pylist())
+        assert len(written[0]) > 100
+        assert written[1] == written[0]
+
+    @pytest.mark.parametrize(("first", "then"), [("compiled", "python"), ("python", "compiled")])
+    def test_restart_on_the_other_core(
+        self, tmp_path: Path, feed: Path, first: str, then: str
+    ) -> None:
+        """mbp-1 rows: kill -9 on one core, carry on from its checkpoint on the other: the bytes
+        of an uninterrupted run."""
+        src = feed / "many.csv"
+        schema = ("--schema", "mbp-1")
+        expected = tmp_path / "expected.csv"
+        args = ("-i", src, "-o", expected, "--no-follow", "--max-pending", "1000", *schema)
+        assert cli(*args).returncode == 0
+        out, ckpt = tmp_path / "rows.csv", tmp_path / "state.ckpt"
+        rng = random.Random(4)
+        while True:  # start over in the rare case that the first life ended before its kill
+            for leftover in (out, Path(f"{out}.rejects.jsonl"), ckpt):
+                leftover.unlink(missing_ok=True)
+            if kill_after_progress((*batch_args(src, out, ckpt), *schema, "--core", first),
+                                   ckpt, rng):  # fmt: skip
+                break
+        result = cli(*batch_args(src, out, ckpt), *schema, "--core", then)
+        assert result.returncode == 0, result.stderr
+        assert files_of(out) == files_of(expected)

@@ -18,6 +18,7 @@ from l3tol1.core.csv_parser import REQUIRED_COLUMNS
 from l3tol1.core.mbo import MboMetadata
 from l3tol1.core.naming import MboNamer
 from l3tol1.core.records import Action, Event, Side
+from l3tol1.core.schemas import SCHEMAS
 from tests.conftest import ROOT
 
 HEADER = ",".join(REQUIRED_COLUMNS)
@@ -32,7 +33,7 @@ def members(protocol: type) -> list[str]:
     return sorted(names - {"__annotations__"})
 
 
-def objects(core: Core[Any, Any]) -> list[tuple[type, object]]:
+def objects(core: Core[Any, Any, Any]) -> list[tuple[type, object]]:
     """One object of each kind the core makes, with the protocol it must satisfy."""
     return [
         (p.CsvParser, core.csv_parser(HEADER)),
@@ -42,10 +43,13 @@ def objects(core: Core[Any, Any]) -> list[tuple[type, object]]:
         (p.Formatter, core.formatter()),
         (p.Events, core.events([EVENT])),
         (p.Quotes, core.quotes()),
+        (p.Depths, core.depths(SCHEMAS["mbp-10"])),
+        (p.RowFormatter, core.row_formatter(SCHEMAS["mbp-1"])),
+        (p.Rows, core.rows()),
     ]
 
 
-def test_each_object_has_every_member_of_its_protocol(core: Core[Any, Any]) -> None:
+def test_each_object_has_every_member_of_its_protocol(core: Core[Any, Any, Any]) -> None:
     """What mypy checks through the stub, checked on the real objects of each core."""
     for protocol, obj in objects(core):
         missing = [name for name in members(protocol) if not hasattr(obj, name)]
@@ -53,13 +57,13 @@ def test_each_object_has_every_member_of_its_protocol(core: Core[Any, Any]) -> N
         assert isinstance(obj, protocol)
 
 
-def test_the_members_are_what_the_protocol_says(core: Core[Any, Any]) -> None:
+def test_the_members_are_what_the_protocol_says(core: Core[Any, Any, Any]) -> None:
     """The checked members exist (the test above is not vacuous)."""
     assert "push" in members(p.Feed) and "received" in members(p.Feed)
     assert "__len__" in members(p.Events) and "apply" in members(p.Instruments)
 
 
-def test_a_core_round_trips_its_own_containers(core: Core[Any, Any]) -> None:
+def test_a_core_round_trips_its_own_containers(core: Core[Any, Any, Any]) -> None:
     """The makers a `Core` holds work together: events packed and unpacked by the same core."""
     events = core.events([EVENT])
     assert list(events) == [EVENT]
@@ -100,9 +104,11 @@ import os, sys
 from l3tol1.core import load
 from l3tol1.core.mbo import MboMetadata
 from l3tol1.core.naming import MboNamer
+from l3tol1.core.schemas import SCHEMAS
 from tests.unit.test_core_protocols import EVENT, HEADER
 
 core = load(sys.argv[1])
+MBP = SCHEMAS["mbp-10"]
 twice = [EVENT, EVENT]  # the second is a duplicate (a reject) and an add of a live order
 calls = {
     "feed.push events": lambda: core.feed().push(None, 0.0, core.events(), []),
@@ -127,6 +133,14 @@ calls = {
     "unpack_events": lambda: core.unpack_events(None),
     "pack_quotes": lambda: core.pack_quotes(None, 100),
     "unpack_quotes": lambda: core.unpack_quotes(None),
+    "depths events": lambda: core.depths(MBP).apply(None, core.rows(), []),
+    "depths rows": lambda: core.depths(MBP).apply(core.events([EVENT]), None, []),
+    "depths anomalies": lambda: core.depths(MBP).apply(core.events(twice), core.rows(), None),
+    "depths gaps": lambda: core.depths(MBP).apply(core.events([EVENT]), core.rows(), [], None),
+    "depths finish": lambda: core.depths(SCHEMAS["bbo-1s"]).finish(None),
+    "depths book": lambda: core.depths(MBP).book(None),
+    "depths restore": lambda: core.depths(MBP).restore(None),
+    "row format": lambda: core.row_formatter(MBP).format(None),
 }
 for name, call in calls.items():
     pid = os.fork()
@@ -142,7 +156,7 @@ for name, call in calls.items():
 """
 
 
-def test_none_is_refused_never_a_crash(core: Core[Any, Any]) -> None:
+def test_none_is_refused_never_a_crash(core: Core[Any, Any, Any]) -> None:
     """A core given None for a container, bytes, a list or a name raises (or ignores it, where
     the Python core does): the compiled one never reads the None object as one of its own."""
     tree = Path(l3tol1.__file__).parent.parent  # this build: the sanitized one under sanitize

@@ -55,16 +55,17 @@ def events(draw: st.DrawFn) -> list[Event]:
         out.append(
             Event(
                 seq,
-                draw(st.integers(0, 6)),
+                draw(st.integers(0, 8)),  # every Action, PRINT and FILL included
                 draw(NAMES),
                 draw(st.sampled_from(["1", "2", "01", "é", "x" * 40, ""])),
-                draw(st.integers(0, 1)),
+                draw(st.integers(0, 2)),
                 draw(st.integers(-(2**63), 2**63 - 1)),
                 draw(st.integers(0, 2**32 - 1)),
                 draw(TIMES),
                 line + 1,
                 "",
                 draw(st.booleans()),
+                draw(st.integers(0, 2**63 - 1)),
             )
         )
     return out
@@ -135,7 +136,7 @@ class TestEvents:
         if cut in bounds:
             assert list(load(core).unpack_events(body[:cut])) == items[: bounds.index(cut)]
         else:
-            with pytest.raises(ValueError, match=r"cut short|no L3E1"):
+            with pytest.raises(ValueError, match=r"cut short|no L3E2"):
                 load(core).unpack_events(body[:cut])
 
     @pytest.mark.parametrize("core", CORES)
@@ -154,7 +155,7 @@ class TestEvents:
         strings = {"instrument": b"ES", "order id": b"1", "time": b"t"}
         strings[where] = b"\xff\xfe"
         sizes = [len(text) for text in strings.values()]
-        head = EVENT.pack(1, 0, 1, 1, -1, 0, 0, 1, *sizes)
+        head = EVENT.pack(1, 0, 1, 1, -1, 0, 0, 0, 1, *sizes)
         bad = EVENTS_MAGIC + head + b"".join(strings.values())
         cores = load(core)
         for _ in range(3):
@@ -168,10 +169,27 @@ class TestEvents:
             cores.unpack_quotes(bad_quote)
 
     @pytest.mark.parametrize("core", CORES)
-    def test_a_field_out_of_range_is_refused(self, core: str) -> None:
-        head = EVENT.pack(1, 0, 1, 1, -1, 7, 0, 1, 0, 0, 0)  # action 7 does not exist
+    @pytest.mark.parametrize(
+        ("ts_event", "action", "side", "last"),
+        [(0, 9, 0, 1), (0, 0, 3, 1), (0, 0, 0, 2), (-1, 0, 0, 1)],
+        ids=["action 9", "side 3", "last 2", "ts_event -1"],
+    )
+    def test_a_field_out_of_range_is_refused(
+        self, core: str, ts_event: int, action: int, side: int, last: int
+    ) -> None:
+        head = EVENT.pack(1, 0, 1, 1, 5, ts_event, action, side, last, 0, 0, 0)
         with pytest.raises(ValueError, match="out of range"):
             load(core).unpack_events(EVENTS_MAGIC + head)
+
+    @pytest.mark.parametrize("core", CORES)
+    def test_the_new_actions_and_side_none_come_back(self, core: str) -> None:
+        """PRINT and FILL with side NONE, a ts_event and an undefined price (SPEC §14)."""
+        items = [
+            Event(1, 7, "ES", "0", 2, 2**63 - 1, 3, 10, 1, "", False, 9),
+            Event(2, 8, "ES", "5", 0, 4799 * 10**9, 1, 11, 2, "", True, 2**63 - 1),
+        ]
+        ((_, body, *_),), _ = pack_events(items, 1, [-1], 1 << 20)
+        assert list(load(core).unpack_events(body)) == items
 
 
 class TestTimes:
@@ -186,7 +204,7 @@ class TestTimes:
     @given(packed=st.integers(0, 2**60 - 1))
     def test_any_packed_time_renders_alike(self, core: str, packed: int) -> None:
         """Any 60 bits in a body (a canonical time or not) give the reference's text."""
-        body = EVENTS_MAGIC + EVENT.pack(1, 0, 1, 1, -2 - packed, 0, 0, 1, 0, 0, 0)
+        body = EVENTS_MAGIC + EVENT.pack(1, 0, 1, 1, -2 - packed, 0, 0, 0, 1, 0, 0, 0)
         (event,) = load(core).unpack_events(body)
         assert event.time == render_time(packed)
         assert len(event.time) == 30

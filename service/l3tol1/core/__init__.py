@@ -8,13 +8,14 @@
     book         one instrument's orders and price levels
     instruments  events applied to the books, and the write rule (SPEC §2, §3, §9)
     l1           quotes as L1 CSV text (SPEC §2)
+    schemas      the output schemas' books, rows and CSV text (SPEC §14)
     wire         batches of events and quotes as message bodies (SPEC §13)
     _compiled    the same classes over whole batches in C (Cython), when it was built
 
 The pipeline gets its classes from a `Core` (`load`): the pure-Python modules, the reference,
 or the compiled ones, which give the same results faster. Events and quotes travel between the
-stages in the core's own containers (`Core.events`, `Core.quotes`): lists of records here,
-C arrays in the compiled core.
+stages in the core's own containers (`Core.events`, `Core.quotes`, `Core.rows`): lists of
+records here, C arrays in the compiled core.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ from l3tol1.core.l1 import L1Formatter
 from l3tol1.core.mbo import MboMetadata, MboParser
 from l3tol1.core.naming import MboNamer
 from l3tol1.core.records import Event, Quote
+from l3tol1.core.schemas import Depths, Row, RowFormatter
 
 if TYPE_CHECKING:  # for mypy: defining the protocols costs the start-up ~2 ms
     from l3tol1.core import protocols as p
-    from l3tol1.core._compiled import EventBatch, QuoteBatch
+    from l3tol1.core._compiled import EventBatch, QuoteBatch, RowBatch
 
 __all__ = [
     "CORES",
@@ -64,19 +66,21 @@ CORES = ("auto", "compiled", "python")
 
 E = TypeVar("E", bound="p.Events")
 Q = TypeVar("Q", bound="p.Quotes")
+RS = TypeVar("RS", bound="p.Rows")
 T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
 
 
-class Core(NamedTuple, Generic[E, Q]):
+class Core(NamedTuple, Generic[E, Q, RS]):
     """One core as the rest of the package sees it: what it builds each of its objects with.
 
     Both cores are this one class, each filled with its own classes and functions (`load`), so
     their interfaces cannot drift apart: a field's type (core/protocols.py) is the interface,
     and mypy checks each core's makers against it (the compiled ones through _compiled.pyi).
-    ``E`` and ``Q`` are the core's containers of events and quotes: the objects of one core
-    take the containers that core makes (`events`, `quotes`, the parsers, `unpack_*`).
+    ``E``, ``Q`` and ``RS`` are the core's containers of events, quotes and a schema's rows: the
+    objects of one core take the containers that core makes (`events`, `quotes`, `rows`, the
+    parsers, `unpack_*`).
     A NamedTuple: immutable, and cheap to define at start-up (a dataclass costs ~1 ms more).
     """
 
@@ -93,13 +97,16 @@ class Core(NamedTuple, Generic[E, Q]):
     unpack_events: Callable[[bytes], E]  # raises ValueError on a body it cannot read
     pack_quotes: Callable[[Q, int], list[bytes]]
     unpack_quotes: Callable[[bytes], Q]  # raises ValueError on a body it cannot read
+    depths: p.DepthsMaker[E, RS]  # the books and rows of an output schema (SPEC §14)
+    row_formatter: p.RowFormatterMaker[RS]
+    rows: Callable[[], RS]  # an empty container of a schema's rows
 
 
-PythonCore: TypeAlias = Core[list[Event], list[Quote]]
-CompiledCore: TypeAlias = "Core[EventBatch, QuoteBatch]"
+PythonCore: TypeAlias = Core[list[Event], list[Quote], list[Row]]
+CompiledCore: TypeAlias = "Core[EventBatch, QuoteBatch, RowBatch]"
 # What `load` returns: either core, chosen at run time. Code that holds it passes each core's
 # containers back to the same core only; the protocols still check every call's shape.
-AnyCore: TypeAlias = Core[Any, Any]
+AnyCore: TypeAlias = Core[Any, Any, Any]
 
 
 def _events(events: Iterable[Event] = (), /) -> list[Event]:
@@ -107,6 +114,10 @@ def _events(events: Iterable[Event] = (), /) -> list[Event]:
 
 
 def _quotes() -> list[Quote]:
+    return []
+
+
+def _rows() -> list[Row]:
     return []
 
 
@@ -126,6 +137,9 @@ def python_core() -> PythonCore:
         unpack_events=wire.unpack_events,
         pack_quotes=wire.pack_quotes,
         unpack_quotes=wire.unpack_quotes,
+        depths=Depths,
+        row_formatter=RowFormatter,
+        rows=_rows,
     )
 
 
@@ -154,6 +168,9 @@ def compiled_core() -> CompiledCore:
         unpack_events=_bind(c.unpack_events, table),
         pack_quotes=c.pack_quotes,
         unpack_quotes=_bind(c.unpack_quotes, table),
+        depths=_bind(c.Depths, table),
+        row_formatter=c.RowFormatter,
+        rows=_bind(c.RowBatch, table),
     )
 
 

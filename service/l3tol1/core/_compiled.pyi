@@ -18,11 +18,13 @@ from l3tol1.core.instruments import Bbo, InstrumentsState
 from l3tol1.core.mbo import MboMetadata
 from l3tol1.core.naming import MboNamer
 from l3tol1.core.records import Event, Quote, Reject
+from l3tol1.core.schemas import DepthBook, DepthsState, Row, Schema
 from l3tol1.core.wire import Packed
 
 __all__ = [
     "IMPLEMENTATION",
     "CsvParser",
+    "Depths",
     "EventBatch",
     "Feed",
     "InstrumentTable",
@@ -30,6 +32,8 @@ __all__ = [
     "L1Formatter",
     "MboParser",
     "QuoteBatch",
+    "RowBatch",
+    "RowFormatter",
     "compiled_values",
     "instrument_days",
     "pack_events",
@@ -74,6 +78,16 @@ class QuoteBatch:
     def __iter__(self) -> Iterator[Quote]: ...
     def rename(self, name: Callable[[str, int], str]) -> None:
         """Name each quote by ``name(instrument, time)`` (Databento's rows, SPEC §12)."""
+
+@disjoint_base
+class RowBatch:
+    """A schema's rows in a C array (`Core.rows`)."""
+
+    depth: int
+    def __init__(self, table: InstrumentTable) -> None: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Row]: ...
+    def __getitem__(self, i: int, /) -> Row: ...
 
 @disjoint_base
 class CsvParser:
@@ -169,6 +183,54 @@ class L1Formatter:
     with_instrument: bool
     def __init__(self, *, with_instrument: bool = False) -> None: ...
     def format(self, quotes: QuoteBatch) -> str: ...
+
+@disjoint_base
+class Depths:
+    schema: Schema
+    keep: frozenset[str] | None
+    kept: Collection[str]
+    name: Callable[[str, int], str] | None
+    applied: int
+    skipped: int
+    crossed: int
+    locked: int
+    gaps: int
+    last_seq: int | None
+    def __init__(
+        self,
+        table: InstrumentTable,
+        schema: Schema,
+        keep: Collection[str] | None = None,
+        *,
+        kept: Collection[str] | None = None,
+        name: Callable[[str, int], str] | None = None,
+    ) -> None: ...
+    @property
+    def anomalies(self) -> dict[str, int]: ...
+    @property
+    def interval(self) -> int | None: ...
+    def __len__(self) -> int: ...
+    def names(self) -> frozenset[str]: ...
+    def book(self, name: str = "") -> DepthBook: ...
+    def mark_gap(self) -> None: ...
+    def apply(
+        self,
+        events: EventBatch,
+        rows: RowBatch,
+        anomalies: list[tuple[str, Event]],
+        gaps: Collection[int] = (),
+    ) -> None: ...
+    def finish(self, rows: RowBatch) -> None: ...
+    def snapshot(self) -> DepthsState: ...
+    def restore(self, state: DepthsState) -> None: ...
+
+@disjoint_base
+class RowFormatter:
+    schema: Schema
+    with_instrument: bool
+    def __init__(self, schema: Schema, *, with_instrument: bool = False) -> None: ...
+    def header(self) -> str: ...
+    def format(self, rows: RowBatch) -> str: ...
 
 def pack_events(
     events: EventBatch,

@@ -11,13 +11,15 @@ Python parser decides it, its event is copied in), a reject, an anomaly, a check
 
 The code is in core/cy/, one module per concept, sharing the declarations of its .pxd files:
 
-    records   the table of instrument names; EventBatch, QuoteBatch; memory, hashing
+    records   the table of instrument names; EventBatch, QuoteBatch, RowBatch; memory, hashing
     parse     CsvParser: lines and fields scanned with memchr, the common row validated in C
     mbo       MboParser: Databento's fixed-size records read straight from their bytes
     feed      Feed: waiting events in an open-addressing table keyed by seq, a heap of seqs
     books     Instruments: every order in one hash table, every price level in another,
               a heap of level prices per book side with lazy deletion
-    format    L1Formatter: rows from cached price texts into one growing buffer
+    depths    Depths: the output schemas' books (an order table per instrument, each side's
+              levels sorted with their sizes and order counts) and row rules, into a RowBatch
+    format    L1Formatter, RowFormatter: rows from cached price texts into one growing buffer
     wire      pack_events, unpack_events, pack_quotes, unpack_quotes, instrument_days
 
 This module is what Python imports (core/_compiled.pyi says what it offers; `compiled_core` in
@@ -31,18 +33,20 @@ from l3tol1.core.cy cimport constants as c
 
 from l3tol1.core.constants import check
 from l3tol1.core.cy.books import Instruments
+from l3tol1.core.cy.depths import Depths
 from l3tol1.core.cy.feed import Feed
-from l3tol1.core.cy.format import L1Formatter
+from l3tol1.core.cy.format import L1Formatter, RowFormatter
 from l3tol1.core.cy.mbo import MboParser
 from l3tol1.core.cy.parse import CsvParser
-from l3tol1.core.cy.records import EventBatch, InstrumentTable, QuoteBatch
+from l3tol1.core.cy.records import EventBatch, InstrumentTable, QuoteBatch, RowBatch
 from l3tol1.core.cy.wire import (
     instrument_days, pack_events, pack_quotes, unpack_events, unpack_quotes,
 )
 
 __all__ = [
-    "IMPLEMENTATION", "CsvParser", "EventBatch", "Feed", "InstrumentTable", "Instruments",
-    "L1Formatter", "MboParser", "QuoteBatch", "compiled_values", "instrument_days",
+    "IMPLEMENTATION", "CsvParser", "Depths", "EventBatch", "Feed", "InstrumentTable",
+    "Instruments", "L1Formatter", "MboParser", "QuoteBatch", "RowBatch", "RowFormatter",
+    "compiled_values", "instrument_days",
     "pack_events", "pack_quotes", "unpack_events", "unpack_quotes",
 ]
 
@@ -60,8 +64,8 @@ def compiled_values():
     return {
         "Action.ADD": c.ADD, "Action.UPDATE": c.UPDATE, "Action.DELETE": c.DELETE,
         "Action.TRADE": c.TRADE, "Action.CANCEL": c.CANCEL, "Action.CLEAR": c.CLEAR,
-        "Action.NONE": c.NONE,
-        "Side.BUY": c.BUY, "Side.SELL": c.SELL,
+        "Action.NONE": c.NONE, "Action.PRINT": c.PRINT, "Action.FILL": c.FILL,
+        "Side.BUY": c.BUY, "Side.SELL": c.SELL, "Side.NONE": c.SIDE_NONE,
         "Anomaly.ADD_LIVE": c.A_ADD_LIVE, "Anomaly.UPDATE_UNKNOWN": c.A_UPDATE_UNKNOWN,
         "Anomaly.DELETE_UNKNOWN": c.A_DELETE_UNKNOWN, "Anomaly.TRADE_UNKNOWN": c.A_TRADE_UNKNOWN,
         "Anomaly.TRADE_EXCEEDS": c.A_TRADE_EXCEEDS, "Anomaly.CANCEL_UNKNOWN": c.A_CANCEL_UNKNOWN,
@@ -71,11 +75,14 @@ def compiled_values():
         "numbers.MAX_SEQ": c.MAX_SEQ, "numbers.MAX_SEQ_TEXT": <bytes>c.MAX_SEQ_TEXT,
         "csv_parser.MAX_INSTRUMENT_BYTES": c.MAX_INSTRUMENT_BYTES,
         "book.COMPACT_SLACK": c.COMPACT_SLACK, "feed.GAP_MEMORY": c.GAP_MEMORY,
+        "schemas.FLAG_CROSSED": c.FLAG_CROSSED, "schemas.FLAG_LOCKED": c.FLAG_LOCKED,
+        "schemas.FLAG_GAP": c.FLAG_GAP, "schemas.FLAG_ANOMALY": c.FLAG_ANOMALY,
         "mbo.UNDEF_PRICE": c.UNDEF_PRICE, "mbo.MAX_TS": c.MAX_TS, "numbers.NS_PER_DAY": c.NS_PER_DAY,
         "mbo.HEADER_SIZE": c.HEADER_SIZE, "mbo.RTYPE_MBO": c.RTYPE_MBO,
         "mbo.RTYPE_SYMBOL_MAPPING": c.RTYPE_SYMBOL_MAPPING, "mbo.RTYPE_ERROR": c.RTYPE_ERROR,
         "mbo.F_LAST": c.F_LAST, "mbo.record_size": c.MBO_SIZE,
         "mbo.at.publisher_id": c.MBO_AT_PUBLISHER, "mbo.at.instrument_id": c.MBO_AT_INSTRUMENT,
+        "mbo.at.ts_event": c.MBO_AT_TS_EVENT,
         "mbo.at.order_id": c.MBO_AT_ORDER_ID, "mbo.at.price": c.MBO_AT_PRICE,
         "mbo.at.size": c.MBO_AT_SIZE, "mbo.at.flags": c.MBO_AT_FLAGS,
         "mbo.at.action": c.MBO_AT_ACTION, "mbo.at.side": c.MBO_AT_SIDE,
@@ -88,6 +95,7 @@ def compiled_values():
         "wire.event.seq": <char*>&event.seq - e, "wire.event.price": <char*>&event.price - e,
         "wire.event.qty": <char*>&event.qty - e, "wire.event.line": <char*>&event.line - e,
         "wire.event.time": <char*>&event.time_ns - e,
+        "wire.event.ts_event": <char*>&event.ts_event - e,
         "wire.event.action": <char*>&event.action - e, "wire.event.side": <char*>&event.side - e,
         "wire.event.last": <char*>&event.last - e,
         "wire.event.inst_size": <char*>&event.inst_size - e,

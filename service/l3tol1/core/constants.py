@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
-from l3tol1.core import book, csv_parser, feed, mbo, numbers, wire
+from l3tol1.core import book, csv_parser, feed, mbo, numbers, schemas, wire
 from l3tol1.core.records import Action, Anomaly, Side
 
 __all__ = ["check", "mismatches", "reference"]
@@ -57,6 +57,10 @@ def reference() -> dict[str, object]:
             "mbo.F_LAST": mbo.F_LAST,
             "mbo.record_size": mbo._RECORD.size,
             "numbers.NS_PER_DAY": numbers.NS_PER_DAY,
+            "schemas.FLAG_CROSSED": schemas.FLAG_CROSSED,
+            "schemas.FLAG_LOCKED": schemas.FLAG_LOCKED,
+            "schemas.FLAG_GAP": schemas.FLAG_GAP,
+            "schemas.FLAG_ANOMALY": schemas.FLAG_ANOMALY,
             "wire.PACKED_TIMES": wire.PACKED_TIMES,
             "wire.EVENTS_MAGIC": wire.EVENTS_MAGIC,
             "wire.QUOTES_MAGIC": wire.QUOTES_MAGIC,

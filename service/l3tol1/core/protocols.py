@@ -16,7 +16,7 @@ member (the tests check each core's objects so), not the types of their argument
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
 from l3tol1.core.book import OrderBook
@@ -24,11 +24,14 @@ from l3tol1.core.feed import FeedState
 from l3tol1.core.instruments import Bbo, InstrumentsState
 from l3tol1.core.mbo import MboMetadata
 from l3tol1.core.records import Event, Quote, Reject
+from l3tol1.core.schemas import DepthBook, DepthsState, Row, Schema
 from l3tol1.core.wire import Packed
 
 __all__ = [
     "CsvParser",
     "CsvParserMaker",
+    "Depths",
+    "DepthsMaker",
     "Events",
     "EventsMaker",
     "Feed",
@@ -40,6 +43,9 @@ __all__ = [
     "MboParser",
     "PackEvents",
     "Quotes",
+    "RowFormatter",
+    "RowFormatterMaker",
+    "Rows",
 ]
 
 
@@ -60,10 +66,19 @@ class Quotes(Protocol):
     def __iter__(self) -> Iterator[Quote]: ...
 
 
+@runtime_checkable
+class Rows(Protocol):
+    """A core's container of a schema's rows, in order (`Core.rows`)."""
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Row]: ...
+
+
 E_co = TypeVar("E_co", bound=Events, covariant=True)
 E_contra = TypeVar("E_contra", bound=Events, contravariant=True)
 Q_co = TypeVar("Q_co", bound=Quotes, covariant=True)
 Q_contra = TypeVar("Q_contra", bound=Quotes, contravariant=True)
+R_contra = TypeVar("R_contra", bound=Rows, contravariant=True)
 
 
 @runtime_checkable
@@ -169,6 +184,59 @@ class Formatter(Protocol[Q_contra]):
     def format(self, quotes: Q_contra, /) -> str: ...
 
 
+@runtime_checkable
+class Depths(Protocol[E_contra, R_contra]):
+    """The books of every instrument with order counts, and a schema's rows (core/schemas.py)."""
+
+    @property
+    def schema(self) -> Schema: ...
+    @property
+    def keep(self) -> frozenset[str] | None: ...
+    @property
+    def kept(self) -> Collection[str]: ...
+    @property
+    def anomalies(self) -> dict[str, int]: ...
+    @property
+    def applied(self) -> int: ...
+    @property
+    def skipped(self) -> int: ...
+    @property
+    def crossed(self) -> int: ...
+    @property
+    def locked(self) -> int: ...
+    @property
+    def last_seq(self) -> int | None: ...
+    @property
+    def gaps(self) -> int: ...
+    @property
+    def interval(self) -> int | None: ...
+    def __len__(self) -> int: ...
+    def apply(
+        self,
+        events: E_contra,
+        rows: R_contra,
+        anomalies: list[tuple[str, Event]],
+        gaps: Collection[int] = ...,
+        /,
+    ) -> None: ...
+    def finish(self, rows: R_contra, /) -> None: ...
+    def mark_gap(self) -> None: ...
+    def names(self) -> frozenset[str]: ...
+    def book(self, name: str = "", /) -> DepthBook: ...
+    def snapshot(self) -> DepthsState: ...
+    def restore(self, state: DepthsState, /) -> None: ...
+
+
+@runtime_checkable
+class RowFormatter(Protocol[R_contra]):
+    """A schema's rows as CSV text (core/schemas.py)."""
+
+    @property
+    def with_instrument(self) -> bool: ...
+    def header(self) -> str: ...
+    def format(self, rows: R_contra, /) -> str: ...
+
+
 # -- what a core builds them with (`Core`'s fields) ----------------------------------------------
 
 
@@ -213,3 +281,20 @@ class PackEvents(Protocol[E_contra]):
         *,
         by_line: bool = ...,
     ) -> tuple[list[Packed], int]: ...
+
+
+class DepthsMaker(Protocol[E_contra, R_contra]):
+    def __call__(
+        self,
+        schema: Schema,
+        keep: Collection[str] | None = ...,
+        *,
+        kept: Collection[str] | None = ...,
+        name: Callable[[str, int], str] | None = ...,
+    ) -> Depths[E_contra, R_contra]: ...
+
+
+class RowFormatterMaker(Protocol[R_contra]):
+    def __call__(
+        self, schema: Schema, *, with_instrument: bool = ...
+    ) -> RowFormatter[R_contra]: ...

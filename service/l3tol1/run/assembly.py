@@ -13,14 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from l3tol1.checkpoint import CheckpointStore, RunOptions
 from l3tol1.core import AnyCore, load
 from l3tol1.core.l1 import csv_header
 from l3tol1.core.naming import MboNamer
-from l3tol1.core.schemas import Depths, RowFormatter, Schema, schema_named
+from l3tol1.core.schemas import Schema, schema_named
 from l3tol1.errors import ConfigError
 from l3tol1.run.checks import check_checkpointable, check_paths, input_kind
 from l3tol1.run.resume import Resume, open_checkpoint
@@ -54,7 +53,7 @@ class Parts:
     writer: Writer
     feed: protocols.Feed[Any]
     namer: MboNamer
-    instruments: protocols.Instruments[Any, Any] | Depths
+    instruments: protocols.Instruments[Any, Any] | protocols.Depths[Any, Any]
     store: CheckpointStore | None = None
     resume: Resume | None = None
     notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # said at start
@@ -90,12 +89,15 @@ def build_output(
 
 
 def _csv_format(schema: Schema, core: AnyCore) -> dict[str, Any]:
-    """A CSV output's formatter and header of a schema's rows."""
+    """A CSV output's formatter and header of a schema's rows (the core's formatters)."""
     if not schema.rows:
         return {"formatter": core.formatter, "header": csv_header}
+    row_formatter = core.row_formatter
     return {
-        "formatter": partial(RowFormatter, schema),
-        "header": lambda instrument: RowFormatter(schema, with_instrument=instrument).header(),
+        "formatter": lambda *, with_instrument=False: row_formatter(
+            schema, with_instrument=with_instrument
+        ),
+        "header": lambda instrument: row_formatter(schema, with_instrument=instrument).header(),
     }
 
 
@@ -165,9 +167,9 @@ def assemble(
     # --instruments into the keys it keeps, as it meets them.
     namer = MboNamer(None if settings.instruments is None else frozenset(settings.instruments))
     schema = schema_named(settings.schema)
-    instruments: protocols.Instruments[Any, Any] | Depths
+    instruments: protocols.Instruments[Any, Any] | protocols.Depths[Any, Any]
     if schema.rows and rows:
-        instruments = Depths(schema, settings.instruments, kept=namer.kept, name=namer.name)
+        instruments = core.depths(schema, settings.instruments, kept=namer.kept, name=namer.name)
     else:
         instruments = core.instruments(settings.instruments, kept=namer.kept)
     if resume is not None:

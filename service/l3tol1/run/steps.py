@@ -21,7 +21,6 @@ from l3tol1.core.mbo import MboMetadata
 from l3tol1.core.mbo_csv import MboCsvParser, is_mbo_header
 from l3tol1.core.naming import MboNamer, NamerState
 from l3tol1.core.records import Event
-from l3tol1.core.schemas import Depths, Row
 from l3tol1.errors import InputError
 from l3tol1.log import get_logger
 from l3tol1.run.batch import Batch, Cut
@@ -231,7 +230,7 @@ class FeedStep:
 
 def instruments_not_seen(
     listed: tuple[str, ...],
-    instruments: protocols.Instruments[Any, Any] | Depths,
+    instruments: protocols.Instruments[Any, Any] | protocols.Depths[Any, Any],
     namer: MboNamer,
 ) -> list[str]:
     """The instruments of ``--instruments`` of which no event was applied (a book of
@@ -247,17 +246,23 @@ class ApplyStep:
         by their symbol on their day.
     :param listed: the instruments to keep (``--instruments``): at the end of the input, those
         never met are warned about (``instruments_not_seen``), once.
+    :param depths: the books of an output schema (SPEC §14), which write its rows (named as
+        they go), instead of ``instruments`` (then unused).
     """
 
     def __init__(
         self,
-        instruments: protocols.Instruments[Any, Any] | Depths,
+        instruments: protocols.Instruments[Any, Any] | protocols.Depths[Any, Any],
         namer: MboNamer,
         *,
         core: AnyCore,
         listed: tuple[str, ...] | None = None,
     ) -> None:
         self.instruments = instruments
+        # a schema's books are the ones with a `finish` (the protocols' isinstance is slower)
+        self.depths: protocols.Depths[Any, Any] | None = (
+            instruments if hasattr(instruments, "finish") else None  # type: ignore[assignment]
+        )
         self.namer = namer
         self.core = core
         self.listed = listed
@@ -267,14 +272,15 @@ class ApplyStep:
         """Apply a batch's events; the same batch, with its quotes instead."""
         instruments = self.instruments
         anomalies: list[tuple[str, Event]] = []
-        if isinstance(instruments, Depths):  # a schema's rows (SPEC §14), named as they go
-            rows: list[Row] = []
+        if self.depths is not None:  # a schema's rows (SPEC §14), named as they go
+            rows = self.core.rows()
             if batch.events:
-                instruments.apply(batch.events, rows, anomalies, batch.gaps or ())
+                self.depths.apply(batch.events, rows, anomalies, batch.gaps or ())
             if batch.end_of_input:
-                instruments.finish(rows)
+                self.depths.finish(rows)
             batch.quotes = rows
         elif batch.events:
+            assert not hasattr(instruments, "finish")
             batch.quotes = self.core.quotes()
             instruments.apply(batch.events, batch.quotes, anomalies)
             if batch.ordered and batch.quotes:

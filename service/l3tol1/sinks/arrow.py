@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import functools
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -167,7 +168,8 @@ class RowColumns:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, rows: list[Row]) -> None:
+    def add(self, rows: Iterable[Row]) -> None:
+        """Either core's rows: a list, or the compiled core's `RowBatch` (iterated)."""
         self.rows.extend(rows)
 
     def split(self, count: int, rest: RowColumns) -> tuple[RowColumns, RowColumns]:

@@ -15,11 +15,14 @@ cdef enum:
     CANCEL = 4
     CLEAR = 5
     NONE = 6
+    PRINT = 7  # Databento `T`: a trade, reported; no change to the book
+    FILL = 8  # Databento `F`: a fill, reported; no change to the book
 
 # Side (records.py): index 0 and 1 of every per-side pair.
 cdef enum:
     BUY = 0
     SELL = 1
+    SIDE_NONE = 2  # Databento `N`: only on an event that changes no order
 
 # Anomaly (records.py): each kind's place in the enum's order, which indexes the counters.
 cdef enum:
@@ -31,6 +34,13 @@ cdef enum:
     A_CANCEL_UNKNOWN = 5
     A_CANCEL_EXCEEDS = 6
     ANOMALY_KINDS = 7
+
+# schemas.py: the flags of a row (SPEC §14)
+cdef enum:
+    FLAG_CROSSED = 1
+    FLAG_LOCKED = 2
+    FLAG_GAP = 4
+    FLAG_ANOMALY = 8
 
 cdef enum:
     PRICE_DIGITS = 9  # numbers.py: fraction digits of a price
@@ -47,6 +57,7 @@ cdef enum:
     # where the fields read are in an MBO record
     MBO_AT_PUBLISHER = 2
     MBO_AT_INSTRUMENT = 4
+    MBO_AT_TS_EVENT = 8
     MBO_AT_ORDER_ID = 16
     MBO_AT_PRICE = 24
     MBO_AT_SIZE = 32
@@ -75,7 +86,7 @@ cdef extern from *:
     #define L3TOL1_MAX_TS INT64_C(9223372036854775807)
     #define L3TOL1_NS_PER_DAY INT64_C(86400000000000)
     #define L3TOL1_PACKED_TIMES (INT64_C(1) << 60)
-    #define L3TOL1_EVENTS_MAGIC "L3E1"
+    #define L3TOL1_EVENTS_MAGIC "L3E2"
     #define L3TOL1_QUOTES_MAGIC "L1Q1"
     """
     const int64_t PRICE_SCALE "L3TOL1_PRICE_SCALE"  # numbers.py: a price is held in 1e-9
@@ -99,6 +110,7 @@ cdef packed struct WireEv:
     int64_t qty
     int64_t line
     int64_t time_ns
+    int64_t ts_event
     uint8_t action
     uint8_t side
     uint8_t last

@@ -35,6 +35,7 @@ cdef struct Rec:
     int64_t qty
     int64_t line  # when free: the next free record
     uint64_t time
+    int64_t ts_event
     uint64_t oid
     char* strings  # the order id (unless packed), then the time (if text)
     int32_t inst
@@ -240,6 +241,7 @@ cdef class Feed:
         rec.action = e.action
         rec.side = e.side
         rec.last = e.last
+        rec.ts_event = e.ts_event
         rec.flags = REC_IN_USE
         rec.strings = NULL
         rec.oid_size = rec.time_size = 0
@@ -282,6 +284,7 @@ cdef class Feed:
         e.action = rec.action
         e.side = rec.side
         e.last = rec.last
+        e.ts_event = rec.ts_event
         e.raw = ""  # a waiting event is only ever released, never rejected
         e.raw_size = 0
         if rec.flags & OID_PACKED:

@@ -1,6 +1,7 @@
 # cython: language_level=3, cdivision=True
-"""The compiled core's L1 formatter (SPEC §2): rows written from cached price texts into one
-growing buffer, byte for byte as core/l1.py writes them."""
+"""The compiled core's formatters: L1 rows (SPEC §2) and the output schemas' rows (SPEC §14),
+written from cached price texts into one growing buffer, byte for byte as core/l1.py and
+core/schemas.py write them."""
 
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
@@ -8,9 +9,12 @@ from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
-from l3tol1.core.cy.records cimport Qt, QuoteBatch, grow, mix, write_u64
+from l3tol1.core.cy.records cimport (
+    ROW_HAS_PRICE, ROW_HAS_SIZE, Qt, QuoteBatch, RowBatch, RowRec, grow, mix, write_u64,
+)
 
 from l3tol1.core.numbers import format_price
+from l3tol1.core.schemas import csv_columns
 
 
 # -- L1 text (SPEC §2) -----------------------------------------------------------------------------
@@ -166,6 +170,157 @@ cdef class L1Formatter:
             w[0] = 44
             w += 1
             w += write_u64(w, q.seq)
+            w[0] = 10
+            w += 1
+            n = w - self.out
+        return PyUnicode_DecodeUTF8(self.out, n, NULL)
+
+
+# -- the output schemas' rows (SPEC §14) -----------------------------------------------------------
+
+# "00" to "99": integers are written two digits at a time (a row of mbp-10 has 60 fields).
+cdef char DIGIT_PAIRS[200]
+for _i in range(100):
+    DIGIT_PAIRS[2 * _i] = 48 + _i // 10
+    DIGIT_PAIRS[2 * _i + 1] = 48 + _i % 10
+del _i
+
+
+cdef inline int write_digits(char* out, uint64_t value) noexcept nogil:
+    """The decimal digits of ``value`` into ``out`` (20 bytes at least); their count."""
+    cdef int n = 1
+    cdef uint64_t bound = 10, q
+    cdef char* at
+    if value < 10:
+        out[0] = <char>(48 + value)
+        return 1
+    while n < 20 and value >= bound:
+        n += 1
+        if n == 20:
+            break
+        bound *= 10
+    at = out + n
+    while value >= 100:
+        q = value // 100
+        at -= 2
+        memcpy(at, DIGIT_PAIRS + 2 * (value - q * 100), 2)
+        value = q
+    if value >= 10:
+        memcpy(at - 2, DIGIT_PAIRS + 2 * value, 2)
+    else:
+        (at - 1)[0] = <char>(48 + value)
+    return n
+
+
+cdef inline int write_i64(char* out, int64_t value) noexcept nogil:
+    if value < 0:
+        out[0] = 45
+        return 1 + write_digits(out + 1, <uint64_t>0 - <uint64_t>value)
+    return write_digits(out, <uint64_t>value)
+
+
+cdef class RowFormatter:
+    """A schema's rows as CSV lines, byte for byte as core/schemas.py's `RowFormatter`."""
+
+    cdef public object schema
+    cdef public bint with_instrument
+    cdef L1Formatter prices  # its price texts
+    cdef char* out
+    cdef Py_ssize_t out_cap
+
+    def __init__(self, schema, *, with_instrument=False):
+        self.schema = schema
+        self.with_instrument = with_instrument
+        self.prices = L1Formatter()
+
+    def __dealloc__(self):
+        free(self.out)
+
+    def header(self):
+        return ",".join(csv_columns(self.schema, self.with_instrument)) + "\n"
+
+    cdef inline char* price(self, char* w, int64_t price) except NULL:
+        cdef PriceText* t = self.prices.price_text(price)
+        memcpy(w, t.text, t.size)
+        return w + t.size
+
+    def format(self, RowBatch rows not None):
+        """The CSV lines of ``rows``, each ending in LF."""
+        cdef Py_ssize_t i, n = 0, need
+        cdef int level, depth = rows.depth
+        cdef RowRec* r
+        cdef const int64_t* lv
+        cdef char* w
+        cdef bytes name
+        cdef list fields = rows.table.fields
+        for i in range(rows.n):
+            r = &rows.r[i]
+            name = fields[r.inst] if self.with_instrument else b""
+            need = n + 160 + PyBytes_GET_SIZE(name) + depth * 6 * 32
+            if need > self.out_cap:
+                self.out_cap = need * 2 + 65536
+                self.out = <char*>grow(self.out, self.out_cap)
+            w = self.out + n
+            w += write_i64(w, r.ts_recv)
+            w[0] = 44
+            w += 1
+            w += write_i64(w, r.ts_event)
+            w[0] = 44
+            w += 1
+            if self.with_instrument:
+                memcpy(w, PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name))
+                w += PyBytes_GET_SIZE(name)
+                w[0] = 44
+                w += 1
+            if r.action:
+                w[0] = r.action
+                w += 1
+            w[0] = 44
+            w += 1
+            if r.side:
+                w[0] = r.side
+                w += 1
+            w[0] = 44
+            w += 1
+            if r.has & ROW_HAS_PRICE:
+                w = self.price(w, r.price)
+            w[0] = 44
+            w += 1
+            if r.has & ROW_HAS_SIZE:
+                w += write_i64(w, r.size)
+            w[0] = 44
+            w += 1
+            w += write_digits(w, r.seq)
+            w[0] = 44
+            w += 1
+            w += write_digits(w, r.flags)
+            lv = rows.levels + i * 6 * depth
+            for level in range(depth):
+                w[0] = 44
+                w += 1
+                if level < r.bids:
+                    w = self.price(w, lv[0])
+                w[0] = 44
+                w += 1
+                if level < r.asks:
+                    w = self.price(w, lv[1])
+                w[0] = 44
+                w += 1
+                if level < r.bids:
+                    w += write_i64(w, lv[2])
+                w[0] = 44
+                w += 1
+                if level < r.asks:
+                    w += write_i64(w, lv[3])
+                w[0] = 44
+                w += 1
+                if level < r.bids:
+                    w += write_i64(w, lv[4])
+                w[0] = 44
+                w += 1
+                if level < r.asks:
+                    w += write_i64(w, lv[5])
+                lv += 6
             w[0] = 10
             w += 1
             n = w - self.out

@@ -9,10 +9,10 @@ from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from l3tol1.core.cy.constants cimport (
-    BUY, CANCEL, DELETE, F_LAST, HEADER_SIZE, MAX_TS, MBO_AT_ACTION, MBO_AT_FLAGS,
-    MBO_AT_INSTRUMENT, MBO_AT_ORDER_ID, MBO_AT_PRICE, MBO_AT_PUBLISHER, MBO_AT_SEQUENCE,
-    MBO_AT_SIDE, MBO_AT_SIZE, MBO_AT_TS_RECV, MBO_SIZE, NS_PER_DAY, RTYPE_ERROR, RTYPE_MBO,
-    RTYPE_SYMBOL_MAPPING, TRADE, UNDEF_PRICE, UPDATE,
+    ADD, CANCEL, F_LAST, HEADER_SIZE, MAX_TS, MBO_AT_ACTION, MBO_AT_FLAGS, MBO_AT_INSTRUMENT,
+    MBO_AT_ORDER_ID, MBO_AT_PRICE, MBO_AT_PUBLISHER, MBO_AT_SEQUENCE, MBO_AT_SIDE, MBO_AT_SIZE,
+    MBO_AT_TS_EVENT, MBO_AT_TS_RECV, MBO_SIZE, NS_PER_DAY, RTYPE_ERROR, RTYPE_MBO,
+    RTYPE_SYMBOL_MAPPING, SIDE_NONE, UNDEF_PRICE, UPDATE,
 )
 from l3tol1.core.cy.records cimport Ev, EventBatch, InstrumentTable, arena_put, write_u64
 
@@ -89,7 +89,7 @@ cdef class MboParser:
         cdef uint8_t rtype, flags, action_char, side_char
         cdef uint16_t publisher
         cdef uint32_t instrument_id, size, sequence
-        cdef uint64_t order_id, ts_recv, key
+        cdef uint64_t order_id, ts_recv, ts_event, key
         cdef int64_t price, day
         cdef int action, side, reason
         cdef Ev* e
@@ -123,6 +123,7 @@ cdef class MboParser:
                 continue
             memcpy(&publisher, r + MBO_AT_PUBLISHER, 2)
             memcpy(&instrument_id, r + MBO_AT_INSTRUMENT, 4)
+            memcpy(&ts_event, r + MBO_AT_TS_EVENT, 8)
             memcpy(&order_id, r + MBO_AT_ORDER_ID, 8)
             memcpy(&price, r + MBO_AT_PRICE, 8)
             memcpy(&size, r + MBO_AT_SIZE, 4)
@@ -135,12 +136,13 @@ cdef class MboParser:
             action = ACTION_OF[action_char]
             side = SIDE_OF[side_char]
             reason = 0
-            if ts_recv > <uint64_t>MAX_TS:  # 2^64 - 1 is Databento's undefined time
+            # 2^64 - 1 is Databento's undefined time
+            if ts_recv > <uint64_t>MAX_TS or ts_event > <uint64_t>MAX_TS:
                 reason = 5
             elif action < 0:
                 reason = 2
-            elif action <= CANCEL and action != DELETE and action != TRADE:
-                if side < 0:
+            elif action == ADD or action == UPDATE or action == CANCEL:  # they change an order
+                if side < 0 or side == SIDE_NONE:
                     reason = 3
                 elif action <= UPDATE and price == UNDEF_PRICE:
                     reason = 4
@@ -164,12 +166,13 @@ cdef class MboParser:
                 e.inst = <int32_t>(<int64_t>known >> DAY_BITS)
             e.seq = sequence
             e.action = <uint8_t>action
-            e.side = <uint8_t>(side if side >= 0 else BUY)
-            e.price = price if action <= UPDATE else 0
+            e.side = <uint8_t>(side if side >= 0 else SIDE_NONE)
+            e.price = price  # every action's, for the output schemas' rows (SPEC §14)
             e.qty = size
             e.line = index
             e.last = 1 if flags & F_LAST else 0
             e.time_ns = <int64_t>ts_recv
+            e.ts_event = <int64_t>ts_event
             e.time = ""
             e.time_size = 0
             e.raw = ""

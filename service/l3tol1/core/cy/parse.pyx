@@ -286,6 +286,7 @@ cdef class CsvParser:
         e.line = line
         e.last = 1
         e.time_ns = -1
+        e.ts_event = 0
         e.time = f
         e.time_size = <int32_t>flen
         e.oid = p + starts[self.oid_i[action]]

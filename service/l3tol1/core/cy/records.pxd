@@ -218,6 +218,7 @@ cdef struct Ev:
     int64_t qty
     int64_t line
     int64_t time_ns  # -1: the time is the text at `time`
+    int64_t ts_event  # Databento: the record's ts_event (ns); L3 CSV: 0, its time is both
     const char* oid
     const char* time
     const char* raw
@@ -270,3 +271,40 @@ cdef class QuoteBatch:
     cdef InstrumentTable table
 
     cdef Qt* add(self) except NULL
+
+
+# -- rows of the output schemas (SPEC §14) ---------------------------------------------------------
+
+cdef enum:
+    ROW_HAS_PRICE = 1
+    ROW_HAS_SIZE = 2
+
+
+cdef struct RowRec:
+    int64_t ts_recv
+    int64_t ts_event
+    int64_t price  # when `has` & ROW_HAS_PRICE
+    int64_t size  # when `has` & ROW_HAS_SIZE
+    uint64_t seq
+    int32_t inst
+    uint8_t action  # the letter; 0: none (a sampled row without a trade)
+    uint8_t side  # the letter; 0: none
+    uint8_t flags
+    uint8_t has
+    uint8_t bids  # levels shown on each side (the others are empty)
+    uint8_t asks
+
+
+cdef class RowBatch:
+    cdef RowRec* r
+    cdef int64_t* levels  # 6 * depth per row, in the columns' order; 0 where a side has none
+    cdef Py_ssize_t n
+    cdef Py_ssize_t capacity
+    cdef public int depth  # levels per side, fixed by the first row (0: none yet)
+    cdef InstrumentTable table
+
+    cdef RowRec* add(self, int depth) except NULL
+    cdef object row(self, Py_ssize_t i)
+
+
+cdef object levels_of(const int64_t* levels, int depth, int bids, int asks)

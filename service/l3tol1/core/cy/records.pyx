@@ -11,6 +11,7 @@ from l3tol1.core.cy.constants cimport NS_PER_DAY
 
 from l3tol1.core.l1 import _csv_field  # the reference's rule, used once per new name
 from l3tol1.core.records import Event, Quote
+from l3tol1.core.schemas import Row
 
 
 # -- instrument names ------------------------------------------------------------------------------
@@ -190,6 +191,7 @@ cdef class EventBatch:
         e.qty = event.qty
         e.line = event.line
         e.last = 1 if event.last else 0
+        e.ts_event = event.ts_event
         e.inst = self.table.intern(name, len(name))
         e.oid = arena_put(&self.arena, oid, len(oid))
         e.oid_size = <int32_t>len(oid)
@@ -218,7 +220,7 @@ cdef object event_of(Ev* e, InstrumentTable table):
     time = e.time_ns if e.time_ns >= 0 else text_of(e.time, e.time_size)
     return Event(
         e.seq, e.action, table.names[e.inst], text_of(e.oid, e.oid_size), e.side, e.price,
-        e.qty, time, e.line, text_of(e.raw, e.raw_size), e.last != 0,
+        e.qty, time, e.line, text_of(e.raw, e.raw_size), e.last != 0, e.ts_event,
     )
 
 
@@ -270,3 +272,76 @@ cdef class QuoteBatch:
             if index is None:
                 index = cache[key] = self.table.index(name(self.table.names[q.inst], q.time_ns))
             q.inst = index
+
+
+# -- rows of the output schemas (SPEC §14) ---------------------------------------------------------
+
+cdef class RowBatch:
+    """A schema's rows in a C array (`Core.rows`); iterated, they are core/schemas.py's `Row`s."""
+
+    def __cinit__(self, InstrumentTable table not None):
+        self.table = table
+        self.r = NULL
+        self.levels = NULL
+        self.n = self.capacity = 0
+        self.depth = 0
+
+    def __dealloc__(self):
+        free(self.r)
+        free(self.levels)
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            yield self.row(i)
+
+    def __getitem__(self, Py_ssize_t i):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.row(i)
+
+    cdef object row(self, Py_ssize_t i):
+        cdef RowRec* r = &self.r[i]
+        return Row(
+            r.ts_recv, r.ts_event, self.table.names[r.inst], LETTERS[r.action], LETTERS[r.side],
+            r.price if r.has & ROW_HAS_PRICE else None, r.size if r.has & ROW_HAS_SIZE else None,
+            r.seq, r.flags, levels_of(self.levels + i * 6 * self.depth, self.depth, r.bids, r.asks),
+        )
+
+    cdef RowRec* add(self, int depth) except NULL:
+        if depth != self.depth:
+            if self.n:
+                raise ValueError(f"rows of {depth} levels added to rows of {self.depth}")
+            self.depth = depth
+        if self.n == self.capacity:
+            self.capacity = self.capacity * 2 + 256
+            self.r = <RowRec*>grow(self.r, self.capacity * sizeof(RowRec))
+            self.levels = <int64_t*>grow(self.levels, self.capacity * 6 * depth * sizeof(int64_t))
+        self.n += 1
+        return &self.r[self.n - 1]
+
+
+# A row's action and side letters by their byte (0: "").
+LETTERS = ("",) + tuple(chr(i) for i in range(1, 128))
+
+
+cdef object levels_of(const int64_t* levels, int depth, int bids, int asks):
+    """Levels as `Row.levels` holds them: None where a side has fewer."""
+    cdef int i
+    cdef const int64_t* at
+    out = []
+    for i in range(depth):
+        at = levels + 6 * i
+        if i < bids:
+            if i < asks:
+                out += (at[0], at[1], at[2], at[3], at[4], at[5])
+            else:
+                out += (at[0], None, at[2], None, at[4], None)
+        elif i < asks:
+            out += (None, at[1], None, at[3], None, at[5])
+        else:
+            out += (None, None, None, None, None, None)
+    return tuple(out)

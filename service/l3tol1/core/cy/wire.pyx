@@ -10,7 +10,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
 from l3tol1.core.cy.constants cimport (
-    EVENTS_MAGIC, NONE, NS_PER_DAY, PACKED_TIMES, QUOTES_MAGIC, SELL, WireEv, WireQt,
+    EVENTS_MAGIC, FILL, NS_PER_DAY, PACKED_TIMES, QUOTES_MAGIC, SIDE_NONE, WireEv, WireQt,
 )
 from l3tol1.core.cy.records cimport (
     Arena, Ev, EventBatch, InstrumentTable, Qt, QuoteBatch, arena_put, grow, pack_time,
@@ -57,6 +57,7 @@ cdef inline char* put_event(char* out, Ev* e, InstrumentTable table) noexcept:
     w.qty = e.qty
     w.line = e.line
     w.time_ns = time_field(e.time_ns, e.time, e.time_size)
+    w.ts_event = e.ts_event
     w.action = e.action
     w.side = e.side
     w.last = e.last
@@ -224,7 +225,8 @@ def unpack_events(InstrumentTable table not None, bytes body not None):
         at += sizeof(WireEv)
         if <uint64_t>w.inst_size + w.oid_size + w.time_size > <uint64_t>(end - at):
             raise ValueError(f"event {batch.n} is cut short")
-        if w.action > NONE or w.side > SELL or w.last > 1 or not time_ok(w.time_ns, w.time_size):
+        if (w.action > FILL or w.side > SIDE_NONE or w.last > 1 or w.ts_event < 0
+                or not time_ok(w.time_ns, w.time_size)):
             raise ValueError(f"event {batch.n} has a field out of range")
         inst = intern_cached(table, &names, base + at, w.inst_size)
         at += w.inst_size
@@ -234,6 +236,7 @@ def unpack_events(InstrumentTable table not None, bytes body not None):
         e.qty = w.qty
         e.line = w.line
         e.time_ns = w.time_ns if w.time_ns >= 0 else -1
+        e.ts_event = w.ts_event
         e.action = w.action
         e.side = w.side
         e.last = w.last
