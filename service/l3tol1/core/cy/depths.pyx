@@ -672,7 +672,9 @@ cdef class Depths:
     cdef inline void note(self, Depth* d, int kind, Ev* e, list anomalies) except *:
         self.anomaly_counts[kind] += 1
         anomalies.append((_ANOMALIES[kind], event_of(e, self.table)))
-        d.anomaly = 1
+        # flag 8 (SPEC §14): a Databento cancel larger than what rests is counted, not flagged
+        if kind != A_CANCEL_EXCEEDS:
+            d.anomaly = 1
 
     cdef void apply_one(self, Depth* d, Ev* e, list anomalies) except *:
         """One event on its book: as `Depths._apply` does."""

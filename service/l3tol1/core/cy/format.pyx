@@ -227,6 +227,7 @@ cdef class RowFormatter:
     cdef L1Formatter prices  # its price texts
     cdef char* out
     cdef Py_ssize_t out_cap
+    cdef object reference  # core/schemas.py's formatter, for rows that are not a RowBatch
 
     def __init__(self, schema, *, with_instrument=False):
         self.schema = schema
@@ -244,8 +245,19 @@ cdef class RowFormatter:
         memcpy(w, t.text, t.size)
         return w + t.size
 
-    def format(self, RowBatch rows not None):
-        """The CSV lines of ``rows``, each ending in LF."""
+    def format(self, rows not None):
+        """The CSV lines of ``rows`` (a `RowBatch`; rows from elsewhere, as `collect` unpacks
+        them from the wire, are formatted by the reference), each ending in LF."""
+        if type(rows) is RowBatch:
+            return self.format_batch(<RowBatch>rows)
+        if self.reference is None:
+            from l3tol1.core.schemas import RowFormatter as Reference
+
+            self.reference = Reference(self.schema, with_instrument=self.with_instrument)
+        return self.reference.format(rows)
+
+    cdef object format_batch(self, RowBatch rows):
+        """The CSV lines of a batch, in C."""
         cdef Py_ssize_t i, n = 0, need
         cdef int level, depth = rows.depth
         cdef RowRec* r
