@@ -107,7 +107,7 @@ def test_wheel_carries_the_compiled_core(tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path, L3TOL1_REQUIRE_COMPILED="1")
     names = compiled_in(wheel)
     assert any(n.endswith(".so") for n in names), names
-    assert extension_modules(wheel) == PYX and len(PYX) == 8
+    assert extension_modules(wheel) == PYX and len(PYX) == 9
     log, _ = run_installed(tmp_path, wheel)
     assert '"core": "compiled"' in log
 
