@@ -111,8 +111,14 @@ class MboCsvParser(_Counts):
         if size is None:
             return Reject(line, Reason.QTY, text)
         ts_recv = self._nanoseconds(fields[at["ts_recv"]])
-        # ts_event is optional: an export without it has the records' ts_recv as theirs
-        ts_event = self._nanoseconds(fields[at["ts_event"]]) if "ts_event" in at else ts_recv
+        # ts_event is optional: an export without it has the records' ts_recv as theirs; the
+        # pretty export writes a ts_event of 0 as an empty field (the DBN record's value is 0)
+        if "ts_event" not in at:
+            ts_event = ts_recv
+        elif fields[at["ts_event"]] == "":
+            ts_event = 0
+        else:
+            ts_event = self._nanoseconds(fields[at["ts_event"]])
         if ts_recv is None or ts_event is None:
             return Reject(line, Reason.TIME, text)
         symbol = fields[at["symbol"]] if "symbol" in at else ""
