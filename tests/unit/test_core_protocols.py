@@ -82,15 +82,20 @@ def test_load_names_the_core(name: str) -> None:
 
 
 @pytest.mark.skipif(not available(), reason="the compiled core was not built")
-def test_the_stub_is_the_compiled_module() -> None:
+def test_the_stub_is_the_compiled_module(tmp_path: Path) -> None:
     """core/_compiled.pyi, which mypy checks the compiled core's makers with, says what the
     built module has: every name, method and signature (mypy's stubtest; what it cannot see is
     listed in tests/stubtest_allowlist.txt)."""
+    # The libraries without stubs that the package imports for mypy (pyproject.toml lists them
+    # too, but with settings for the whole package that stubtest reports as unused)
+    config = tmp_path / "mypy.ini"
+    config.write_text(
+        "[mypy]\n[mypy-pyarrow.*,aiofiles.*,uvloop.*,nats.*]\nignore_missing_imports = True\n"
+    )
     result = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "l3tol1.core._compiled",
          "--allowlist", str(ROOT / "tests" / "stubtest_allowlist.txt"),
-         # the project's settings: pyarrow, which the package imports for mypy, has no stubs
-         "--mypy-config-file", str(ROOT / "pyproject.toml")],
+         "--mypy-config-file", str(config)],
         cwd=ROOT / "service",
         capture_output=True,
         text=True,
