@@ -18,7 +18,7 @@ from heapq import heapify
 
 from l3tol1.core.records import Side
 
-__all__ = ["COMPACT_SLACK", "SIGN", "OrderBook"]
+__all__ = ["COMPACT_SLACK", "SIGN", "OrderBook", "live_orders"]
 
 # Heap keys are price * sign: bids are stored negated so both heaps are min-heaps, better first.
 SIGN = (-1, 1)  # indexed by side: BUY, SELL
@@ -80,11 +80,7 @@ class OrderBook:
 
     def live_orders(self) -> list[tuple[int, str, int, int]]:
         """Every live order as (side, order_id, price, qty), in insertion order per side."""
-        return [
-            (side, order_id, price, qty)
-            for side, orders in enumerate(self.orders)
-            for order_id, (price, qty) in orders.items()
-        ]
+        return live_orders(self.orders)
 
     @classmethod
     def from_orders(cls, orders: list[tuple[int, str, int, int]]) -> OrderBook:
@@ -97,3 +93,15 @@ class OrderBook:
         for side in (Side.BUY, Side.SELL):
             book.rebuild_heap(side)
         return book
+
+
+def live_orders(
+    orders: tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]],
+) -> list[tuple[int, str, int, int]]:
+    """A book's orders by side as (side, order_id, price, qty), in insertion order per side (a
+    checkpoint's form, shared by the L1 books and the schemas' books)."""
+    return [
+        (side, order_id, price, qty)
+        for side, by_id in enumerate(orders)
+        for order_id, (price, qty) in by_id.items()
+    ]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from l3tol1.core.book import SIGN
+from l3tol1.core.book import SIGN, live_orders
 from l3tol1.core.instruments import InstrumentState
 from l3tol1.core.numbers import format_price
 from l3tol1.core.plain import PlainReader, columns, int64, natural
@@ -209,11 +209,7 @@ class DepthBook:
 
     def live_orders(self) -> list[tuple[int, str, int, int]]:
         """Every live order as (side, order_id, price, qty), in insertion order per side."""
-        return [
-            (side, order_id, price, qty)
-            for side, orders in enumerate(self.orders)
-            for order_id, (price, qty) in orders.items()
-        ]
+        return live_orders(self.orders)
 
     @classmethod
     def from_orders(cls, orders: Iterable[tuple[int, str, int, int]]) -> DepthBook:
