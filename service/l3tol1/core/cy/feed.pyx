@@ -7,7 +7,7 @@ from libc.string cimport memcpy
 
 from l3tol1.core.cy.constants cimport GAP_MEMORY
 from l3tol1.core.cy.records cimport (
-    Ev, EventBatch, InstrumentTable, arena_put, grow, mix, pack_time, render_time, text_of,
+    Ev, EventBatch, InstrumentTable, arena_put, event_of, grow, mix, text_of,
 )
 
 from l3tol1.core.feed import FeedState
@@ -16,63 +16,23 @@ from l3tol1.core.records import Event, Reason, Reject
 
 # -- the feed (SPEC §5) ----------------------------------------------------------------------------
 
-# A waiting event is a compact record: the usual CSV time ("YYYY-MM-DD HH:MM:SS.ffffff UTC") and
-# a decimal order id are packed into integers and written out again, byte for byte, when the
-# event is released; any other text is kept as it is. About 100 bytes per waiting event with
-# its index, heap and arrival, where a Python event costs about 580.
+# A waiting event keeps its `Ev` as it arrived: its strings (order id, time) stay where the parser
+# put them, in the input batch, which the feed holds ("pins") while any of its events waits, and
+# hands on with the events it releases (`ready.keep`). Nothing is copied on the common path, where
+# a disorder window spans one chunk boundary. At most PIN_LIMIT batches are held: pinning another
+# first copies the strings of the oldest one's waiting events (`own`), so that memory stays
+# bounded whatever the input (a far-future seq per chunk, a gap that never fills).
 
 cdef enum:
-    TIME_NS = 0  # `time` is Databento's nanoseconds
-    TIME_PACKED = 1  # `time` holds the fields of a 30-byte CSV time
-    TIME_TEXT = 2  # the time text is in `strings`
-    OID_PACKED = 4  # `oid` is the value of a decimal order id without leading zeros
-    REC_IN_USE = 8
+    PIN_LIMIT = 4
 
 
 cdef struct Rec:
-    uint64_t seq
-    int64_t price
-    int64_t qty
-    int64_t line  # when free: the next free record
-    uint64_t time
-    int64_t ts_event
-    uint64_t oid
-    char* strings  # the order id (unless packed), then the time (if text)
-    int32_t inst
-    int32_t oid_size
-    int32_t time_size
-    uint8_t action
-    uint8_t side
-    uint8_t last
-    uint8_t flags
-
-
-cdef inline bint pack_oid(const char* text, Py_ssize_t size, uint64_t* out) noexcept:
-    """The value of a decimal order id that `render_oid` writes back (no sign, no leading 0)."""
-    cdef Py_ssize_t i
-    cdef uint64_t value = 0
-    if size < 1 or size > 19 or (size > 1 and text[0] == 48):
-        return False
-    for i in range(size):
-        if text[i] < 48 or text[i] > 57:
-            return False
-        value = value * 10 + <uint64_t>(text[i] - 48)
-    out[0] = value
-    return True
-
-
-cdef inline int render_oid(uint64_t value, char* out) noexcept:
-    """The digits of ``value`` into ``out`` (20 bytes at least); their count."""
-    cdef char digits[20]
-    cdef int n = 0
-    while True:
-        digits[19 - n] = <char>(48 + value % 10)
-        value //= 10
-        n += 1
-        if value == 0:
-            break
-    memcpy(out, digits + 20 - n, n)
-    return n
+    Ev ev  # as it arrived, but for its raw line (a waiting event is released, never rejected)
+    char* strings  # when not pinned: the order id, then the time text (NULL: none)
+    int64_t pin  # the number of the pinned batch that holds its strings; -1: `strings`
+    int64_t next_free  # when free: the next free record
+    bint in_use
 
 
 cdef class Feed:
@@ -80,7 +40,8 @@ cdef class Feed:
 
     Waiting events are `Rec` records in a pool (with a free list), found by seq through an
     open-addressing index of record numbers (linear probing, deletion by backward shift, so
-    that no tombstone ever lengthens a search), and ordered by a heap of their seqs.
+    that no tombstone ever lengthens a search), and ordered by a heap of their seqs; their
+    strings stay in the input batches, pinned (`pins`) while any of their events waits.
     """
 
     cdef Rec* pool
@@ -107,6 +68,10 @@ cdef class Feed:
     cdef public int64_t received, late, duplicate, gaps_skipped
     cdef public object seqs_lost  # up to 2^64 - 1: more than an int64
     cdef InstrumentTable table
+    cdef list pins  # the pinned input batches, oldest first
+    cdef int64_t pin_base  # the number of pins[0]; pins are numbered in pinning order
+    cdef Py_ssize_t pin_waiting[PIN_LIMIT]  # waiting events per pin
+    cdef int64_t current_pin  # the pin of the batch being pushed (< pin_base: not pinned)
 
     def __cinit__(self):
         self.capacity = 1024
@@ -114,6 +79,8 @@ cdef class Feed:
         if self.index == NULL:
             raise MemoryError()
         self.free_head = -1
+        self.pins = []
+        self.current_pin = -1
 
     def __init__(self, InstrumentTable table not None, *, start_seq=None, max_pending=100_000,
                  gap_timeout=None):
@@ -134,7 +101,7 @@ cdef class Feed:
         cdef Py_ssize_t i
         if self.pool != NULL:
             for i in range(self.pool_end):
-                if self.pool[i].flags & REC_IN_USE:
+                if self.pool[i].in_use:
                     free(self.pool[i].strings)
             free(self.pool)
         free(self.index)
@@ -173,7 +140,7 @@ cdef class Feed:
             k = self.index[i]
             if k == 0:
                 return -1
-            if self.pool[k - 1].seq == seq:
+            if self.pool[k - 1].ev.seq == seq:
                 return i
             i = (i + 1) & mask
 
@@ -194,7 +161,7 @@ cdef class Feed:
             j = (j + 1) & mask
             if self.index[j] == 0:
                 break
-            home = <Py_ssize_t>(mix(self.pool[self.index[j] - 1].seq) & mask)
+            home = <Py_ssize_t>(mix(self.pool[self.index[j] - 1].ev.seq) & mask)
             # Move the entry at j back to i unless its home lies cyclically in (i, j].
             if (i <= j and (home <= i or home > j)) or (i > j and home <= i and home > j):
                 self.index[i] = self.index[j]
@@ -211,21 +178,64 @@ cdef class Feed:
         self.capacity = capacity
         for i in range(old_capacity):
             if old[i]:
-                self.index_add(self.pool[old[i] - 1].seq, old[i] - 1)
+                self.index_add(self.pool[old[i] - 1].ev.seq, old[i] - 1)
         free(old)
 
-    # The records.
+    # The records, and the input batches that hold their strings.
 
-    cdef void put(self, Ev* e) except *:
-        """Make event ``e`` wait (its strings are copied or packed)."""
+    cdef int64_t pin(self, EventBatch batch) except -1:
+        """Hold ``batch`` while events of it wait; its pin's number. Past PIN_LIMIT, the
+        oldest pin's waiting events get copies of their strings, and it is let go."""
+        cdef Py_ssize_t r, k
+        if len(self.pins) == PIN_LIMIT:
+            for r in range(self.pool_end):
+                if self.pool[r].in_use and self.pool[r].pin == self.pin_base:
+                    self.own(&self.pool[r])
+            self.pin_waiting[0] = 0
+            self.unpin_done()
+        k = len(self.pins)
+        self.pins.append(batch)
+        self.pin_waiting[k] = 0
+        return self.pin_base + k
+
+    cdef void unpin_done(self) except *:
+        """Let go of the oldest pins that no waiting event needs any more."""
+        cdef Py_ssize_t k, done = 0, held = len(self.pins)
+        while done < held and self.pin_waiting[done] == 0:
+            done += 1
+        if done:
+            del self.pins[:done]
+            for k in range(held - done):
+                self.pin_waiting[k] = self.pin_waiting[k + done]
+            self.pin_base += done
+
+    cdef void own(self, Rec* rec) except *:
+        """Copy the strings of a waiting event out of its pinned batch."""
+        cdef Py_ssize_t time_size = rec.ev.time_size if rec.ev.time_ns < 0 else 0
+        cdef size_t size = rec.ev.oid_size + time_size
+        rec.strings = NULL
+        if size:
+            rec.strings = <char*>malloc(size)
+            if rec.strings == NULL:
+                raise MemoryError()
+            memcpy(rec.strings, rec.ev.oid, rec.ev.oid_size)
+            memcpy(rec.strings + rec.ev.oid_size, rec.ev.time, time_size)
+        rec.ev.oid = rec.strings
+        if time_size:
+            rec.ev.time = rec.strings + rec.ev.oid_size
+        rec.pin = -1
+
+    cdef void put(self, Ev* e, EventBatch batch) except *:
+        """Make event ``e`` (of ``batch``) wait, its strings where they are."""
         cdef Py_ssize_t r
         cdef Rec* rec
-        cdef size_t size = 0
         if (self.used + 1) * 2 > self.capacity:
             self.resize(self.capacity * 2)
+        if self.current_pin < self.pin_base:
+            self.current_pin = self.pin(batch)
         if self.free_head >= 0:
             r = self.free_head
-            self.free_head = self.pool[r].line
+            self.free_head = self.pool[r].next_free
         else:
             if self.pool_end == self.pool_cap:
                 self.pool_cap = self.pool_cap * 2 + 1024
@@ -233,84 +243,36 @@ cdef class Feed:
             r = self.pool_end
             self.pool_end += 1
         rec = &self.pool[r]
-        rec.seq = e.seq
-        rec.price = e.price
-        rec.qty = e.qty
-        rec.line = e.line
-        rec.inst = e.inst
-        rec.action = e.action
-        rec.side = e.side
-        rec.last = e.last
-        rec.ts_event = e.ts_event
-        rec.flags = REC_IN_USE
+        rec.ev = e[0]
+        rec.ev.raw = ""
+        rec.ev.raw_size = 0
         rec.strings = NULL
-        rec.oid_size = rec.time_size = 0
-        if pack_oid(e.oid, e.oid_size, &rec.oid):
-            rec.flags |= OID_PACKED
-        else:
-            rec.oid_size = e.oid_size
-            size += e.oid_size
-        if e.time_ns >= 0:
-            rec.time = <uint64_t>e.time_ns
-        elif pack_time(e.time, e.time_size, &rec.time):
-            rec.flags |= TIME_PACKED
-        else:
-            rec.flags |= TIME_TEXT
-            rec.time_size = e.time_size
-            size += e.time_size
-        if size:
-            rec.strings = <char*>malloc(size)
-            if rec.strings == NULL:
-                raise MemoryError()
-            memcpy(rec.strings, e.oid, rec.oid_size)
-            memcpy(rec.strings + rec.oid_size, e.time, rec.time_size)
+        rec.pin = self.current_pin
+        rec.in_use = True
+        self.pin_waiting[self.current_pin - self.pin_base] += 1
         self.index_add(e.seq, <uint32_t>r)
         self.used += 1
         self.heap_push(e.seq)
 
     cdef void release(self, Py_ssize_t slot, EventBatch ready) except *:
-        """Move the waiting event in index slot ``slot`` to ``ready`` (its strings written
-        into ready's arena)."""
+        """Move the waiting event in index slot ``slot`` to ``ready``: its strings stay in its
+        pinned batch (which ``ready`` keeps: `hand_pins`), or are written into ready's arena."""
         cdef Py_ssize_t r = self.index[slot] - 1
         cdef Rec* rec = &self.pool[r]
         cdef Ev* e = ready.add()
-        cdef char buffer[32]
-        cdef int n
-        e.seq = rec.seq
-        e.price = rec.price
-        e.qty = rec.qty
-        e.line = rec.line
-        e.inst = rec.inst
-        e.action = rec.action
-        e.side = rec.side
-        e.last = rec.last
-        e.ts_event = rec.ts_event
-        e.raw = ""  # a waiting event is only ever released, never rejected
-        e.raw_size = 0
-        if rec.flags & OID_PACKED:
-            n = render_oid(rec.oid, buffer)
-            e.oid = arena_put(&ready.arena, buffer, n)
-            e.oid_size = n
+        e[0] = rec.ev
+        if rec.pin >= 0:
+            self.pin_waiting[rec.pin - self.pin_base] -= 1
+            if rec.pin == self.pin_base and self.pin_waiting[0] == 0:
+                self.unpin_done()
         else:
-            e.oid = arena_put(&ready.arena, rec.strings, rec.oid_size)
-            e.oid_size = rec.oid_size
-        if rec.flags & TIME_PACKED:
-            render_time(rec.time, buffer)
-            e.time = arena_put(&ready.arena, buffer, 30)
-            e.time_size = 30
-            e.time_ns = -1
-        elif rec.flags & TIME_TEXT:
-            e.time = arena_put(&ready.arena, rec.strings + rec.oid_size, rec.time_size)
-            e.time_size = rec.time_size
-            e.time_ns = -1
-        else:
-            e.time = NULL
-            e.time_size = 0
-            e.time_ns = <int64_t>rec.time
-        free(rec.strings)
-        rec.strings = NULL
-        rec.flags = 0
-        rec.line = self.free_head
+            e.oid = arena_put(&ready.arena, rec.ev.oid, rec.ev.oid_size)
+            if rec.ev.time_ns < 0:
+                e.time = arena_put(&ready.arena, rec.ev.time, rec.ev.time_size)
+            free(rec.strings)
+            rec.strings = NULL
+        rec.in_use = False
+        rec.next_free = self.free_head
         self.free_head = r
         self.index_remove(slot)
         self.used -= 1
@@ -324,23 +286,13 @@ cdef class Feed:
             if self.capacity > 1024:
                 self.resize(1024)
 
+    cdef inline void hand_pins(self, EventBatch ready) except *:
+        """``ready`` keeps every pinned batch: the events it gets may point into any of them."""
+        if self.pins:
+            ready.keep.extend(self.pins)
+
     cdef object event_of_record(self, Rec* rec):
-        cdef char buffer[32]
-        cdef int n
-        if rec.flags & OID_PACKED:
-            n = render_oid(rec.oid, buffer)
-            oid = text_of(buffer, n)
-        else:
-            oid = text_of(rec.strings, rec.oid_size)
-        if rec.flags & TIME_PACKED:
-            render_time(rec.time, buffer)
-            time = text_of(buffer, 30)
-        elif rec.flags & TIME_TEXT:
-            time = text_of(rec.strings + rec.oid_size, rec.time_size)
-        else:
-            time = <int64_t>rec.time
-        return Event(rec.seq, rec.action, self.table.names[rec.inst], oid, rec.side, rec.price,
-                     rec.qty, time, rec.line, "", rec.last != 0)
+        return event_of(&rec.ev, self.table)
 
     # The heap of waiting seqs.
 
@@ -425,6 +377,8 @@ cdef class Feed:
         self.table = events.table
         self.received += events.n
         ready.keep.append(events)  # events released as they come point into its strings
+        self.hand_pins(ready)
+        self.current_pin = -1  # the batch is pinned by its first event that waits
         for i in range(events.n):
             e = &events.ev[i]
             seq = e.seq
@@ -444,7 +398,7 @@ cdef class Feed:
                 self.duplicate += 1
                 rejects.append(Reject(e.line, Reason.DUPLICATE, text_of(e.raw, e.raw_size)))
             else:
-                self.put(e)
+                self.put(e, events)
                 if self.timed:
                     self.arrive(now, seq)
                 if self.used > self.max_pending:
@@ -471,6 +425,7 @@ cdef class Feed:
 
     def expire(self, double now, EventBatch ready not None):
         """Skip every gap (or close the start-up window) whose timeout has passed by ``now``."""
+        self.hand_pins(ready)
         while True:
             deadline = self.deadline()
             if deadline is None or deadline > now:
@@ -491,6 +446,7 @@ cdef class Feed:
 
     def finish(self, EventBatch ready not None):
         """End of input: release everything, skipping the gaps."""
+        self.hand_pins(ready)
         while self.used:
             self.skip_gap(ready)
 
@@ -528,7 +484,7 @@ cdef class Feed:
         cdef Py_ssize_t i
         waiting = []
         for i in range(self.pool_end):
-            if self.pool[i].flags & REC_IN_USE:
+            if self.pool[i].in_use:
                 waiting.append(self.event_of_record(&self.pool[i]))
         waiting.sort(key=lambda e: e.seq)
         return FeedState(
@@ -550,8 +506,9 @@ cdef class Feed:
         if self.has_first:
             self.first = state.first_seq
         batch.extend(state.pending)
+        self.current_pin = -1
         for i in range(batch.n):
-            self.put(&batch.ev[i])
+            self.put(&batch.ev[i], batch)
             if self.timed:
                 self.arrive(now, batch.ev[i].seq)
         self.gap_starts = [first for first, _ in state.gaps]
