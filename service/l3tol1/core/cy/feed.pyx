@@ -3,11 +3,12 @@
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from l3tol1.core.cy.constants cimport GAP_MEMORY
 from l3tol1.core.cy.records cimport (
-    Ev, EventBatch, InstrumentTable, arena_put, event_of, grow, mix, text_of,
+    Arena, Ev, EventBatch, InstrumentTable, arena_free, arena_put, event_of, grow, mix, pack_time,
+    render_time, text_of,
 )
 
 from l3tol1.core.feed import FeedState
@@ -25,14 +26,52 @@ from l3tol1.core.records import Event, Reason, Reject
 
 cdef enum:
     PIN_LIMIT = 4
+    # Rec.flags
+    IN_USE = 1
+    OWNED = 2  # its strings are its own (below), not its pinned batch's
+    OID_PACKED = 4  # `oid_value` is the value of a decimal order id without leading zeros
+    TIME_PACKED = 8  # `time_value` holds the fields of a 30-byte CSV time
+    HAS_BLOCK = 16  # the strings not packed are copied into one block, at `ev.raw`
 
 
 cdef struct Rec:
-    Ev ev  # as it arrived, but for its raw line (a waiting event is released, never rejected)
-    char* strings  # when not pinned: the order id, then the time text (NULL: none)
-    int64_t pin  # the number of the pinned batch that holds its strings; -1: `strings`
-    int64_t next_free  # when free: the next free record
-    bint in_use
+    # A waiting event: its `Ev` as it arrived, but for the raw line (a waiting event is released,
+    # never rejected), whose pointer holds the block of its own strings once it has any. An
+    # event of a batch let go keeps its order id and time packed into integers where they are
+    # the usual ones (about 120 bytes a waiting event in all), written out again on release.
+    Ev ev
+    uint64_t oid_value  # when free: the next free record
+    uint64_t time_value
+    uint32_t pin  # the number of the pinned batch that holds its strings, mod 2^32
+    uint8_t flags
+
+
+cdef inline bint pack_oid(const char* text, Py_ssize_t size, uint64_t* out) noexcept:
+    """The value of a decimal order id that `render_oid` writes back (no sign, no leading 0)."""
+    cdef Py_ssize_t i
+    cdef uint64_t value = 0
+    if size < 1 or size > 19 or (size > 1 and text[0] == 48):
+        return False
+    for i in range(size):
+        if text[i] < 48 or text[i] > 57:
+            return False
+        value = value * 10 + <uint64_t>(text[i] - 48)
+    out[0] = value
+    return True
+
+
+cdef inline int render_oid(uint64_t value, char* out) noexcept:
+    """The digits of ``value`` into ``out`` (20 bytes at least); their count."""
+    cdef char digits[20]
+    cdef int n = 0
+    while True:
+        digits[19 - n] = <char>(48 + value % 10)
+        value //= 10
+        n += 1
+        if value == 0:
+            break
+    memcpy(out, digits + 20 - n, n)
+    return n
 
 
 cdef class Feed:
@@ -101,8 +140,8 @@ cdef class Feed:
         cdef Py_ssize_t i
         if self.pool != NULL:
             for i in range(self.pool_end):
-                if self.pool[i].in_use:
-                    free(self.pool[i].strings)
+                if self.pool[i].flags & HAS_BLOCK:
+                    free(<void*>self.pool[i].ev.raw)
             free(self.pool)
         free(self.index)
         free(self.heap)
@@ -187,16 +226,23 @@ cdef class Feed:
         """Hold ``batch`` while events of it wait; its pin's number. Past PIN_LIMIT, the
         oldest pin's waiting events get copies of their strings, and it is let go."""
         cdef Py_ssize_t r, k
+        cdef Rec* rec
         if len(self.pins) == PIN_LIMIT:
             for r in range(self.pool_end):
-                if self.pool[r].in_use and self.pool[r].pin == self.pin_base:
-                    self.own(&self.pool[r])
+                rec = &self.pool[r]
+                if rec.flags == IN_USE and rec.pin == <uint32_t>self.pin_base:
+                    self.own(rec)
             self.pin_waiting[0] = 0
             self.unpin_done()
         k = len(self.pins)
         self.pins.append(batch)
         self.pin_waiting[k] = 0
         return self.pin_base + k
+
+    cdef inline Py_ssize_t pin_offset(self, Rec* rec) noexcept:
+        """Where the pin of ``rec`` is in `pins` (pin numbers wrap at 2^32; at most
+        PIN_LIMIT are held, so the difference is exact)."""
+        return <Py_ssize_t>(<uint32_t>(rec.pin - <uint32_t>self.pin_base))
 
     cdef void unpin_done(self) except *:
         """Let go of the oldest pins that no waiting event needs any more."""
@@ -210,20 +256,32 @@ cdef class Feed:
             self.pin_base += done
 
     cdef void own(self, Rec* rec) except *:
-        """Copy the strings of a waiting event out of its pinned batch."""
-        cdef Py_ssize_t time_size = rec.ev.time_size if rec.ev.time_ns < 0 else 0
-        cdef size_t size = rec.ev.oid_size + time_size
-        rec.strings = NULL
-        if size:
-            rec.strings = <char*>malloc(size)
-            if rec.strings == NULL:
+        """Give a waiting event its own strings, out of its pinned batch: packed where they
+        are the usual ones, else copied into one block."""
+        cdef Py_ssize_t oid_size = 0, time_size = 0
+        cdef char* block
+        rec.flags |= OWNED
+        if pack_oid(rec.ev.oid, rec.ev.oid_size, &rec.oid_value):
+            rec.flags |= OID_PACKED
+        else:
+            oid_size = rec.ev.oid_size
+        if rec.ev.time_ns < 0:
+            if pack_time(rec.ev.time, rec.ev.time_size, &rec.time_value):
+                rec.flags |= TIME_PACKED
+            else:
+                time_size = rec.ev.time_size
+        if oid_size + time_size:
+            block = <char*>malloc(oid_size + time_size)
+            if block == NULL:
                 raise MemoryError()
-            memcpy(rec.strings, rec.ev.oid, rec.ev.oid_size)
-            memcpy(rec.strings + rec.ev.oid_size, rec.ev.time, time_size)
-        rec.ev.oid = rec.strings
-        if time_size:
-            rec.ev.time = rec.strings + rec.ev.oid_size
-        rec.pin = -1
+            memcpy(block, rec.ev.oid, oid_size)
+            memcpy(block + oid_size, rec.ev.time, time_size)
+            rec.flags |= HAS_BLOCK
+            rec.ev.raw = block
+            if oid_size:
+                rec.ev.oid = block
+            if time_size:
+                rec.ev.time = block + oid_size
 
     cdef void put(self, Ev* e, EventBatch batch) except *:
         """Make event ``e`` (of ``batch``) wait, its strings where they are."""
@@ -235,7 +293,7 @@ cdef class Feed:
             self.current_pin = self.pin(batch)
         if self.free_head >= 0:
             r = self.free_head
-            self.free_head = self.pool[r].next_free
+            self.free_head = <int64_t>self.pool[r].oid_value
         else:
             if self.pool_end == self.pool_cap:
                 self.pool_cap = self.pool_cap * 2 + 1024
@@ -246,9 +304,8 @@ cdef class Feed:
         rec.ev = e[0]
         rec.ev.raw = ""
         rec.ev.raw_size = 0
-        rec.strings = NULL
-        rec.pin = self.current_pin
-        rec.in_use = True
+        rec.pin = <uint32_t>self.current_pin
+        rec.flags = IN_USE
         self.pin_waiting[self.current_pin - self.pin_base] += 1
         self.index_add(e.seq, <uint32_t>r)
         self.used += 1
@@ -257,22 +314,22 @@ cdef class Feed:
     cdef void release(self, Py_ssize_t slot, EventBatch ready) except *:
         """Move the waiting event in index slot ``slot`` to ``ready``: its strings stay in its
         pinned batch (which ``ready`` keeps: `hand_pins`), or are written into ready's arena."""
-        cdef Py_ssize_t r = self.index[slot] - 1
+        cdef Py_ssize_t r = self.index[slot] - 1, k
         cdef Rec* rec = &self.pool[r]
         cdef Ev* e = ready.add()
         e[0] = rec.ev
-        if rec.pin >= 0:
-            self.pin_waiting[rec.pin - self.pin_base] -= 1
-            if rec.pin == self.pin_base and self.pin_waiting[0] == 0:
+        if not rec.flags & OWNED:
+            k = self.pin_offset(rec)
+            self.pin_waiting[k] -= 1
+            if k == 0 and self.pin_waiting[0] == 0:
                 self.unpin_done()
         else:
-            e.oid = arena_put(&ready.arena, rec.ev.oid, rec.ev.oid_size)
-            if rec.ev.time_ns < 0:
-                e.time = arena_put(&ready.arena, rec.ev.time, rec.ev.time_size)
-            free(rec.strings)
-            rec.strings = NULL
-        rec.in_use = False
-        rec.next_free = self.free_head
+            self.write_strings(rec, e, &ready.arena)
+            e.raw = ""
+            if rec.flags & HAS_BLOCK:
+                free(<void*>rec.ev.raw)
+        rec.flags = 0
+        rec.oid_value = <uint64_t>self.free_head
         self.free_head = r
         self.index_remove(slot)
         self.used -= 1
@@ -286,13 +343,42 @@ cdef class Feed:
             if self.capacity > 1024:
                 self.resize(1024)
 
+    cdef void write_strings(self, Rec* rec, Ev* e, Arena* arena) except *:
+        """The strings of an event that owns them, into ``arena``, for ``e`` to point to."""
+        cdef char buffer[32]
+        cdef int n
+        if rec.flags & OID_PACKED:
+            n = render_oid(rec.oid_value, buffer)
+            e.oid = arena_put(arena, buffer, n)
+        else:
+            e.oid = arena_put(arena, rec.ev.oid, rec.ev.oid_size)
+        if rec.ev.time_ns < 0:
+            if rec.flags & TIME_PACKED:
+                render_time(rec.time_value, buffer)
+                e.time = arena_put(arena, buffer, 30)
+            else:
+                e.time = arena_put(arena, rec.ev.time, rec.ev.time_size)
+        else:  # a time in ns has no text (the batch that held it may be gone)
+            e.time = ""
+            e.time_size = 0
+
     cdef inline void hand_pins(self, EventBatch ready) except *:
         """``ready`` keeps every pinned batch: the events it gets may point into any of them."""
         if self.pins:
             ready.keep.extend(self.pins)
 
     cdef object event_of_record(self, Rec* rec):
-        return event_of(&rec.ev, self.table)
+        cdef Ev e = rec.ev
+        cdef Arena arena
+        if not rec.flags & OWNED:
+            return event_of(&e, self.table)
+        memset(&arena, 0, sizeof(Arena))
+        try:
+            self.write_strings(rec, &e, &arena)
+            e.raw = ""
+            return event_of(&e, self.table)
+        finally:
+            arena_free(&arena)
 
     # The heap of waiting seqs.
 
@@ -484,7 +570,7 @@ cdef class Feed:
         cdef Py_ssize_t i
         waiting = []
         for i in range(self.pool_end):
-            if self.pool[i].in_use:
+            if self.pool[i].flags & IN_USE:
                 waiting.append(self.event_of_record(&self.pool[i]))
         waiting.sort(key=lambda e: e.seq)
         return FeedState(
