@@ -68,7 +68,7 @@ def decompressing(raw: BinaryIO, codec: str) -> ByteReader:
 # that few large chunks travel on; a pipe: what its writer wrote), decompressed _ZSTD_PIECE at a
 # time: what comes before damaged data is handed out before the error, and a read stops once it
 # has the size asked for (the rest of the raw bytes wait for the next).
-_ZSTD_READ = 1 << 16
+_ZSTD_READ = 1 << 18
 _ZSTD_PIECE = 1 << 14
 
 
