@@ -387,10 +387,16 @@ class PublishStage:
             self.marks_published += len(part.marks)
 
     async def _end(self, js: JetStream) -> None:
-        for p in range(self.partitions):
-            if not self.ended[p]:
-                await self._send(js, p, b"", "end", self.last_seq[p], end=True)
-                self.ended[p] = True
+        """Each partition's end mark, the partitions at once (one round trip, not P)."""
+
+        async def end(p: int) -> None:
+            await self._send(js, p, b"", "end", self.last_seq[p], end=True)
+            self.ended[p] = True
+
+        async with anyio.create_task_group() as tg:
+            for p in range(self.partitions):
+                if not self.ended[p]:
+                    tg.start_soon(end, p)
 
     async def _send(
         self,
