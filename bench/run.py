@@ -889,7 +889,8 @@ class Bench:
                 shutil.rmtree(store, ignore_errors=True)
 
     def _jetstream_run(self, case: str, label: str, inp: Path, n: int, url: str) -> None:
-        nats = ["--nats-url", url, "--log-format", "json", "--max-pending", "100000"]
+        nats = ["--nats-url", url, "--log-format", "json"]
+        pending = ["--max-pending", "100000"]  # an option of publish alone (it resequences)
         base = [self.python, "-m", "l3tol1"]
         r = self.report
         file_out = self.out / "js.file.csv"
@@ -898,7 +899,7 @@ class Bench:
         # 2 workers over the full L3 stream, a collector behind them (timed from the workers'
         # launch, their start-up included); a second collector over the full L1 stream.
         pub = run_child([*base, "publish", "-i", str(inp), "--no-follow", "--feed", "a",
-                         *rejects, *nats], self.out / "js.publish")  # fmt: skip
+                         *rejects, *pending, *nats], self.out / "js.publish")  # fmt: skip
         collect_a = [*base, "collect", "--feed", "a", "--no-follow", *nats, "-o"]
         behind = self._role([*collect_a, str(self.out / "js.a.csv")], "js.collect.a")
         self._wait_logged(behind, '"start"')
@@ -917,7 +918,7 @@ class Bench:
         out = self.out / "js.chain.csv"
         for run in range(3):
             file_walls.append(self.service(case, inp, n, out=self.out / "js.file.csv")[0].wall)
-            chain, code = self._chain(base, nats, inp, f"b{run}", out, rejects)
+            chain, code = self._chain(base, nats, inp, f"b{run}", out, [*rejects, *pending])
             chains.append(chain)
             codes.append(code)
         if any(codes):
@@ -936,7 +937,7 @@ class Bench:
 
     def _chain(
         self, base: list[str], nats: list[str], inp: Path, feed: str, out: Path,
-        rejects: list[str],
+        publish_options: list[str],
     ) -> tuple[float, int]:  # fmt: skip
         """One run of publish -> 2 workers -> collect under ``feed``: seconds, exit status."""
         workers = [self._role([*base, "work", "--feed", feed, *nats], f"js.work.{feed}.{i}")
@@ -946,7 +947,8 @@ class Bench:
         for role in (*workers, collector):
             self._wait_logged(role, "waiting_for_feed")
         started = time.perf_counter()
-        publish = [*base, "publish", "-i", str(inp), "--no-follow", "--feed", feed, *rejects]
+        publish = [*base, "publish", "-i", str(inp), "--no-follow", "--feed", feed,
+                   *publish_options]  # fmt: skip
         pub = run_child([*publish, *nats], self.out / f"js.pub.{feed}")
         code = collector[0].wait(600)
         chain = time.perf_counter() - started
