@@ -26,6 +26,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
+from l3tol1.core.schemas import schema_named
 from l3tol1.log import SafeStream, get_logger
 from l3tol1.run.assembly import Parts
 from l3tol1.run.batch import Batch
@@ -109,6 +110,7 @@ class Pipeline:
             core=parts.core,
             instrument_column=settings.instrument_column,
             namer=parts.namer,
+            ns_times=schema_named(settings.schema).rows,
         )
         self.tail = tail_of(parts)
         self.health = Health(
