@@ -408,3 +408,12 @@ class TestWordAtATime:
         lines = [f"{add_row('1', 'a', 'BUY', '1', '1')},{'I' * size}" for size in range(70)]
         lines += [f"{add_row('1', 'a', 'BUY', '1', '1')},{'ab' * size}" for size in range(40)]
         self.check(core, header, lines)
+
+    @pytest.mark.parametrize("first", ["", "x", "x" * 300])
+    def test_more_events_than_the_first_line_suggests(self, core: Any, first: str) -> None:
+        """Room for a batch's events is guessed from its first line: a short or long first
+        line (a reject) before many rows still gives every event."""
+        lines = [first] + [add_row(str(i), "a", "BUY", "1", "1") for i in range(3000)]
+        expected = reference(HEADER, lines, 2)
+        assert parse(core.csv_parser(HEADER), lines, 2) == expected
+        assert len(expected[0]) == 3000

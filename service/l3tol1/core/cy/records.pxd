@@ -240,6 +240,7 @@ cdef class EventBatch:
     cdef InstrumentTable table
 
     cdef Ev* add(self) except NULL
+    cdef void reserve(self, Py_ssize_t capacity) except *
     cdef void own(self, Ev* e) except *
     cdef void append_event(self, object event) except *
     cdef object event(self, Ev* e)

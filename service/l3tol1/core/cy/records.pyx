@@ -171,6 +171,13 @@ cdef class EventBatch:
         self.n += 1
         return &self.ev[self.n - 1]
 
+    cdef void reserve(self, Py_ssize_t capacity) except *:
+        """Room for ``capacity`` events in all, when it has less: one copy, not one per
+        doubling."""
+        if capacity > self.capacity:
+            self.ev = <Ev*>grow(self.ev, capacity * sizeof(Ev))
+            self.capacity = capacity
+
     cdef void own(self, Ev* e) except *:
         """Copy the strings of event ``e`` (one of this batch's) into the arena."""
         e.oid = arena_put(&self.arena, e.oid, e.oid_size)
