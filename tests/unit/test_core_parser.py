@@ -374,3 +374,83 @@ class TestNsTimes:
         ]
         events, rejects = parse(core.csv_parser(HEADER), lines, 2)  # l1: text times
         assert len(events) == len(lines) and not rejects
+
+class TestWordAtATime:
+    """The compiled fast path reads a line, a seq and a time's fraction 8 bytes at a time, and
+    remembers the last valid second: every length, every place of a bad byte, every word
+    boundary and a batch's last bytes give what parse_row gives."""
+
+    @staticmethod
+    def check(core: Any, header: str, lines: list[str]) -> None:
+        expected = reference(header, lines, 2)
+        parser = core.csv_parser(header)
+        assert parse(parser, lines, 2) == expected
+        assert parse(parser, lines, 2) == expected
+        # Each line alone: its last word is read up to the batch's end, not past it.
+        for i, text in enumerate(lines):
+            alone = reference(header, [text], 2 + i)
+            assert parse(core.csv_parser(header), [text], 2 + i) == alone
+
+    def test_seq_of_every_length_with_a_bad_byte_anywhere(self, core: Any) -> None:
+        lines = []
+        for size in range(1, 23):
+            seq = "1234567890987654321012"[:size]
+            lines.append(add_row(seq, "a", "BUY", "1", "1"))
+            lines.append(add_row("0" * size + "7", "a", "BUY", "1", "1"))
+            for at in range(size):
+                for byte in ("/", ":", "a", " ", "é", "\x00"):
+                    lines.append(add_row(seq[:at] + byte + seq[at + 1 :], "a", "BUY", "1", "1"))
+        self.check(core, HEADER, lines)
+
+    def test_time_fraction_of_every_length_with_a_bad_byte_anywhere(self, core: Any) -> None:
+        lines = []
+        for size in range(8):
+            time = f"2021-08-03 01:00:03.{'1234567'[:size]} UTC"
+            lines.append(add_row("1", "a", "BUY", "1", "1", time))
+            for at in range(20, 20 + size):
+                for byte in ("/", ":", "a", " ", "é"):
+                    bad = time[:at] + byte + time[at + 1 :]
+                    lines.append(add_row("1", "a", "BUY", "1", "1", bad))
+        self.check(core, HEADER, lines)
+
+    def test_a_second_differing_from_the_last_valid_one_in_any_byte(self, core: Any) -> None:
+        good = "2024-02-29 23:59:59.5 UTC"
+        lines = []
+        for at in range(19):
+            for byte in "0139x :-":
+                lines.append(add_row("1", "a", "BUY", "1", "1", good))
+                changed = good[:at] + byte + good[at + 1 :]
+                lines.append(add_row("2", "a", "BUY", "1", "1", changed))
+                lines.append(add_row("3", "a", "BUY", "1", "1", changed[:19] + " UTC"))
+        self.check(core, HEADER, lines)
+
+    @pytest.mark.parametrize("byte", [*map(chr, range(32)), "\x7f", '"', "é", ","])
+    def test_any_odd_byte_at_any_place_of_a_word(self, core: Any, byte: str) -> None:
+        """Control bytes, quotes, non-ASCII and extra commas in a column no check reads, at
+        every offset in a word and in lines of every length around a word's end."""
+        if byte == "\n":
+            return
+        header = f"{HEADER},note"
+        lines = []
+        for pad in range(17):
+            base = add_row("1", "a", "BUY", "1", "1") + "," + "n" * pad
+            lines.append(base)
+            lines.append(base + byte)
+            lines.append(base + byte + "n")
+            lines.append(base + byte * 9)
+        self.check(core, header, lines)
+
+    def test_instrument_names_of_every_length(self, core: Any) -> None:
+        header = f"{HEADER},instrument"
+        lines = [f"{add_row('1', 'a', 'BUY', '1', '1')},{'I' * size}" for size in range(70)]
+        lines += [f"{add_row('1', 'a', 'BUY', '1', '1')},{'ab' * size}" for size in range(40)]
+        self.check(core, header, lines)
+
+    @pytest.mark.parametrize("first", ["", "x", "x" * 300])
+    def test_more_events_than_the_first_line_suggests(self, core: Any, first: str) -> None:
+        """Room for a batch's events is guessed from its first line: a short or long first
+        line (a reject) before many rows still gives every event."""
+        lines = [first] + [add_row(str(i), "a", "BUY", "1", "1") for i in range(3000)]
+        expected = reference(HEADER, lines, 2)
+        assert parse(core.csv_parser(HEADER), lines, 2) == expected
+        assert len(expected[0]) == 3000
