@@ -11,7 +11,7 @@ from l3tol1.core.cy.constants cimport (
     ADD, BUY, DELETE, MAX_INSTRUMENT_BYTES, MAX_PRICE, MAX_QTY, MAX_SEQ_TEXT, PRICE_DIGITS,
     PRICE_SCALE, SELL,
 )
-from l3tol1.core.cy.records cimport Ev, EventBatch, InstrumentTable
+from l3tol1.core.cy.records cimport Ev, EventBatch, InstrumentTable, digits_at
 
 from l3tol1.core.csv_parser import CsvParser as PyCsvParser
 from l3tol1.core.csv_parser import too_long_reject
@@ -299,11 +299,15 @@ cdef class CsvParser:
     # at 0, 8 and 11: most rows share it, and need only their fraction and " UTC" checked.
     cdef uint64_t second[3]
     cdef bint have_second
+    cdef bint ns_times  # a time must also be an int64 of ns (the output schemas)
 
     def __init__(self, InstrumentTable table not None, str header, *, instrument_column=None,
-                 max_line=None):
+                 max_line=None, ns_times=False):
         kwargs = {} if max_line is None else {"max_line": max_line}
-        self.py = PyCsvParser(header, instrument_column=instrument_column, **kwargs)
+        self.py = PyCsvParser(
+            header, instrument_column=instrument_column, ns_times=ns_times, **kwargs
+        )
+        self.ns_times = ns_times
         self.table = table
         self.instrument_column = self.py.instrument_column
         self.field_count = self.py.field_count
@@ -435,6 +439,8 @@ cdef class CsvParser:
                 and self.second[1] == load_le(f + 8) and self.second[2] == load_le(f + 11)):
             if not time_is_valid(f, flen):
                 return False
+            if self.ns_times and not 1678 <= digits_at(f, 0, 4) <= 2261:
+                return False  # it may not be an int64 of ns: the reference decides
             self.second[0] = load_le(f)
             self.second[1] = load_le(f + 8)
             self.second[2] = load_le(f + 11)
