@@ -342,38 +342,37 @@ class TestNsTimes:
     """With an output schema (ns times, SPEC §14), a time beyond an int64 of ns since the epoch
     is a bad time, on each core and on either path; l1 takes every valid time."""
 
-    FIT = [
+    FIT = (
         "1677-09-21 00:12:43.145225 UTC",  # the first whole microsecond that fits
         "1678-01-01 00:00:00 UTC",
         "2021-08-03 01:00:03.22333 UTC",
         "2261-12-31 23:59:59.999999 UTC",
         "2262-04-11 23:47:16.854775 UTC",  # the last
-    ]
-    BEYOND = [
+    )
+    BEYOND = (
         "0001-01-01 00:00:00 UTC",
         "1677-09-21 00:12:43.145224 UTC",
         "1677-09-21 00:12:43 UTC",
         "2262-04-11 23:47:16.854776 UTC",
         "2262-04-11 23:47:17 UTC",
         "9999-12-31 23:59:59.999999 UTC",
-    ]
+    )
 
     @pytest.mark.parametrize("warm", [False, True])
     def test_times_beyond_ns_are_bad_times(self, core: Any, warm: bool) -> None:
         lines = [add_row(str(i + 1), "7", "BUY", "1", "1", t) for i, t in enumerate(self.FIT)]
-        lines += [
-            add_row(str(i + 10), "8", "SELL", "2", "1", t) for i, t in enumerate(self.BEYOND)
-        ]
+        lines += [add_row(str(i + 10), "8", "SELL", "2", "1", t) for i, t in enumerate(self.BEYOND)]
         parser = core.csv_parser(HEADER, ns_times=True)
         if warm:  # memo tables (the Python core) and last-second caches (compiled) filled
             parse(parser, lines, 2)
         events, rejects = parse(parser, lines, 2)
-        assert [e.time for e in events] == self.FIT
+        assert [e.time for e in events] == list(self.FIT)
         assert [(r.line, r.reason) for r in rejects] == [
             (2 + len(self.FIT) + i, Reason.TIME) for i in range(len(self.BEYOND))
         ]
         events, rejects = parse(core.csv_parser(HEADER), lines, 2)  # l1: text times
         assert len(events) == len(lines) and not rejects
+
 
 class TestWordAtATime:
     """The compiled fast path reads a line, a seq and a time's fraction 8 bytes at a time, and

@@ -463,6 +463,7 @@ cdef class Feed:
         self.table = events.table
         self.received += events.n
         ready.keep.append(events)  # events released as they come point into its strings
+        ready.reserve(events.n)  # about as many go on as come: the array grows once
         self.hand_pins(ready)
         self.current_pin = -1  # the batch is pinned by its first event that waits
         for i in range(events.n):
