@@ -10,7 +10,7 @@ The metadata is encoded by ``databento_dbn`` itself; records are packed with ``s
 layout of ``bytes(databento_dbn.MBOMsg(...))`` (tests check the two give the same bytes), which
 is a hundred times faster for the millions of records the benchmark needs.
 
-Usage: ``python bench/generate_mbo.py --records 1M [--zstd] -o OUT.dbn[.zst]``
+Usage: ``python bench/generate_mbo.py --records 1M [--zstd] [--instruments 50] -o OUT.dbn[.zst]``
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ UNDEF_PRICE = 2**63 - 1
 START = datetime(2023, 12, 25, 22, 0, tzinfo=UTC)
 SYMBOLS = {1001: "ESH4", 1002: "NQH4", 1003: "OLDSYM", 1004: "CLG4"}
 RENAMED = {1003: "NEWSYM"}  # from the second day on
+
+
+def symbols_of(instruments: int) -> dict[int, str]:
+    """The symbols of ``instruments`` instrument_ids: `SYMBOLS` first, then ``SYM005``..."""
+    extra = {1000 + i: f"SYM{i:03d}" for i in range(len(SYMBOLS) + 1, instruments + 1)}
+    return dict(list(SYMBOLS.items())[:instruments]) | extra
 
 
 class Mbo(NamedTuple):
@@ -117,12 +123,17 @@ def metadata(
 
 
 def records(
-    count: int, seed: int = 1, publishers: tuple[int, ...] = (1,), bad_every: int = 0
+    count: int,
+    seed: int = 1,
+    publishers: tuple[int, ...] = (1,),
+    bad_every: int = 0,
+    symbols: dict[int, str] | None = None,
 ) -> Iterator[Mbo]:
-    """``count`` records of consistent books over two days, in venue events."""
+    """``count`` records of consistent books over two days, in venue events (the books of
+    ``symbols``' instrument_ids, `SYMBOLS` by default)."""
     rng = random.Random(f"l3tol1-mbo:{seed}")
     rand = rng.random
-    books = [(p, i) for p in publishers for i in SYMBOLS]
+    books = [(p, i) for p in publishers for i in (SYMBOLS if symbols is None else symbols)]
     orders: dict[tuple[int, int], dict[int, list]] = {b: {} for b in books}
     mids = {b: 4700 * 10**9 + int(rand() * 200) * 25 * 10**7 for b in books}
     sequence = dict.fromkeys(publishers, 1)
@@ -214,10 +225,19 @@ def records(
                 mids[book] += int(rand() * 3 - 1) * 25 * 10**7
 
 
-def write(path: str, count: int, *, seed: int = 1, zstd: bool = False, **kwargs: object) -> None:
-    """A DBN file of ``count`` records (zstd-compressed with ``zstd``)."""
-    body = b"".join(pack(r) for r in records(count, seed, **kwargs))  # type: ignore[arg-type]
-    data = metadata() + body
+def write(
+    path: str,
+    count: int,
+    *,
+    seed: int = 1,
+    zstd: bool = False,
+    symbols: dict[int, str] | None = None,
+    **kwargs: object,
+) -> None:
+    """A DBN file of ``count`` records (zstd-compressed with ``zstd``), of the books of
+    ``symbols`` (`SYMBOLS` by default)."""
+    body = b"".join(pack(r) for r in records(count, seed, symbols=symbols, **kwargs))  # type: ignore[arg-type]
+    data = metadata(symbols=symbols) + body
     if zstd:
         import zstandard
 
@@ -236,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zstd", action="store_true", help="compress with zstd")
     parser.add_argument("--publishers", type=int, default=1, help="publishers of each book")
     parser.add_argument("--bad-every", type=int, default=0, help="a bad record in about N")
+    parser.add_argument(
+        "--instruments", type=int, default=len(SYMBOLS), help="instrument_ids of each publisher"
+    )
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args(argv)
     publishers = tuple(range(1, args.publishers + 1))
@@ -246,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         zstd=args.zstd,
         publishers=publishers,
         bad_every=args.bad_every,
+        symbols=symbols_of(args.instruments),
     )
     return 0
 

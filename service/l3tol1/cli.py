@@ -87,8 +87,6 @@ def check_flags(argv: Sequence[str], command: str) -> None:
 
     :raises ConfigError: in one sentence.
     """
-    import difflib
-
     from l3tol1.errors import ConfigError
     from l3tol1.options import COMMANDS, OPTIONS, options_of
 
@@ -108,6 +106,8 @@ def check_flags(argv: Sequence[str], command: str) -> None:
         if option is not None:
             users = ", ".join(c for c in COMMANDS if c in option.commands)
             raise ConfigError(f"{flag} is not an option of {command} (it is of {users})")
+        import difflib  # only to name the closest flag: a run never needs it
+
         close = difflib.get_close_matches(flag, sorted(mine), n=1)
         hint = f"; did you mean {close[0]}?" if close else f"; see {name} --help"
         raise ConfigError(f"unknown option {flag}{hint}")
@@ -126,8 +126,6 @@ def command_of(args: list[str]) -> str:
 
     :raises ConfigError: the first word names no command (with the closest one).
     """
-    import difflib
-
     from l3tol1.errors import ConfigError
     from l3tol1.options import COMMANDS
 
@@ -136,6 +134,8 @@ def command_of(args: list[str]) -> str:
     word = args.pop(0)
     if word in COMMANDS:
         return word
+    import difflib  # only to name the closest command
+
     close = difflib.get_close_matches(word, list(COMMANDS), n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     raise ConfigError(f"unknown command {word!r}{hint} (commands: {', '.join(COMMANDS)})")
@@ -158,8 +158,6 @@ def parse_settings(
 
     :raises ConfigError: for an unknown option or a bad value, named in one sentence.
     """
-    import difflib
-
     from l3tol1.errors import ConfigError
     from l3tol1.options import ENV_PREFIX, OPTIONS, OTHER_VARIABLES
     from l3tol1.settings import Settings
@@ -192,6 +190,8 @@ def parse_settings(
     warnings = []
     for name in sorted(environ):
         if name.startswith(ENV_PREFIX) and name not in known:
+            import difflib  # only to name the closest variable
+
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             warnings.append(f"{name} is not an l3tol1 variable and is ignored{hint}")

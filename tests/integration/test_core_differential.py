@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench.generate_mbo import metadata, pack
+from bench.generate_mbo import metadata, pack, records, symbols_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -259,6 +259,18 @@ class TestMboStreams:
         data = [pack(r) for r in recs]
         python = convert_mbo(load("python"), data, sorted(cuts), keep)
         assert convert_mbo(load("compiled"), data, sorted(cuts), keep) == python
+
+    def test_many_books_over_days(self) -> None:
+        """Three hundred books (two publishers, most instruments not in the metadata: named by
+        their id) over two days, in batches: the compiled core's tables of the books met and of
+        their names by day grow, and give the reference's events, rows, names and rejects."""
+        books = records(20_000, seed=5, publishers=(1, 2), symbols=symbols_of(150))
+        data = [pack(r) for r in books]
+        cuts = list(range(1500, len(data), 1500))
+        python = convert_mbo(load("python"), data, cuts, False)
+        assert convert_mbo(load("compiled"), data, cuts, False) == python
+        for name in (",ESH4,", ",NEWSYM,", ",OLDSYM@2,", ",1150,", ",1150@2,"):
+            assert name in python.text
 
     def test_the_streams_hold_the_schemas_fields(self) -> None:
         """The generator is rich enough: trades, fills and nones with each side, undefined

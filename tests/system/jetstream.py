@@ -179,7 +179,7 @@ class Feeder:
 def published_seqs(url: str) -> list[int]:
     """The feed seq of every event the default feed's L3 stream holds, in stream order."""
     from l3tol1.core.wire import unpack_events
-    from l3tol1.jetstream.wire import END
+    from l3tol1.jetstream.wire import END, plain_body
 
     async def read() -> list[int]:
         import nats
@@ -197,7 +197,8 @@ def published_seqs(url: str) -> list[int]:
                 msgs = await sub.fetch(1000, timeout=10)
                 for msg in msgs:
                     if END not in (msg.headers or {}):
-                        seqs.extend(event.seq for event in unpack_events(msg.data))
+                        body = plain_body(msg.headers, msg.data)  # zstd or not
+                        seqs.extend(event.seq for event in unpack_events(body))
                 if msgs[-1].metadata.num_pending == 0:
                     return seqs
         finally:

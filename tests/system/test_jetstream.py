@@ -276,7 +276,8 @@ class TestOneServer:
         self, tmp_path: Path
     ) -> None:
         """The server drops messages to a client that falls behind (a "slow consumer"; here
-        its buffer per client is cut to 3 MB, so that a worker's first pulls overflow it): a
+        its buffer per client is cut to 3 MB, so that a worker's first pulls overflow it: 1M
+        events, since zstd bodies take a fifth of the bytes they did): a
         worker that finds the message before one missing applies nothing of that pull and
         starts again from the committed state, a collector takes again from the message after
         the last it took. The output is still the file job's."""
@@ -284,7 +285,7 @@ class TestOneServer:
         server.start()
         try:
             src = tmp_path / "l3.csv"
-            generate.generate(src, 300_000, seed=17, window=20, instruments=1000)
+            generate.generate(src, 1_000_000, seed=17, window=20, instruments=1000)
             expected = by_instrument(file_job(src, tmp_path / "file-job.csv"))
             code, err = finish(role("publish", server, "-i", src, "--no-follow",
                                     "--reject-file", tmp_path / "r.jsonl"))  # fmt: skip

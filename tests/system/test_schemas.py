@@ -198,6 +198,23 @@ class TestL1AndRestarts:
         convert(REFERENCE_INPUT, out, "l1")
         assert sha256(out) == GOLDEN_SHA256
 
+    @pytest.mark.parametrize("core", ["compiled", "python"])
+    @pytest.mark.parametrize("suffix", ["csv", "parquet"])
+    def test_a_time_beyond_ns_is_a_bad_time(self, tmp_path: Path, core: str, suffix: str) -> None:
+        """A schema's times are int64 ns: an L3 CSV time of 2300 is rejected as a bad time with
+        its line (it failed the run, and with a checkpoint looped); l1 writes it as it is."""
+        late = "2300-01-01 00:00:00.5 UTC"
+        src = write_l3(tmp_path / "l3.csv", [add(1, "a", "BUY", "1", "1"),
+                                             add(2, "b", "SELL", "2", "1", late),
+                                             add(3, "c", "SELL", "3", "1")])  # fmt: skip
+        out, ckpt = tmp_path / f"rows.{suffix}", tmp_path / "state.ckpt"
+        convert(src, out, "mbp-1", "--core", core, "--checkpoint", str(ckpt))
+        rejects = (tmp_path / f"rows.{suffix}.rejects.jsonl").read_text().splitlines()
+        assert len(rejects) == 1 and '"line": 3' in rejects[0] and "bad time" in rejects[0]
+        l1 = tmp_path / "l1.csv"
+        convert(src, l1, "l1", "--core", core)
+        assert "2300-01-01 00:00:00.500000 UTC" in l1.read_text()
+
     def test_a_restart_with_another_schema_is_refused(self, tmp_path: Path) -> None:
         """The schema is in the checkpoint: another --schema is exit 2, naming both."""
         src = write_l3(tmp_path / "l3.csv", [add(1, "a", "BUY", "1", "1")])

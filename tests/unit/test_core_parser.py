@@ -336,3 +336,120 @@ class TestInstrumentColumn:
         """No column: every event's instrument is ""."""
         events, _ = parse(core.csv_parser(HEADER), [add_row("1", "a", "BUY", "1", "1")], 2)
         assert events[0].instrument == ""
+
+
+class TestNsTimes:
+    """With an output schema (ns times, SPEC §14), a time beyond an int64 of ns since the epoch
+    is a bad time, on each core and on either path; l1 takes every valid time."""
+
+    FIT = (
+        "1677-09-21 00:12:43.145225 UTC",  # the first whole microsecond that fits
+        "1678-01-01 00:00:00 UTC",
+        "2021-08-03 01:00:03.22333 UTC",
+        "2261-12-31 23:59:59.999999 UTC",
+        "2262-04-11 23:47:16.854775 UTC",  # the last
+    )
+    BEYOND = (
+        "0001-01-01 00:00:00 UTC",
+        "1677-09-21 00:12:43.145224 UTC",
+        "1677-09-21 00:12:43 UTC",
+        "2262-04-11 23:47:16.854776 UTC",
+        "2262-04-11 23:47:17 UTC",
+        "9999-12-31 23:59:59.999999 UTC",
+    )
+
+    @pytest.mark.parametrize("warm", [False, True])
+    def test_times_beyond_ns_are_bad_times(self, core: Any, warm: bool) -> None:
+        lines = [add_row(str(i + 1), "7", "BUY", "1", "1", t) for i, t in enumerate(self.FIT)]
+        lines += [add_row(str(i + 10), "8", "SELL", "2", "1", t) for i, t in enumerate(self.BEYOND)]
+        parser = core.csv_parser(HEADER, ns_times=True)
+        if warm:  # memo tables (the Python core) and last-second caches (compiled) filled
+            parse(parser, lines, 2)
+        events, rejects = parse(parser, lines, 2)
+        assert [e.time for e in events] == list(self.FIT)
+        assert [(r.line, r.reason) for r in rejects] == [
+            (2 + len(self.FIT) + i, Reason.TIME) for i in range(len(self.BEYOND))
+        ]
+        events, rejects = parse(core.csv_parser(HEADER), lines, 2)  # l1: text times
+        assert len(events) == len(lines) and not rejects
+
+
+class TestWordAtATime:
+    """The compiled fast path reads a line, a seq and a time's fraction 8 bytes at a time, and
+    remembers the last valid second: every length, every place of a bad byte, every word
+    boundary and a batch's last bytes give what parse_row gives."""
+
+    @staticmethod
+    def check(core: Any, header: str, lines: list[str]) -> None:
+        expected = reference(header, lines, 2)
+        parser = core.csv_parser(header)
+        assert parse(parser, lines, 2) == expected
+        assert parse(parser, lines, 2) == expected
+        # Each line alone: its last word is read up to the batch's end, not past it.
+        for i, text in enumerate(lines):
+            alone = reference(header, [text], 2 + i)
+            assert parse(core.csv_parser(header), [text], 2 + i) == alone
+
+    def test_seq_of_every_length_with_a_bad_byte_anywhere(self, core: Any) -> None:
+        lines = []
+        for size in range(1, 23):
+            seq = "1234567890987654321012"[:size]
+            lines.append(add_row(seq, "a", "BUY", "1", "1"))
+            lines.append(add_row("0" * size + "7", "a", "BUY", "1", "1"))
+            for at in range(size):
+                for byte in ("/", ":", "a", " ", "é", "\x00"):
+                    lines.append(add_row(seq[:at] + byte + seq[at + 1 :], "a", "BUY", "1", "1"))
+        self.check(core, HEADER, lines)
+
+    def test_time_fraction_of_every_length_with_a_bad_byte_anywhere(self, core: Any) -> None:
+        lines = []
+        for size in range(8):
+            time = f"2021-08-03 01:00:03.{'1234567'[:size]} UTC"
+            lines.append(add_row("1", "a", "BUY", "1", "1", time))
+            for at in range(20, 20 + size):
+                for byte in ("/", ":", "a", " ", "é"):
+                    bad = time[:at] + byte + time[at + 1 :]
+                    lines.append(add_row("1", "a", "BUY", "1", "1", bad))
+        self.check(core, HEADER, lines)
+
+    def test_a_second_differing_from_the_last_valid_one_in_any_byte(self, core: Any) -> None:
+        good = "2024-02-29 23:59:59.5 UTC"
+        lines = []
+        for at in range(19):
+            for byte in "0139x :-":
+                lines.append(add_row("1", "a", "BUY", "1", "1", good))
+                changed = good[:at] + byte + good[at + 1 :]
+                lines.append(add_row("2", "a", "BUY", "1", "1", changed))
+                lines.append(add_row("3", "a", "BUY", "1", "1", changed[:19] + " UTC"))
+        self.check(core, HEADER, lines)
+
+    @pytest.mark.parametrize("byte", [*map(chr, range(32)), "\x7f", '"', "é", ","])
+    def test_any_odd_byte_at_any_place_of_a_word(self, core: Any, byte: str) -> None:
+        """Control bytes, quotes, non-ASCII and extra commas in a column no check reads, at
+        every offset in a word and in lines of every length around a word's end."""
+        if byte == "\n":
+            return
+        header = f"{HEADER},note"
+        lines = []
+        for pad in range(17):
+            base = add_row("1", "a", "BUY", "1", "1") + "," + "n" * pad
+            lines.append(base)
+            lines.append(base + byte)
+            lines.append(base + byte + "n")
+            lines.append(base + byte * 9)
+        self.check(core, header, lines)
+
+    def test_instrument_names_of_every_length(self, core: Any) -> None:
+        header = f"{HEADER},instrument"
+        lines = [f"{add_row('1', 'a', 'BUY', '1', '1')},{'I' * size}" for size in range(70)]
+        lines += [f"{add_row('1', 'a', 'BUY', '1', '1')},{'ab' * size}" for size in range(40)]
+        self.check(core, header, lines)
+
+    @pytest.mark.parametrize("first", ["", "x", "x" * 300])
+    def test_more_events_than_the_first_line_suggests(self, core: Any, first: str) -> None:
+        """Room for a batch's events is guessed from its first line: a short or long first
+        line (a reject) before many rows still gives every event."""
+        lines = [first] + [add_row(str(i), "a", "BUY", "1", "1") for i in range(3000)]
+        expected = reference(HEADER, lines, 2)
+        assert parse(core.csv_parser(HEADER), lines, 2) == expected
+        assert len(expected[0]) == 3000

@@ -8,6 +8,8 @@ import contextlib
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import book_rows, whole_lines, write_l3
 
 
@@ -43,11 +45,16 @@ def test_the_wait_is_said_again_less_and_less_often(tmp_path: Path) -> None:
     assert all(later >= 1.5 * earlier for earlier, later in pairwise(gaps))
 
 
-def test_a_read_error_ends_the_input_after_the_lines_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("direct", [True, False], ids=["regular-file", "thread"])
+def test_a_read_error_ends_the_input_after_the_lines_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
     """A read that fails (EIO from a failing disk) mid-file ends the input: the chunks before
     it, then one that carries the error, naming the line it comes after and the bytes of the
-    next one already read (not converted); never an exception through the pipeline."""
+    next one already read (not converted); never an exception through the pipeline. Whether
+    the file is read in the loop (a regular file) or through aiofiles' thread."""
     import errno
+    import os
 
     import anyio
 
@@ -55,18 +62,33 @@ def test_a_read_error_ends_the_input_after_the_lines_read(tmp_path: Path) -> Non
 
     src = write_l3(tmp_path / "l3.csv", book_rows(1, 50))
     source = FileSource(src, follow=False, chunk_size=300)
+    read_bytes = os.read
+
+    def fail() -> None:
+        raise OSError(errno.EIO, "Input/output error")
 
     async def failing(size: int) -> bytes:
-        raise OSError(errno.EIO, "Input/output error")
+        fail()
+        return b""
+
+    def failing_os_read(fd: int, size: int) -> bytes:
+        if fd == source._file.fileno():
+            fail()
+        return read_bytes(fd, size)
 
     async def read() -> list:
         await source.open()
+        assert source._direct
+        source._direct = direct
         chunks = []
         async with contextlib.aclosing(source.chunks()) as reading:
             async for chunk in reading:
                 chunks.append(chunk)
-                if len(chunks) == 2:
-                    source._file.read = failing  # the disk fails from the third read on
+                if len(chunks) == 2:  # the disk fails from the third read on
+                    if direct:
+                        monkeypatch.setattr(os, "read", failing_os_read)
+                    else:
+                        source._file.read = failing
         await source.aclose()
         return chunks
 

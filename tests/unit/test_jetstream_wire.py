@@ -6,19 +6,25 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import zstandard
 
 from l3tol1.core import load
 from l3tol1.core.records import Event, Quote
+from l3tol1.core.wire import EVENTS_MAGIC
 from l3tol1.jetstream.marks import CLOCK, GAP, Mark
 from l3tol1.jetstream.wire import (
     COVERS,
+    ENCODING,
     END,
     LAYOUT,
     MARKS,
+    MAX_BODY,
     PREV,
     ROW_NAMES,
+    ZSTD,
     Malformed,
     Names,
+    encode_body,
     l1_headers,
     l3_headers,
     partition_of_subject,
@@ -46,6 +52,12 @@ def quotes_body(core: Any) -> bytes:
     else:  # the compiled core's container is filled by its books: pack the reference's bytes
         (body,) = load("python").pack_quotes(QUOTES, 1 << 20)
     return bytes(body)
+
+
+def repeated_events(core: Any, times: int) -> bytes:
+    """A body of `EVENTS` ``times`` over (records follow records after the magic)."""
+    records = events_body(core)[len(EVENTS_MAGIC) :]
+    return EVENTS_MAGIC + records * times
 
 
 def l3(core: Any, headers: dict[str, str], body: bytes, seq: int = 50) -> Any:
@@ -139,6 +151,50 @@ class TestL3Messages:
     def test_a_body_that_is_not_events_makes_it_foreign(self, core: Any, body: bytes) -> None:
         with pytest.raises(Malformed):
             l3(core, l3_headers(last_seq=12, layout="0,0", prev=0), body)
+
+
+class TestCompressedBodies:
+    def test_a_zstd_body_reads_as_the_packed_one(self, core: Any) -> None:
+        """The publisher's zstd body (said by its header) holds the events of the plain one;
+        a plain body, as every message before compression had, still reads."""
+        plain = repeated_events(core, 20)
+        body, encoding = encode_body(plain, 1)
+        assert encoding == ZSTD and len(body) < len(plain)
+        headers = l3_headers(last_seq=12, layout="1,0", prev=7, encoding=encoding)
+        assert headers[ENCODING] == ZSTD
+        message = l3(core, headers, body)
+        assert [e.seq for e in message.events] == [10, 11, 12] * 20
+        old = l3(core, l3_headers(last_seq=12, layout="1,0", prev=7), plain)
+        assert list(old.events) == list(message.events)
+
+    def test_what_zstd_does_not_shrink_travels_as_it_is(self) -> None:
+        assert encode_body(b"", 1) == (b"", None)
+        assert encode_body(b"L3E1\x01", 1) == (b"L3E1\x01", None)
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"",  # marks alone are never compressed
+            b"L3E1 plain bytes said to be zstd",
+            zstandard.ZstdCompressor().compress(EVENTS_MAGIC + b"\x00" * 100)[:-3],  # cut short
+            zstandard.ZstdCompressor(write_content_size=False).compress(EVENTS_MAGIC * 1000),
+            zstandard.ZstdCompressor().compress(b"\x00" * (MAX_BODY + 1)),  # a bomb, say
+            zstandard.ZstdCompressor().compress(b"not events at all, but zstd"),
+        ],
+    )
+    def test_a_body_zstd_does_not_make_events_of_is_foreign(self, core: Any, body: bytes) -> None:
+        headers = l3_headers(last_seq=12, layout="0,0", prev=0, encoding=ZSTD)
+        with pytest.raises(Malformed):
+            l3(core, headers, body)
+
+    def test_another_encoding_or_an_encoded_end_mark_is_foreign(self, core: Any) -> None:
+        body, _ = encode_body(repeated_events(core, 20), 1)
+        headers = l3_headers(last_seq=12, layout="0,0", prev=0, encoding="gzip")
+        with pytest.raises(Malformed, match=ENCODING):
+            l3(core, headers, body)
+        end = l3_headers(last_seq=12, layout="0,0", prev=0, end_of=4, encoding=ZSTD)
+        with pytest.raises(Malformed, match="body"):
+            l3(core, end, b"")
 
 
 class TestL1Messages:

@@ -24,6 +24,7 @@ from l3tol1.core.wire import Packed
 __all__ = [
     "IMPLEMENTATION",
     "CsvParser",
+    "DayNames",
     "Depths",
     "EventBatch",
     "Feed",
@@ -76,8 +77,15 @@ class QuoteBatch:
     def __init__(self, table: InstrumentTable) -> None: ...
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[Quote]: ...
-    def rename(self, name: Callable[[str, int], str]) -> None:
-        """Name each quote by ``name(instrument, time)`` (Databento's rows, SPEC §12)."""
+    def rename(self, name: Callable[[str, int], str], memo: DayNames | None = None) -> DayNames:
+        """Name each quote by ``name(instrument, time)`` (Databento's rows, SPEC §12), asked
+        once per instrument and day while the memo returned is passed back."""
+
+@disjoint_base
+class DayNames:
+    """`QuoteBatch.rename`'s memo: the name of each book's rows on each day."""
+
+    def __init__(self, table: InstrumentTable) -> None: ...
 
 @disjoint_base
 class RowBatch:
@@ -99,6 +107,7 @@ class CsvParser:
         *,
         instrument_column: str | None = None,
         max_line: int | None = None,
+        ns_times: bool = False,
     ) -> None: ...
     def parse_row(self, text: str, line: int) -> Event | Reject: ...
     def parse(self, data: bytes, first_line: int) -> tuple[EventBatch, list[Reject]]: ...

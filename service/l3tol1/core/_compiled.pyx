@@ -38,13 +38,13 @@ from l3tol1.core.cy.feed import Feed
 from l3tol1.core.cy.format import L1Formatter, RowFormatter
 from l3tol1.core.cy.mbo import MboParser
 from l3tol1.core.cy.parse import CsvParser
-from l3tol1.core.cy.records import EventBatch, InstrumentTable, QuoteBatch, RowBatch
+from l3tol1.core.cy.records import DayNames, EventBatch, InstrumentTable, QuoteBatch, RowBatch
 from l3tol1.core.cy.wire import (
     instrument_days, pack_events, pack_quotes, unpack_events, unpack_quotes,
 )
 
 __all__ = [
-    "IMPLEMENTATION", "CsvParser", "Depths", "EventBatch", "Feed", "InstrumentTable",
+    "IMPLEMENTATION", "CsvParser", "DayNames", "Depths", "EventBatch", "Feed", "InstrumentTable",
     "Instruments", "L1Formatter", "MboParser", "QuoteBatch", "RowBatch", "RowFormatter",
     "compiled_values", "instrument_days",
     "pack_events", "pack_quotes", "unpack_events", "unpack_quotes",

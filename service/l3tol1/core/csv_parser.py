@@ -12,7 +12,7 @@ import csv
 from collections.abc import Callable
 from typing import TypeVar
 
-from l3tol1.core.numbers import parse_price, parse_qty, parse_seq, time_is_valid
+from l3tol1.core.numbers import parse_price, parse_qty, parse_seq, time_fits_ns, time_is_valid
 from l3tol1.core.records import Action, Event, Reason, Reject, Side
 
 __all__ = [
@@ -88,7 +88,12 @@ class CsvParser:
     """
 
     def __init__(
-        self, header: str, *, instrument_column: str | None = None, max_line: int = MAX_LINE
+        self,
+        header: str,
+        *,
+        instrument_column: str | None = None,
+        max_line: int = MAX_LINE,
+        ns_times: bool = False,
     ) -> None:
         header = header.removeprefix("\ufeff").rstrip("\r")
         names = [name.strip() for name in _split(header)]
@@ -108,6 +113,7 @@ class CsvParser:
             raise HeaderError(f"header names column(s) {', '.join(twice)} more than once")
         self.field_count = len(names)
         self.max_line = max_line
+        self.ns_times = ns_times  # a time must also be an int64 of ns (the output schemas)
         self.instrument_column = wanted[-1] if len(wanted) > len(REQUIRED_COLUMNS) else None
         index = {col: names.index(col) for col in wanted}
         self._seq_i = index["seq_num"]
@@ -331,10 +337,14 @@ class CsvParser:
     def _time_ok(self, text: str) -> bool:
         if not time_is_valid(text):
             return False
-        # Remember the second: the fast path accepts later times in it without the regex.
-        if len(self._good_seconds) >= _MEMO_LIMIT:
-            self._good_seconds.clear()
-        self._good_seconds.add(text[:19])
+        if self.ns_times and not time_fits_ns(text):
+            return False
+        # Remember the second: the fast path accepts later times in it without the regex (not
+        # a second where an int64 of ns begins or ends: only some of its times fit).
+        if not self.ns_times or 1678 <= int(text[:4]) <= 2261:
+            if len(self._good_seconds) >= _MEMO_LIMIT:
+                self._good_seconds.clear()
+            self._good_seconds.add(text[:19])
         return True
 
 

@@ -116,6 +116,7 @@ class MboNamer:
 
     __slots__ = (
         "_books",
+        "_day_names",
         "_mapped",
         "_names",
         "changed",
@@ -137,6 +138,7 @@ class MboNamer:
         self._books: dict[tuple[int, int], tuple[str, int]] = {}
         self._mapped: dict[int, str] = {}  # in-band symbol mappings: instrument_id -> symbol
         self._names: dict[tuple[str, int], str] = {}  # (key, day) -> the name of its rows
+        self._day_names: Any = None  # a compiled core's memo of `name` (`QuoteBatch.rename`)
 
     def key(self, publisher: int, instrument_id: int, ts_recv: int, symbol: str = "") -> str:
         """The key of the book a record belongs to (``symbol``: the CSV's, or ""); the first
@@ -197,7 +199,7 @@ class MboNamer:
         """The quotes, each named by its instrument's name on its day instead of its key (a
         compiled core's quotes are renamed in place)."""
         if not isinstance(quotes, list):
-            quotes.rename(self.name)
+            self._day_names = quotes.rename(self.name, self._day_names)
             return quotes
         name = self.name
         return [q._replace(instrument=name(q.instrument, q.time)) for q in quotes]
@@ -227,4 +229,5 @@ class MboNamer:
         self.matched.update(state.matched)
         self._mapped = dict(state.mappings)
         self._names = {(key, day): name for key, day, name in state.names}
+        self._day_names = None
         self.changed = False

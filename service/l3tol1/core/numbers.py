@@ -117,6 +117,24 @@ def time_is_valid(text: str) -> bool:
     return True
 
 
+# The times an int64 of ns since the epoch can hold (the output schemas' ts_recv, SPEC §14).
+_NS_FIRST = datetime(1677, 9, 21, 0, 12, 43, 145225, tzinfo=UTC)  # first whole microsecond
+_NS_LAST = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)
+
+
+def time_fits_ns(text: str) -> bool:
+    """Whether a valid input time (`time_is_valid`) is an int64 of ns since the epoch: years
+    about 1678 to 2262. Only the output schemas need that (their times are ns)."""
+    year = int(text[:4])
+    if 1678 <= year <= 2261:
+        return True
+    fraction = text[20:-4]
+    stamp = datetime.fromisoformat(text[:19]).replace(
+        tzinfo=UTC, microsecond=int(fraction.ljust(6, "0")) if fraction else 0
+    )
+    return _NS_FIRST <= stamp <= _NS_LAST
+
+
 def format_time(time: str) -> str:
     """A valid input time with exactly six fraction digits: ``... 01:00:03.223330 UTC``."""
     if len(time) == 30:  # "YYYY-MM-DD HH:MM:SS.ffffff UTC" already

@@ -242,7 +242,12 @@ class RowFormatter(Protocol[R_contra]):
 
 class CsvParserMaker(Protocol[E_co]):
     def __call__(
-        self, header: str, *, instrument_column: str | None = ..., max_line: int = ...
+        self,
+        header: str,
+        *,
+        instrument_column: str | None = ...,
+        max_line: int = ...,
+        ns_times: bool = ...,
     ) -> CsvParser[E_co]: ...
 
 

@@ -7,7 +7,7 @@ command line and the rooms (core/, sources/, sinks/, checkpoint/).
     batch.py      what travels between the stages: Batch, and a checkpoint's Cut
     steps.py      the stages' work as pure synchronous steps: parse, feed, apply
     cuts.py       when a checkpoint is cut (CutPolicy), and how it is saved
-    stages.py     the thin async loops around the steps, and the write stage
+    stages.py     the thin async loops: read, core (the steps on each chunk), write
     report.py     counters, health, progress and the summary
     pipeline.py   the stages wired; start, stop, shutdown deadline; the file job
 """

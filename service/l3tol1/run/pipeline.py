@@ -1,9 +1,11 @@
 """One run of the data path (SPEC §5, §8): the stages wired, the start, the stop.
 
-    source ─▶ parse ─▶ feed ─▶ tail ─▶ write
+    source ─▶ core (parse, feed, books) ─▶ write          the file job
+    source ─▶ core (parse, feed) ─▶ tail ─▶ write         a tail that waits (publish)
 
-The tail is the stage after the resequencer, given by the face that runs the pipeline: the books
-for the file job (`Books`), JetStream for `l3tol1 publish`; everything else is the same run.
+The tail is what comes after the resequencer, given by the face that runs the pipeline: the
+books for the file job (`Books`, a synchronous step run inside the core stage), JetStream for
+`l3tol1 publish` (a `StageTail`, an async stage of its own); everything else is the same run.
 
 `Pipeline.run` reads the input's header first, and only once that too is good does it cut the
 outputs back (or empty them) and start the stages. A stop signal (signals.py) ends only the
@@ -24,33 +26,27 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
+from l3tol1.core.schemas import schema_named
 from l3tol1.log import SafeStream, get_logger
 from l3tol1.run.assembly import Parts
 from l3tol1.run.batch import Batch
 from l3tol1.run.cuts import CheckpointSaver, CutPolicy
 from l3tol1.run.report import Report
-from l3tol1.run.stages import (
-    Health,
-    WriteStage,
-    apply_stage,
-    feed_stage,
-    parse_stage,
-    read_stage,
-)
+from l3tol1.run.stages import Health, WriteStage, core_stage, read_stage
 from l3tol1.run.steps import ApplyStep, FeedStep, ParseStep
 from l3tol1.settings import SHUTDOWN_TIMEOUT, Settings
 from l3tol1.signals import Stop
 from l3tol1.sources.base import Chunk
 
-__all__ = ["Books", "Pipeline", "Tail"]
+__all__ = ["Books", "Pipeline", "StageTail", "Tail"]
 
-# Batches in flight between two stages. A batch is one input chunk (256 KiB, ~2.7k rows), so this
+# Batches in flight between two stages. A batch is one input chunk (512 KiB, ~5.5k rows), so this
 # bounds memory while letting each stage run ahead of the next a little.
 _STREAM_BUFFER = 2
 
 
-class Tail(Protocol):
-    """The stage after the resequencer: ordered events in, batches for the writer out."""
+class StageTail(Protocol):
+    """A tail that runs as a stage of its own: ordered events in, batches for the writer out."""
 
     rate_counter: str  # the counter whose rate progress and summary lines give
 
@@ -64,20 +60,19 @@ class Tail(Protocol):
 
 
 class Books:
-    """The file job's tail: the books and the write rule (`ApplyStep`)."""
+    """The file job's tail: the books and the write rule (`ApplyStep`), applied in the core
+    stage right after the feed (it never waits, so it needs no stage of its own)."""
 
     rate_counter = "events_applied"
 
     def __init__(self, step: ApplyStep) -> None:
         self.step = step
 
-    async def run(
-        self, receive: ObjectReceiveStream[Batch], send: ObjectSendStream[Batch], health: Health
-    ) -> None:
-        await apply_stage(self.step, receive, send, health)
-
     def counters(self) -> dict[str, Any]:
         return {}
+
+
+Tail = Books | StageTail
 
 
 class Pipeline:
@@ -115,9 +110,15 @@ class Pipeline:
             core=parts.core,
             instrument_column=settings.instrument_column,
             namer=parts.namer,
+            ns_times=schema_named(settings.schema).rows,
         )
         self.tail = tail_of(parts)
-        self.health = Health(clock)
+        self.health = Health(
+            clock,
+            ("source", "core", "write")
+            if isinstance(self.tail, Books)
+            else ("source", "core", "apply", "write"),
+        )
         self.report = Report(
             parts,
             self.parse,
@@ -206,18 +207,20 @@ class Pipeline:
             parts.feed, parts.source.position, parts.namer.snapshot(), core=parts.core, cuts=cuts
         )
         write = WriteStage(parts.writer, saver=saver, cuts=cuts, clock=self.clock)
-        health = self.health
+        health, tail = self.health, self.tail
         async with anyio.create_task_group() as stages:
             self._stages = stages
             chunks_out, chunks_in = anyio.create_memory_object_stream[Chunk](_STREAM_BUFFER)
-            parsed_out, parsed_in = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
-            ordered_out, ordered_in = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
             done_out, done_in = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
             stages.start_soon(self._read, chunks_out)
-            stages.start_soon(parse_stage, self.parse, chunks_in, parsed_out, health,
-                              self._stop_reading)  # fmt: skip
-            stages.start_soon(feed_stage, feed, parsed_in, ordered_out, health, self.clock)
-            stages.start_soon(self.tail.run, ordered_in, done_out, health)
+            if isinstance(tail, Books):
+                stages.start_soon(core_stage, self.parse, feed, tail.step, chunks_in, done_out,
+                                  health, self.clock, self._stop_reading)  # fmt: skip
+            else:
+                ordered_out, ordered_in = anyio.create_memory_object_stream[Batch](_STREAM_BUFFER)
+                stages.start_soon(core_stage, self.parse, feed, None, chunks_in, ordered_out,
+                                  health, self.clock, self._stop_reading)  # fmt: skip
+                stages.start_soon(tail.run, ordered_in, done_out, health)
             stages.start_soon(write.run, done_in, health)
         if write.damage is not None:
             # The input ended early: what came before the damage is written, synced and

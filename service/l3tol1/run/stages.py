@@ -1,13 +1,18 @@
 """The stages of the data path: thin async loops around the steps, joined by bounded streams.
 
-    source ──Chunk──▶ parse ──Batch──▶ feed ──Batch──▶ tail ──Batch──▶ write
-    (read bytes)      (ParseStep)      (FeedStep,      (ApplyStep:      (sinks, flush,
-                                        cuts)            books; or       fsync, checkpoint)
-                                                         publish)
+    source ──Chunk──▶ core ─────────────────────────────Batch──▶ write
+    (read bytes)      (ParseStep, FeedStep and cuts,            (sinks, flush,
+                       ApplyStep: one synchronous call each,     fsync, checkpoint)
+                       per chunk)
 
-A loop receives a batch, calls its step with the time, sends the result on: it only moves
-batches and time. A stage owns its stream ends and closes its send side when done, so the next
-stage sees the end of the stream and finishes by itself: shutdown flows down the line.
+The core stage runs parse, feed and apply on each chunk in turn, without a hop between them:
+async stages are kept for what waits (reading, time, writing). A tail that waits itself
+(publish: JetStream) runs as a stage of its own between the core and the writer, the core
+stage then stopping after the feed.
+
+A loop receives a chunk or batch, calls its steps with the time, sends the result on: it only
+moves batches and time. A stage owns its stream ends and closes its send side when done, so the
+next stage sees the end of the stream and finishes by itself: shutdown flows down the line.
 
 A checkpoint is cut at a batch boundary without stopping the line: the feed step takes the cut
 (the position, the names and its state, as of the batch) when the `CutPolicy` says it is due, the
@@ -33,17 +38,18 @@ from l3tol1.settings import FINAL_FLUSH_TIMEOUT
 from l3tol1.sinks.writer import Writer
 from l3tol1.sources.base import Chunk, Source
 
-__all__ = ["Health", "WriteStage", "apply_stage", "feed_stage", "parse_stage", "read_stage"]
+__all__ = ["Health", "WriteStage", "core_stage", "read_stage"]
 
 
 class Health:
     """When each stage took the batch it holds (None: waiting for one), for /healthz."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, clock: Callable[[], float], stages: tuple[str, ...] = ("source", "core", "write")
+    ) -> None:
         self.clock = clock
-        self.busy: dict[str, float | None] = dict.fromkeys(
-            ("source", "parse", "feed", "apply", "write")
-        )
+        # every stage's key is there from the start: the metrics thread reads it as it changes
+        self.busy: dict[str, float | None] = dict.fromkeys(stages)
 
     def take(self, stage: str) -> float:
         """``stage`` took a batch now; returns now."""
@@ -68,64 +74,44 @@ async def read_stage(source: Source, send: ObjectSendStream[Chunk], health: Heal
             health.take("source")
 
 
-async def parse_stage(
-    step: ParseStep,
+async def core_stage(
+    parse: ParseStep,
+    feed: FeedStep,
+    apply: ApplyStep | None,
     receive: ObjectReceiveStream[Chunk],
     send: ObjectSendStream[Batch],
     health: Health,
+    clock: Callable[[], float],
     stop_reading: Callable[[], None],
 ) -> None:
-    """Parse every chunk received; after a header that ends the input, stop the reading and
-    drain the rest unparsed."""
-    async with receive, send:
-        async for chunk in receive:
-            if step.ended:
-                continue
-            health.take("parse")
-            batch = step.step(chunk)
-            if step.ended:
-                stop_reading()
-            await send.send(batch)
-            health.done("parse")
+    """Parse, order and apply (``apply``; None: the tail is a stage of its own) every chunk
+    received, one synchronous call each; wake up for gap timeouts and due checkpoints.
 
-
-async def feed_stage(
-    step: FeedStep,
-    receive: ObjectReceiveStream[Batch],
-    send: ObjectSendStream[Batch],
-    health: Health,
-    clock: Callable[[], float],
-) -> None:
-    """Order every batch received; wake up for gap timeouts and due checkpoints."""
+    After a header that ends the input, stop the reading and drain the rest unparsed."""
     async with receive, send:
         while True:
-            batch = None
-            health.done("feed")
+            chunk = None
+            health.done("core")
             try:
-                with anyio.move_on_after(_until(step.deadline(), clock())):
-                    batch = await receive.receive()
+                with anyio.move_on_after(_until(feed.deadline(), clock())):
+                    chunk = await receive.receive()
             except anyio.EndOfStream:
-                last = step.stopped()
+                last = feed.stopped()
                 if last is not None:
-                    await send.send(last)
+                    await send.send(last if apply is None else apply.step(last))
                 return
-            out = step.step(batch, health.take("feed"))
+            if chunk is None:  # the deadline passed: a gap timed out, or a checkpoint is due
+                out = feed.step(None, health.take("core"))
+            elif parse.ended:
+                continue
+            else:
+                now = health.take("core")
+                batch = parse.step(chunk)
+                if parse.ended:
+                    stop_reading()
+                out = feed.step(batch, now)
             if out is not None:
-                await send.send(out)
-
-
-async def apply_stage(
-    step: ApplyStep,
-    receive: ObjectReceiveStream[Batch],
-    send: ObjectSendStream[Batch],
-    health: Health,
-) -> None:
-    """Apply every batch received and send its quotes on."""
-    async with receive, send:
-        async for batch in receive:
-            health.take("apply")
-            await send.send(step.step(batch))
-            health.done("apply")
+                await send.send(out if apply is None else apply.step(out))
 
 
 class WriteStage:

@@ -50,11 +50,19 @@ class ParseStep:
     """
 
     def __init__(
-        self, name: str, *, core: AnyCore, instrument_column: str | None, namer: MboNamer
+        self,
+        name: str,
+        *,
+        core: AnyCore,
+        instrument_column: str | None,
+        namer: MboNamer,
+        ns_times: bool = False,
     ) -> None:
         self.name = name
         self.core = core
         self.instrument_column = instrument_column
+        # an output schema's times are int64 ns: an L3 CSV time beyond them is a bad time
+        self.ns_times = ns_times
         self.namer = namer  # names Databento's books, across files
         self.parser: Any = None
         self.mbo = False  # the rows are Databento MBO records: in file order, ns times
@@ -79,7 +87,9 @@ class ParseStep:
             if is_mbo_header(n.strip() for n in header.removeprefix("\ufeff").split(",")):
                 self.parser, self.mbo = MboCsvParser(header, self.namer), True
             else:
-                parser = self.core.csv_parser(header, instrument_column=self.instrument_column)
+                parser = self.core.csv_parser(
+                    header, instrument_column=self.instrument_column, ns_times=self.ns_times
+                )
                 self.parser, self.mbo = parser, False
         except (HeaderError, ValueError) as exc:
             raise InputError(f"input {self.name}: {exc}") from exc

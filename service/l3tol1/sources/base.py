@@ -9,7 +9,6 @@ Whether a line is a valid row is the parser's business (core/csv_parser.py).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -35,6 +34,8 @@ FINGERPRINT_BYTES = 4096
 
 def fingerprint(head: bytes) -> str:
     """The sha256 (hex) of a file's first bytes."""
+    import hashlib  # OpenSSL's, slow to import: only a checkpoint needs it
+
     return hashlib.sha256(head).hexdigest()
 
 

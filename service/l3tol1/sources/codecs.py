@@ -64,7 +64,12 @@ def decompressing(raw: BinaryIO, codec: str) -> ByteReader:
     raise ValueError(f"unknown codec {codec!r}")
 
 
-_ZSTD_READ = 1 << 14
+# A read of the raw stream takes what one read brings, up to _ZSTD_READ (a file: all of it, so
+# that few large chunks travel on; a pipe: what its writer wrote), decompressed _ZSTD_PIECE at a
+# time: what comes before damaged data is handed out before the error, and a read stops once it
+# has the size asked for (the rest of the raw bytes wait for the next).
+_ZSTD_READ = 1 << 18
+_ZSTD_PIECE = 1 << 14
 
 
 class _Zstd:
@@ -78,27 +83,52 @@ class _Zstd:
         self._context = zstandard.ZstdDecompressor()
         self._frame = self._context.decompressobj()
         self._in_frame = False
+        self._pending = memoryview(b"")  # raw bytes read, not decompressed yet
+        self._error: Exception | None = None  # damage met after the bytes handed out last
 
     def read1(self, size: int = -1, /) -> bytes:
-        """Decompressed bytes from one read of the raw stream; b"" at its end.
+        """Decompressed bytes from one read of the raw stream, about ``size`` at most (one
+        piece's worth more); b"" at its end.
 
         :raises EOFError: the stream ends inside a frame.
+        :raises zstandard.ZstdError: damaged data, once the bytes before it are handed out.
         """
-        while True:
-            # Small raw reads: what comes before damaged data is handed out before the error.
-            data = self._raw.read(_ZSTD_READ)
-            if not data:
-                if self._in_frame:
-                    raise EOFError("the zstd stream ends inside a frame")
-                return b""
-            out = []
-            while data:
-                self._in_frame = True
-                out.append(self._frame.decompress(data))
-                if not self._frame.eof:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        out: list[bytes] = []
+        got = 0
+        while not got:
+            if not self._pending:
+                self._pending = memoryview(self._raw.read1(_ZSTD_READ))  # type: ignore[attr-defined]
+                if not self._pending:
+                    if self._in_frame:
+                        raise EOFError("the zstd stream ends inside a frame")
+                    return b""
+            while self._pending and not 0 < size <= got:
+                piece = self._pending[:_ZSTD_PIECE]
+                self._pending = self._pending[_ZSTD_PIECE:]
+                try:
+                    self._decompress(piece, out)
+                except Exception as exc:  # zstandard's ZstdError: damaged data
+                    if not out:
+                        raise
+                    self._error = exc
+                    self._pending = memoryview(b"")
                     break
-                data = self._frame.unused_data  # the next frame begins here
-                self._frame = self._context.decompressobj()
-                self._in_frame = False
-            if any(out):
-                return b"".join(out)
+                finally:
+                    got = sum(map(len, out))
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _decompress(self, data: memoryview | bytes, out: list[bytes]) -> None:
+        """Decompress ``data`` (across the ends of frames) onto ``out``."""
+        while data:
+            self._in_frame = True
+            block = self._frame.decompress(data)
+            if block:
+                out.append(block)
+            if not self._frame.eof:
+                return
+            data = self._frame.unused_data  # the next frame begins here
+            self._frame = self._context.decompressobj()
+            self._in_frame = False

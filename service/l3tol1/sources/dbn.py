@@ -97,20 +97,30 @@ class RecordSplitter:
         """
         if self._damage is not None:
             raise self._damage
-        data = self._partial + chunk if self._partial else chunk
-        whole, count = self._walk(data, 0, -1)
-        if whole < len(data) and data[whole] * 4 < HEADER_SIZE:
+        partial = self._partial
+        # The record begun in the last chunk is finished from this one, and the records after
+        # it walked in place: the whole records are copied once, not joined then cut.
+        start = partial[0] * 4 - len(partial) if partial else 0
+        if start > len(chunk):
+            self._partial = partial + chunk
+            return Lines(b"", self.line + 1)
+        whole, count = self._walk(chunk, start, -1)
+        count += 1 if partial else 0
+        if whole < len(chunk) and chunk[whole] * 4 < HEADER_SIZE:
             index = self.line + count + 1
             self._damage = InputError(
-                f"input {self.name} is damaged at record {index} (byte {self.offset + whole}):"
-                f" its length, {data[whole] * 4} bytes, is shorter than a record header"
+                f"input {self.name} is damaged at record {index} (byte"
+                f" {self.offset + len(partial) + whole}): its length, {chunk[whole] * 4} bytes,"
+                " is shorter than a record header"
             )
             self._partial = b""
         else:
-            self._partial = data[whole:]
-        out = Lines(data[:whole], self.line + 1)
+            self._partial = chunk[whole:]
+        # (without a record begun before, the chunk itself when it ends with a record)
+        data = b"".join((partial, memoryview(chunk)[:whole])) if partial else chunk[:whole]
+        out = Lines(data, self.line + 1)
         self.line += count
-        self.offset += whole
+        self.offset += len(data)
         return out
 
     def finish(self) -> Lines:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from l3tol1.core.csv_parser import MAX_LINE, too_long_reject
 from l3tol1.core.records import Reject
 
-__all__ = ["HeaderTooLong", "LineSplitter", "Lines", "take_header"]
+__all__ = ["HeaderTooLong", "LineSplitter", "Lines", "newlines", "take_header"]
 
 
 @dataclass(slots=True)
@@ -49,24 +49,30 @@ class LineSplitter:
     def feed(self, chunk: bytes) -> Lines:
         """The whole lines that ``chunk`` completes; the partial tail is kept for later."""
         out = Lines(first_line=self.line + 1)
+        start = 0  # where the bytes of this chunk not skipped begin
         if self._skipping:
-            cut = chunk.find(b"\n")
-            if cut < 0:
+            start = chunk.find(b"\n") + 1
+            if not start:
                 self.offset += len(chunk)
                 return out
             self._skipping = False
-            self.offset += cut + 1
-            chunk = chunk[cut + 1 :]
-            out.first_line = self.line + 1
-        data = self._partial + chunk if self._partial else chunk
-        cut = data.rfind(b"\n")
+            self.offset += start
+        partial = self._partial
+        cut = chunk.rfind(b"\n", start)
         if cut >= 0:
-            out.data = data[: cut + 1]
-            self._partial = data[cut + 1 :]
-            self.offset += cut + 1
-            self.line += out.data.count(b"\n")
+            # The whole lines in one copy at most (none when the chunk is whole lines): the
+            # held partial line, then this chunk's bytes up to its last newline, unsliced.
+            if partial or start or cut + 1 < len(chunk):
+                out.data = b"".join((partial, memoryview(chunk)[start : cut + 1]))
+            else:
+                out.data = chunk
+            self._partial = chunk[cut + 1 :]
+            self.offset += len(out.data)
+            # the held partial line has no newline, nor the chunk after ``cut``; before
+            # ``start`` only the newline that ended the skipped line
+            self.line += newlines(chunk) - (start > 0)
         else:
-            self._partial = data
+            self._partial = partial + chunk[start:]
         if len(self._partial) > self.max_line:
             self.line += 1
             out.rejects.append(too_long_reject(self.line, self._partial, self.max_line))
@@ -97,6 +103,13 @@ class LineSplitter:
         self.line += 1
         self.offset += len(partial)
         return Lines(partial + b"\n", self.line)
+
+
+def newlines(data: bytes) -> int:
+    """How many newlines ``data`` holds. CPython 3.11's ``bytes.count`` of one byte is a loop
+    over every byte; ``replace`` finds each newline with memchr, several times faster even
+    with the copy it makes."""
+    return len(data) - len(data.replace(b"\n", b""))
 
 
 def take_header(lines: Lines) -> tuple[bytes | None, Lines]:

@@ -52,7 +52,9 @@ __all__ = ["STDIN", "StreamSource", "is_stream"]
 STDIN = Path("-")
 # Other names of standard input: read as a stream even when a file is redirected to it.
 _STDIN_NAMES = frozenset({"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
-_CHUNK_SIZE = 1 << 18
+# As a regular file's chunks (sources/file.py): fewer, larger chunks, each a handoff from the
+# reading thread and a pass through every stage (a zstd or DBN stream is read this much at once).
+_CHUNK_SIZE = 1 << 19
 # Chunks between the reading thread and the pipeline: bounds the memory of a fast reader.
 _BUFFERED_CHUNKS = 4
 

@@ -3,11 +3,12 @@
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from l3tol1.core.cy.constants cimport GAP_MEMORY
 from l3tol1.core.cy.records cimport (
-    Ev, EventBatch, InstrumentTable, arena_put, grow, mix, pack_time, render_time, text_of,
+    Arena, Ev, EventBatch, InstrumentTable, arena_free, arena_put, event_of, grow, mix, pack_time,
+    render_time, text_of,
 )
 
 from l3tol1.core.feed import FeedState
@@ -16,34 +17,32 @@ from l3tol1.core.records import Event, Reason, Reject
 
 # -- the feed (SPEC §5) ----------------------------------------------------------------------------
 
-# A waiting event is a compact record: the usual CSV time ("YYYY-MM-DD HH:MM:SS.ffffff UTC") and
-# a decimal order id are packed into integers and written out again, byte for byte, when the
-# event is released; any other text is kept as it is. About 100 bytes per waiting event with
-# its index, heap and arrival, where a Python event costs about 580.
+# A waiting event keeps its `Ev` as it arrived: its strings (order id, time) stay where the parser
+# put them, in the input batch, which the feed holds ("pins") while any of its events waits, and
+# hands on with the events it releases (`ready.keep`). Nothing is copied on the common path, where
+# a disorder window spans one chunk boundary. At most PIN_LIMIT batches are held: pinning another
+# first copies the strings of the oldest one's waiting events (`own`), so that memory stays
+# bounded whatever the input (a far-future seq per chunk, a gap that never fills).
 
 cdef enum:
-    TIME_NS = 0  # `time` is Databento's nanoseconds
-    TIME_PACKED = 1  # `time` holds the fields of a 30-byte CSV time
-    TIME_TEXT = 2  # the time text is in `strings`
-    OID_PACKED = 4  # `oid` is the value of a decimal order id without leading zeros
-    REC_IN_USE = 8
+    PIN_LIMIT = 4
+    # Rec.flags
+    IN_USE = 1
+    OWNED = 2  # its strings are its own (below), not its pinned batch's
+    OID_PACKED = 4  # `oid_value` is the value of a decimal order id without leading zeros
+    TIME_PACKED = 8  # `time_value` holds the fields of a 30-byte CSV time
+    HAS_BLOCK = 16  # the strings not packed are copied into one block, at `ev.raw`
 
 
 cdef struct Rec:
-    uint64_t seq
-    int64_t price
-    int64_t qty
-    int64_t line  # when free: the next free record
-    uint64_t time
-    int64_t ts_event
-    uint64_t oid
-    char* strings  # the order id (unless packed), then the time (if text)
-    int32_t inst
-    int32_t oid_size
-    int32_t time_size
-    uint8_t action
-    uint8_t side
-    uint8_t last
+    # A waiting event: its `Ev` as it arrived, but for the raw line (a waiting event is released,
+    # never rejected), whose pointer holds the block of its own strings once it has any. An
+    # event of a batch let go keeps its order id and time packed into integers where they are
+    # the usual ones (about 120 bytes a waiting event in all), written out again on release.
+    Ev ev
+    uint64_t oid_value  # when free: the next free record
+    uint64_t time_value
+    uint32_t pin  # the number of the pinned batch that holds its strings, mod 2^32
     uint8_t flags
 
 
@@ -80,7 +79,8 @@ cdef class Feed:
 
     Waiting events are `Rec` records in a pool (with a free list), found by seq through an
     open-addressing index of record numbers (linear probing, deletion by backward shift, so
-    that no tombstone ever lengthens a search), and ordered by a heap of their seqs.
+    that no tombstone ever lengthens a search), and ordered by a heap of their seqs; their
+    strings stay in the input batches, pinned (`pins`) while any of their events waits.
     """
 
     cdef Rec* pool
@@ -107,6 +107,10 @@ cdef class Feed:
     cdef public int64_t received, late, duplicate, gaps_skipped
     cdef public object seqs_lost  # up to 2^64 - 1: more than an int64
     cdef InstrumentTable table
+    cdef list pins  # the pinned input batches, oldest first
+    cdef int64_t pin_base  # the number of pins[0]; pins are numbered in pinning order
+    cdef Py_ssize_t pin_waiting[PIN_LIMIT]  # waiting events per pin
+    cdef int64_t current_pin  # the pin of the batch being pushed (< pin_base: not pinned)
 
     def __cinit__(self):
         self.capacity = 1024
@@ -114,6 +118,8 @@ cdef class Feed:
         if self.index == NULL:
             raise MemoryError()
         self.free_head = -1
+        self.pins = []
+        self.current_pin = -1
 
     def __init__(self, InstrumentTable table not None, *, start_seq=None, max_pending=100_000,
                  gap_timeout=None):
@@ -134,8 +140,8 @@ cdef class Feed:
         cdef Py_ssize_t i
         if self.pool != NULL:
             for i in range(self.pool_end):
-                if self.pool[i].flags & REC_IN_USE:
-                    free(self.pool[i].strings)
+                if self.pool[i].flags & HAS_BLOCK:
+                    free(<void*>self.pool[i].ev.raw)
             free(self.pool)
         free(self.index)
         free(self.heap)
@@ -173,7 +179,7 @@ cdef class Feed:
             k = self.index[i]
             if k == 0:
                 return -1
-            if self.pool[k - 1].seq == seq:
+            if self.pool[k - 1].ev.seq == seq:
                 return i
             i = (i + 1) & mask
 
@@ -194,7 +200,7 @@ cdef class Feed:
             j = (j + 1) & mask
             if self.index[j] == 0:
                 break
-            home = <Py_ssize_t>(mix(self.pool[self.index[j] - 1].seq) & mask)
+            home = <Py_ssize_t>(mix(self.pool[self.index[j] - 1].ev.seq) & mask)
             # Move the entry at j back to i unless its home lies cyclically in (i, j].
             if (i <= j and (home <= i or home > j)) or (i > j and home <= i and home > j):
                 self.index[i] = self.index[j]
@@ -211,21 +217,83 @@ cdef class Feed:
         self.capacity = capacity
         for i in range(old_capacity):
             if old[i]:
-                self.index_add(self.pool[old[i] - 1].seq, old[i] - 1)
+                self.index_add(self.pool[old[i] - 1].ev.seq, old[i] - 1)
         free(old)
 
-    # The records.
+    # The records, and the input batches that hold their strings.
 
-    cdef void put(self, Ev* e) except *:
-        """Make event ``e`` wait (its strings are copied or packed)."""
+    cdef int64_t pin(self, EventBatch batch) except -1:
+        """Hold ``batch`` while events of it wait; its pin's number. Past PIN_LIMIT, the
+        oldest pin's waiting events get copies of their strings, and it is let go."""
+        cdef Py_ssize_t r, k
+        cdef Rec* rec
+        if len(self.pins) == PIN_LIMIT:
+            for r in range(self.pool_end):
+                rec = &self.pool[r]
+                if rec.flags == IN_USE and rec.pin == <uint32_t>self.pin_base:
+                    self.own(rec)
+            self.pin_waiting[0] = 0
+            self.unpin_done()
+        k = len(self.pins)
+        self.pins.append(batch)
+        self.pin_waiting[k] = 0
+        return self.pin_base + k
+
+    cdef inline Py_ssize_t pin_offset(self, Rec* rec) noexcept:
+        """Where the pin of ``rec`` is in `pins` (pin numbers wrap at 2^32; at most
+        PIN_LIMIT are held, so the difference is exact)."""
+        return <Py_ssize_t>(<uint32_t>(rec.pin - <uint32_t>self.pin_base))
+
+    cdef void unpin_done(self) except *:
+        """Let go of the oldest pins that no waiting event needs any more."""
+        cdef Py_ssize_t k, done = 0, held = len(self.pins)
+        while done < held and self.pin_waiting[done] == 0:
+            done += 1
+        if done:
+            del self.pins[:done]
+            for k in range(held - done):
+                self.pin_waiting[k] = self.pin_waiting[k + done]
+            self.pin_base += done
+
+    cdef void own(self, Rec* rec) except *:
+        """Give a waiting event its own strings, out of its pinned batch: packed where they
+        are the usual ones, else copied into one block."""
+        cdef Py_ssize_t oid_size = 0, time_size = 0
+        cdef char* block
+        rec.flags |= OWNED
+        if pack_oid(rec.ev.oid, rec.ev.oid_size, &rec.oid_value):
+            rec.flags |= OID_PACKED
+        else:
+            oid_size = rec.ev.oid_size
+        if rec.ev.time_ns < 0:
+            if pack_time(rec.ev.time, rec.ev.time_size, &rec.time_value):
+                rec.flags |= TIME_PACKED
+            else:
+                time_size = rec.ev.time_size
+        if oid_size + time_size:
+            block = <char*>malloc(oid_size + time_size)
+            if block == NULL:
+                raise MemoryError()
+            memcpy(block, rec.ev.oid, oid_size)
+            memcpy(block + oid_size, rec.ev.time, time_size)
+            rec.flags |= HAS_BLOCK
+            rec.ev.raw = block
+            if oid_size:
+                rec.ev.oid = block
+            if time_size:
+                rec.ev.time = block + oid_size
+
+    cdef void put(self, Ev* e, EventBatch batch) except *:
+        """Make event ``e`` (of ``batch``) wait, its strings where they are."""
         cdef Py_ssize_t r
         cdef Rec* rec
-        cdef size_t size = 0
         if (self.used + 1) * 2 > self.capacity:
             self.resize(self.capacity * 2)
+        if self.current_pin < self.pin_base:
+            self.current_pin = self.pin(batch)
         if self.free_head >= 0:
             r = self.free_head
-            self.free_head = self.pool[r].line
+            self.free_head = <int64_t>self.pool[r].oid_value
         else:
             if self.pool_end == self.pool_cap:
                 self.pool_cap = self.pool_cap * 2 + 1024
@@ -233,84 +301,35 @@ cdef class Feed:
             r = self.pool_end
             self.pool_end += 1
         rec = &self.pool[r]
-        rec.seq = e.seq
-        rec.price = e.price
-        rec.qty = e.qty
-        rec.line = e.line
-        rec.inst = e.inst
-        rec.action = e.action
-        rec.side = e.side
-        rec.last = e.last
-        rec.ts_event = e.ts_event
-        rec.flags = REC_IN_USE
-        rec.strings = NULL
-        rec.oid_size = rec.time_size = 0
-        if pack_oid(e.oid, e.oid_size, &rec.oid):
-            rec.flags |= OID_PACKED
-        else:
-            rec.oid_size = e.oid_size
-            size += e.oid_size
-        if e.time_ns >= 0:
-            rec.time = <uint64_t>e.time_ns
-        elif pack_time(e.time, e.time_size, &rec.time):
-            rec.flags |= TIME_PACKED
-        else:
-            rec.flags |= TIME_TEXT
-            rec.time_size = e.time_size
-            size += e.time_size
-        if size:
-            rec.strings = <char*>malloc(size)
-            if rec.strings == NULL:
-                raise MemoryError()
-            memcpy(rec.strings, e.oid, rec.oid_size)
-            memcpy(rec.strings + rec.oid_size, e.time, rec.time_size)
+        rec.ev = e[0]
+        rec.ev.raw = ""
+        rec.ev.raw_size = 0
+        rec.pin = <uint32_t>self.current_pin
+        rec.flags = IN_USE
+        self.pin_waiting[self.current_pin - self.pin_base] += 1
         self.index_add(e.seq, <uint32_t>r)
         self.used += 1
         self.heap_push(e.seq)
 
     cdef void release(self, Py_ssize_t slot, EventBatch ready) except *:
-        """Move the waiting event in index slot ``slot`` to ``ready`` (its strings written
-        into ready's arena)."""
-        cdef Py_ssize_t r = self.index[slot] - 1
+        """Move the waiting event in index slot ``slot`` to ``ready``: its strings stay in its
+        pinned batch (which ``ready`` keeps: `hand_pins`), or are written into ready's arena."""
+        cdef Py_ssize_t r = self.index[slot] - 1, k
         cdef Rec* rec = &self.pool[r]
         cdef Ev* e = ready.add()
-        cdef char buffer[32]
-        cdef int n
-        e.seq = rec.seq
-        e.price = rec.price
-        e.qty = rec.qty
-        e.line = rec.line
-        e.inst = rec.inst
-        e.action = rec.action
-        e.side = rec.side
-        e.last = rec.last
-        e.ts_event = rec.ts_event
-        e.raw = ""  # a waiting event is only ever released, never rejected
-        e.raw_size = 0
-        if rec.flags & OID_PACKED:
-            n = render_oid(rec.oid, buffer)
-            e.oid = arena_put(&ready.arena, buffer, n)
-            e.oid_size = n
+        e[0] = rec.ev
+        if not rec.flags & OWNED:
+            k = self.pin_offset(rec)
+            self.pin_waiting[k] -= 1
+            if k == 0 and self.pin_waiting[0] == 0:
+                self.unpin_done()
         else:
-            e.oid = arena_put(&ready.arena, rec.strings, rec.oid_size)
-            e.oid_size = rec.oid_size
-        if rec.flags & TIME_PACKED:
-            render_time(rec.time, buffer)
-            e.time = arena_put(&ready.arena, buffer, 30)
-            e.time_size = 30
-            e.time_ns = -1
-        elif rec.flags & TIME_TEXT:
-            e.time = arena_put(&ready.arena, rec.strings + rec.oid_size, rec.time_size)
-            e.time_size = rec.time_size
-            e.time_ns = -1
-        else:
-            e.time = NULL
-            e.time_size = 0
-            e.time_ns = <int64_t>rec.time
-        free(rec.strings)
-        rec.strings = NULL
+            self.write_strings(rec, e, &ready.arena)
+            e.raw = ""
+            if rec.flags & HAS_BLOCK:
+                free(<void*>rec.ev.raw)
         rec.flags = 0
-        rec.line = self.free_head
+        rec.oid_value = <uint64_t>self.free_head
         self.free_head = r
         self.index_remove(slot)
         self.used -= 1
@@ -324,23 +343,42 @@ cdef class Feed:
             if self.capacity > 1024:
                 self.resize(1024)
 
-    cdef object event_of_record(self, Rec* rec):
+    cdef void write_strings(self, Rec* rec, Ev* e, Arena* arena) except *:
+        """The strings of an event that owns them, into ``arena``, for ``e`` to point to."""
         cdef char buffer[32]
         cdef int n
         if rec.flags & OID_PACKED:
-            n = render_oid(rec.oid, buffer)
-            oid = text_of(buffer, n)
+            n = render_oid(rec.oid_value, buffer)
+            e.oid = arena_put(arena, buffer, n)
         else:
-            oid = text_of(rec.strings, rec.oid_size)
-        if rec.flags & TIME_PACKED:
-            render_time(rec.time, buffer)
-            time = text_of(buffer, 30)
-        elif rec.flags & TIME_TEXT:
-            time = text_of(rec.strings + rec.oid_size, rec.time_size)
-        else:
-            time = <int64_t>rec.time
-        return Event(rec.seq, rec.action, self.table.names[rec.inst], oid, rec.side, rec.price,
-                     rec.qty, time, rec.line, "", rec.last != 0)
+            e.oid = arena_put(arena, rec.ev.oid, rec.ev.oid_size)
+        if rec.ev.time_ns < 0:
+            if rec.flags & TIME_PACKED:
+                render_time(rec.time_value, buffer)
+                e.time = arena_put(arena, buffer, 30)
+            else:
+                e.time = arena_put(arena, rec.ev.time, rec.ev.time_size)
+        else:  # a time in ns has no text (the batch that held it may be gone)
+            e.time = ""
+            e.time_size = 0
+
+    cdef inline void hand_pins(self, EventBatch ready) except *:
+        """``ready`` keeps every pinned batch: the events it gets may point into any of them."""
+        if self.pins:
+            ready.keep.extend(self.pins)
+
+    cdef object event_of_record(self, Rec* rec):
+        cdef Ev e = rec.ev
+        cdef Arena arena
+        if not rec.flags & OWNED:
+            return event_of(&e, self.table)
+        memset(&arena, 0, sizeof(Arena))
+        try:
+            self.write_strings(rec, &e, &arena)
+            e.raw = ""
+            return event_of(&e, self.table)
+        finally:
+            arena_free(&arena)
 
     # The heap of waiting seqs.
 
@@ -425,6 +463,9 @@ cdef class Feed:
         self.table = events.table
         self.received += events.n
         ready.keep.append(events)  # events released as they come point into its strings
+        ready.reserve(events.n)  # about as many go on as come: the array grows once
+        self.hand_pins(ready)
+        self.current_pin = -1  # the batch is pinned by its first event that waits
         for i in range(events.n):
             e = &events.ev[i]
             seq = e.seq
@@ -444,7 +485,7 @@ cdef class Feed:
                 self.duplicate += 1
                 rejects.append(Reject(e.line, Reason.DUPLICATE, text_of(e.raw, e.raw_size)))
             else:
-                self.put(e)
+                self.put(e, events)
                 if self.timed:
                     self.arrive(now, seq)
                 if self.used > self.max_pending:
@@ -471,6 +512,7 @@ cdef class Feed:
 
     def expire(self, double now, EventBatch ready not None):
         """Skip every gap (or close the start-up window) whose timeout has passed by ``now``."""
+        self.hand_pins(ready)
         while True:
             deadline = self.deadline()
             if deadline is None or deadline > now:
@@ -491,6 +533,7 @@ cdef class Feed:
 
     def finish(self, EventBatch ready not None):
         """End of input: release everything, skipping the gaps."""
+        self.hand_pins(ready)
         while self.used:
             self.skip_gap(ready)
 
@@ -528,7 +571,7 @@ cdef class Feed:
         cdef Py_ssize_t i
         waiting = []
         for i in range(self.pool_end):
-            if self.pool[i].flags & REC_IN_USE:
+            if self.pool[i].flags & IN_USE:
                 waiting.append(self.event_of_record(&self.pool[i]))
         waiting.sort(key=lambda e: e.seq)
         return FeedState(
@@ -550,8 +593,9 @@ cdef class Feed:
         if self.has_first:
             self.first = state.first_seq
         batch.extend(state.pending)
+        self.current_pin = -1
         for i in range(batch.n):
-            self.put(&batch.ev[i])
+            self.put(&batch.ev[i], batch)
             if self.timed:
                 self.arrive(now, batch.ev[i].seq)
         self.gap_starts = [first for first, _ in state.gaps]

@@ -11,11 +11,83 @@ from l3tol1.core.cy.constants cimport (
     ADD, BUY, DELETE, MAX_INSTRUMENT_BYTES, MAX_PRICE, MAX_QTY, MAX_SEQ_TEXT, PRICE_DIGITS,
     PRICE_SCALE, SELL,
 )
-from l3tol1.core.cy.records cimport Ev, EventBatch, InstrumentTable
+from l3tol1.core.cy.records cimport Ev, EventBatch, InstrumentTable, digits_at
 
 from l3tol1.core.csv_parser import CsvParser as PyCsvParser
 from l3tol1.core.csv_parser import too_long_reject
 from l3tol1.core.records import Reason, Reject
+
+
+# The fast path reads a line 8 bytes at a time (SWAR): a word's commas, and whether it holds a
+# byte left to the reference parser (non-ASCII, a quote, a stray CR), in a few operations
+# instead of a load and a branch per byte.
+cdef extern from *:
+    """
+    #include <string.h>
+    #define L3TOL1_ONES UINT64_C(0x0101010101010101)
+    #define L3TOL1_HIGHS UINT64_C(0x8080808080808080)
+    #define L3TOL1_LOWS UINT64_C(0x7F7F7F7F7F7F7F7F)
+    #define L3TOL1_ZEROS UINT64_C(0x3030303030303030)
+    /* 8 bytes as a little-endian word, so that byte k is bits 8k..8k+7 on any CPU */
+    static inline uint64_t l3tol1_load_le(const char* p) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap64(w);
+    #endif
+        return w;
+    }
+    /* Where SSE2 is (every x86-64): 16 bytes at a time, a bit per byte. Elsewhere the 8-byte
+       words alone, which also read the last bytes of every line here. */
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #define L3TOL1_SSE2 1
+    /* Bit k of *commas: byte k of the 16 at p is a comma. Not 0: one of them is odd (a quote,
+       or under 0x20 or over 0x7F: signed bytes). */
+    static inline int l3tol1_block16(const char* p, unsigned* commas) {
+        __m128i v = _mm_loadu_si128((const __m128i*)p);
+        __m128i odd = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                                   _mm_cmpeq_epi8(v, _mm_set1_epi8(34)));
+        *commas = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(44)));
+        return _mm_movemask_epi8(odd);
+    }
+    #else
+    #define L3TOL1_SSE2 0
+    static inline int l3tol1_block16(const char* p, unsigned* commas) {
+        (void)p;
+        *commas = 0;
+        return 1;
+    }
+    #endif
+    """
+    bint HAS_SSE2 "L3TOL1_SSE2"
+    int block16 "l3tol1_block16"(const char* p, unsigned* commas) noexcept nogil
+    uint64_t load_le "l3tol1_load_le"(const char* p) noexcept nogil
+    int count_trailing_zeros "__builtin_ctzll"(unsigned long long x) noexcept nogil
+    const uint64_t ONES "L3TOL1_ONES"  # 1 in each byte
+    const uint64_t HIGHS "L3TOL1_HIGHS"  # each byte's high bit
+    const uint64_t LOWS "L3TOL1_LOWS"  # each byte's other bits
+    const uint64_t ZEROS "L3TOL1_ZEROS"  # "0" in each byte
+
+cdef enum:
+    WORD = 8
+    BLOCK = 16
+
+
+
+
+cdef inline bint all_digits_word(uint64_t w) noexcept nogil:
+    """Whether each byte of ``w`` is "0" to "9": a byte over "9" sets its high bit in the sum,
+    one under "0" in the difference (a carry or borrow only follows a byte that set one)."""
+    return ((w + 0x4646464646464646ULL) | (w - ZEROS)) & HIGHS == 0
+
+
+cdef inline uint64_t eight_digits(uint64_t w) noexcept nogil:
+    """The value of the 8 decimal digits of ``w`` (the first in its low byte): pairs, then
+    fours, then the eight, each by one multiplication."""
+    w = ((w & 0x0F0F0F0F0F0F0F0FULL) * 2561) >> 8
+    w = ((w & 0x00FF00FF00FF00FFULL) * 6553601) >> 16
+    return ((w & 0x0000FFFF0000FFFFULL) * 42949672960001ULL) >> 32
 
 
 # -- numbers (the rules of numbers.py, in C) -------------------------------------------------------
@@ -29,8 +101,25 @@ cdef inline bint all_digits(const char* p, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline bint parse_seq(const char* p, Py_ssize_t n, uint64_t* out) noexcept nogil:
-    cdef uint64_t value = 0
+    cdef uint64_t value = 0, digit, w
     cdef Py_ssize_t i
+    if 0 < n < 20:
+        # Below 10^19 whatever the digits: no bound to check, one pass; the first n % 8 digits
+        # one by one, then 8 at a time.
+        for i in range(n % WORD):
+            digit = <uint64_t>(<uint8_t>p[i] - 48)
+            if digit > 9:
+                return False
+            value = value * 10 + digit
+        i = n % WORD
+        while i < n:
+            w = load_le(p + i)
+            if not all_digits_word(w):
+                return False
+            value = value * 100000000 + eight_digits(w)
+            i += WORD
+        out[0] = value
+        return True
     if n == 0 or not all_digits(p, n):
         return False
     while n > 1 and p[0] == 48:
@@ -139,19 +228,59 @@ cdef inline bint time_is_valid(const char* p, Py_ssize_t n) noexcept nogil:
 
 cdef enum:
     MAX_FIELDS = 64
+    # The fewest bytes of a valid row with its newline: 15 commas, a seq, an order id, a side,
+    # a time, a price and a qty (but for a delete).
+    MIN_ROW = 15 + 1 + 1 + 3 + 23 + 1
 
 
-# What the fast path must notice in a line's bytes: a comma, or a byte it leaves to the
-# reference parser (non-ASCII, a quote, a stray CR); every other byte is 0.
-cdef enum:
-    BYTE_COMMA = 1
-    BYTE_ODD = 2
-cdef uint8_t BYTE_CLASS[256]
-memset(BYTE_CLASS, 0, 128)
-memset(BYTE_CLASS + 128, BYTE_ODD, 128)
-BYTE_CLASS[44] = BYTE_COMMA
-BYTE_CLASS[34] = BYTE_ODD
-BYTE_CLASS[13] = BYTE_ODD
+cdef inline uint64_t load_tail(const char* p, Py_ssize_t n, const char* end) noexcept nogil:
+    """The ``n`` (1 to 7) bytes at ``p`` as a little-endian word, the rest "0" (neither a comma
+    nor an odd byte); one load when 8 bytes are there to read before ``end``."""
+    cdef uint64_t w = 0
+    cdef uint64_t kept = (<uint64_t>1 << (8 * n)) - 1
+    cdef Py_ssize_t i
+    if end - p >= WORD:
+        w = load_le(p) & kept
+    else:
+        for i in range(n):
+            w |= <uint64_t><uint8_t>p[i] << (8 * i)
+    return w | (ZEROS & ~kept)
+
+
+cdef inline uint64_t bytes_equal(uint64_t w, uint8_t c) noexcept nogil:
+    """The high bit of each byte of ``w`` equal to ``c``, and only those (no carry between
+    bytes)."""
+    cdef uint64_t t = w ^ (ONES * c)
+    return ~(((t & LOWS) + LOWS) | t) & HIGHS
+
+
+cdef inline uint64_t any_equal(uint64_t w, uint8_t c) noexcept nogil:
+    """Not 0 when a byte of ``w`` equals ``c`` (cheaper than `bytes_equal`: which bytes, it
+    can get wrong)."""
+    cdef uint64_t t = w ^ (ONES * c)
+    return (t - ONES) & ~t & HIGHS
+
+
+cdef inline uint64_t any_odd(uint64_t w) noexcept nogil:
+    """Not 0 when ``w`` holds a byte left to the reference parser: a quote, or one that is not
+    printable ASCII (a CR among them; the rare tab or other control byte goes the slow way
+    too, where it gets the same verdict)."""
+    return (((w - ONES * 0x20) | w) & HIGHS) | any_equal(w, 34)
+
+
+cdef inline bint time_tail_is_valid(const char* p, Py_ssize_t n) noexcept nogil:
+    """What `time_is_valid` asks of a time after its second: the length, "." and 0 to 6 digits
+    when there is a fraction, " UTC"."""
+    if n < 23 or n > 30 or memcmp(p + n - 4, b" UTC", 4) != 0:
+        return False
+    cdef uint64_t w, before
+    if n <= 24:
+        return n == 23 or p[19] == 46
+    # The fraction's n - 24 digits are the last bytes of the 8 before " UTC" (n >= 24: all in
+    # the field); the bytes before them count as "0".
+    w = load_le(p + n - 12)
+    before = (<uint64_t>1 << (8 * (32 - n))) - 1
+    return p[19] == 46 and all_digits_word((w & ~before) | (ZEROS & before))
 
 
 cdef class CsvParser:
@@ -166,11 +295,19 @@ cdef class CsvParser:
     cdef int price_i[4]
     cdef int qty_i[4]
     cdef public object instrument_column
+    # The first 19 bytes (to the second) of the last time `time_is_valid` accepted, as words
+    # at 0, 8 and 11: most rows share it, and need only their fraction and " UTC" checked.
+    cdef uint64_t second[3]
+    cdef bint have_second
+    cdef bint ns_times  # a time must also be an int64 of ns (the output schemas)
 
     def __init__(self, InstrumentTable table not None, str header, *, instrument_column=None,
-                 max_line=None):
+                 max_line=None, ns_times=False):
         kwargs = {} if max_line is None else {"max_line": max_line}
-        self.py = PyCsvParser(header, instrument_column=instrument_column, **kwargs)
+        self.py = PyCsvParser(
+            header, instrument_column=instrument_column, ns_times=ns_times, **kwargs
+        )
+        self.ns_times = ns_times
         self.table = table
         self.instrument_column = self.py.instrument_column
         self.field_count = self.py.field_count
@@ -199,42 +336,71 @@ cdef class CsvParser:
         cdef const char* newline
         cdef Py_ssize_t line = first_line
         events.keep.append(data)
+        newline = <const char*>memchr(p, 10, end - p)
+        if newline != NULL:
+            # Room for the batch's events at once, guessed from its first line (a quarter more,
+            # for longer and shorter ones; no guess under a row's least size), so that the
+            # array is not copied as it grows.
+            events.reserve((end - p) // max(newline - p + 1, MIN_ROW) * 5 // 4 + 16)
         while p < end:
             newline = <const char*>memchr(p, 10, end - p)
             if newline == NULL:
                 newline = end
-            if not self.fast(p, newline - p, line, events):
+            if not self.fast(p, newline - p, end, line, events):
                 self.slow(p, newline - p, line, events, rejects)
             p = newline + 1
             line += 1
         return events, rejects
 
-    cdef bint fast(self, const char* p, Py_ssize_t size, Py_ssize_t line, EventBatch events) except -1:
-        cdef Py_ssize_t starts[MAX_FIELDS + 1]
+    cdef bint fast(self, const char* p, Py_ssize_t size, const char* end, Py_ssize_t line,
+                   EventBatch events) except -1:
+        """Add the event of the line of ``size`` bytes at ``p`` (``end``: the end of the batch)
+        when it is a common row; False, nothing added, for any other."""
+        # A block's commas are counted before the count is checked: up to BLOCK - 1 past it.
+        cdef Py_ssize_t starts[MAX_FIELDS + BLOCK + 1]
         cdef Py_ssize_t count = 0, i, n = size
         cdef int action = -1, a
-        cdef uint8_t c
+        cdef int field_count = self.field_count
+        cdef uint64_t w, commas
+        cdef unsigned block_commas
         cdef const char* f
         cdef Py_ssize_t flen
         cdef uint64_t seq
         cdef int64_t price = 0, qty = 0
         cdef Ev* e
         cdef int side
-        if size > self.max_line or self.field_count < 0:
+        if size > self.max_line or field_count < 0:
             return False
         if n and p[n - 1] == 13:  # one CR before the newline
             n -= 1
         starts[0] = 0
-        for i in range(n):
-            c = BYTE_CLASS[<uint8_t>p[i]]  # one load and one branch for most bytes
-            if c:
-                if c == BYTE_ODD:
-                    return False
+        i = 0
+        while HAS_SSE2 and n - i >= BLOCK:
+            if block16(p + i, &block_commas):
+                return False
+            while block_commas:
                 count += 1
-                if count >= self.field_count:
-                    return False
-                starts[count] = i + 1
-        if count + 1 != self.field_count:
+                starts[count] = i + count_trailing_zeros(block_commas) + 1
+                block_commas &= block_commas - 1
+            if count >= field_count:
+                return False
+            i += BLOCK
+        while i < n:
+            if n - i >= WORD:
+                w = load_le(p + i)
+            else:
+                w = load_tail(p + i, n - i, end)
+            if any_odd(w):
+                return False
+            commas = bytes_equal(w, 44)
+            while commas:
+                count += 1
+                starts[count] = i + (count_trailing_zeros(commas) >> 3) + 1
+                commas &= commas - 1
+            if count >= field_count:
+                return False
+            i += WORD
+        if count + 1 != field_count:
             return False
         starts[count + 1] = n + 1
         for a in range(4):
@@ -267,9 +433,23 @@ cdef class CsvParser:
                 return False
         f = p + starts[self.time_i]
         flen = starts[self.time_i + 1] - 1 - starts[self.time_i]
-        if not time_is_valid(f, flen):
+        if not time_tail_is_valid(f, flen):
             return False
-        e = events.add()
+        if not (self.have_second and self.second[0] == load_le(f)
+                and self.second[1] == load_le(f + 8) and self.second[2] == load_le(f + 11)):
+            if not time_is_valid(f, flen):
+                return False
+            if self.ns_times and not 1678 <= digits_at(f, 0, 4) <= 2261:
+                return False  # it may not be an int64 of ns: the reference decides
+            self.second[0] = load_le(f)
+            self.second[1] = load_le(f + 8)
+            self.second[2] = load_le(f + 11)
+            self.have_second = True
+        if events.n < events.capacity:  # no call but to grow
+            e = &events.ev[events.n]
+            events.n += 1
+        else:
+            e = events.add()
         if self.inst_i >= 0:
             i = starts[self.inst_i + 1] - 1 - starts[self.inst_i]
             if i < 1 or i > MAX_INSTRUMENT_BYTES:

@@ -239,6 +239,7 @@ cdef class EventBatch:
     cdef Arena arena
     cdef InstrumentTable table
 
+    cdef void reserve(self, Py_ssize_t count) except *
     cdef Ev* add(self) except NULL
     cdef void own(self, Ev* e) except *
     cdef void append_event(self, object event) except *

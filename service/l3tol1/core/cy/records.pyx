@@ -164,6 +164,13 @@ cdef class EventBatch:
             raise IndexError(i)
         return self.event(&self.ev[i])
 
+    cdef void reserve(self, Py_ssize_t count) except *:
+        """Room for ``count`` more events at once (a parser that knows how many may come:
+        the array is not grown, and copied, step by step)."""
+        if self.n + count > self.capacity:
+            self.capacity = self.n + count
+            self.ev = <Ev*>grow(self.ev, self.capacity * sizeof(Ev))
+
     cdef Ev* add(self) except NULL:
         if self.n == self.capacity:
             self.capacity = self.capacity * 2 + 256
@@ -259,19 +266,92 @@ cdef class QuoteBatch:
         self.n += 1
         return &self.q[self.n - 1]
 
-    def rename(self, name):
+    def rename(self, name, DayNames memo=None):
         """Name each quote by ``name(instrument, time)``: Databento's rows by their symbol on
-        their day (asked once per instrument and day)."""
-        cdef dict cache = {}
+        their day, asked once per instrument and day while ``memo`` is passed back (a name,
+        once given, is the book's for the day). Returns the memo to pass next time."""
         cdef Py_ssize_t i
         cdef Qt* q
+        cdef int64_t day, last_day = -1
+        cdef int32_t last_inst = -1, last_name = 0
+        if memo is None or memo.table is not self.table:
+            memo = DayNames(self.table)
         for i in range(self.n):
             q = &self.q[i]
-            key = (q.inst, q.time_ns // NS_PER_DAY)
-            index = cache.get(key)
-            if index is None:
-                index = cache[key] = self.table.index(name(self.table.names[q.inst], q.time_ns))
-            q.inst = index
+            day = q.time_ns // NS_PER_DAY
+            if q.inst != last_inst or day != last_day:  # runs of one book's quotes are common
+                last_inst, last_day = q.inst, day
+                last_name = memo.name(q.inst, day, q.time_ns, name)
+            q.inst = last_name
+        return memo
+
+
+cdef class DayNames:
+    """The name each book's rows got on each day, by instrument index (`QuoteBatch.rename`'s
+    memo): an open-addressing table from (the book key's index << 32 | day) + 1 to the name's
+    index, so that a quote is renamed without a Python object."""
+
+    cdef InstrumentTable table
+    cdef uint64_t* keys  # 0: an empty slot
+    cdef int32_t* names
+    cdef Py_ssize_t capacity, count
+
+    def __cinit__(self, InstrumentTable table not None):
+        self.table = table
+        self.capacity = 64
+        self.count = 0
+        self.keys = <uint64_t*>calloc(self.capacity, sizeof(uint64_t))
+        self.names = <int32_t*>calloc(self.capacity, sizeof(int32_t))
+        if self.keys == NULL or self.names == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.keys)
+        free(self.names)
+
+    cdef Py_ssize_t slot(self, uint64_t key) noexcept:
+        cdef Py_ssize_t mask = self.capacity - 1
+        cdef Py_ssize_t i = <Py_ssize_t>(mix(key) & <uint64_t>mask)
+        while self.keys[i] != key and self.keys[i] != 0:
+            i = (i + 1) & mask
+        return i
+
+    cdef int32_t name(self, int32_t inst, int64_t day, int64_t time_ns, object name) except -1:
+        """The index of the name of book ``inst``'s rows on ``day``, asked of ``name`` the
+        first time."""
+        cdef uint64_t key = ((<uint64_t>inst << 32) | <uint64_t>day) + 1
+        cdef Py_ssize_t i = self.slot(key)
+        cdef int32_t index
+        if self.keys[i] == key:
+            return self.names[i]
+        index = self.table.index(name(self.table.names[inst], time_ns))
+        if (self.count + 1) * 2 > self.capacity:
+            self._grow()
+            i = self.slot(key)
+        self.keys[i] = key
+        self.names[i] = index
+        self.count += 1
+        return index
+
+    cdef void _grow(self) except *:
+        cdef uint64_t* old_keys = self.keys
+        cdef int32_t* old_names = self.names
+        cdef Py_ssize_t old_capacity = self.capacity, i, j
+        self.keys = <uint64_t*>calloc(self.capacity * 2, sizeof(uint64_t))
+        self.names = <int32_t*>calloc(self.capacity * 2, sizeof(int32_t))
+        if self.keys == NULL or self.names == NULL:
+            free(self.keys)
+            free(self.names)
+            self.keys, self.names = old_keys, old_names
+            raise MemoryError()
+        self.capacity *= 2
+        for i in range(old_capacity):
+            if old_keys[i]:
+                j = self.slot(old_keys[i])
+                self.keys[j] = old_keys[i]
+                self.names[j] = old_names[i]
+        free(old_keys)
+        free(old_names)
 
 
 # -- rows of the output schemas (SPEC §14) ---------------------------------------------------------
