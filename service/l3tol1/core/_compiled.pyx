@@ -11,10 +11,12 @@ Python parser decides it, its event is copied in), a reject, an anomaly, a check
 
 The code is in core/cy/, one module per concept, sharing the declarations of its .pxd files:
 
-    records   the table of instrument names; EventBatch, QuoteBatch, RowBatch; memory, hashing
+    records   the table of instrument names; EventBatch, QuoteBatch, RowBatch; memory, hashing,
+              U64Table (a small map of ids)
     parse     CsvParser: lines and fields scanned with memchr, the common row validated in C
     mbo       MboParser: Databento's fixed-size records read straight from their bytes
-    feed      Feed: waiting events in an open-addressing table keyed by seq, a heap of seqs
+    feed      Feed: waiting events in an open-addressing table keyed by seq, a heap of seqs,
+              their strings left in the input batches they came in (held while they wait)
     books     Instruments: every order in one hash table, every price level in another,
               a heap of level prices per book side with lazy deletion
     depths    Depths: the output schemas' books (an order table per instrument, each side's

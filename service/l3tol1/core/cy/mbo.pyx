@@ -5,7 +5,6 @@ read in place; the rare others (symbol mappings, errors, rejects) go to the refe
 functions."""
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
@@ -15,7 +14,9 @@ from l3tol1.core.cy.constants cimport (
     MBO_AT_TS_EVENT, MBO_AT_TS_RECV, MBO_SIZE, NS_PER_DAY, RTYPE_ERROR, RTYPE_MBO,
     RTYPE_SYMBOL_MAPPING, SIDE_NONE, UNDEF_PRICE, UPDATE,
 )
-from l3tol1.core.cy.records cimport Ev, EventBatch, InstrumentTable, arena_put, mix, write_u64
+from l3tol1.core.cy.records cimport (
+    Ev, EventBatch, InstrumentTable, U64Table, arena_put, write_u64,
+)
 
 from l3tol1.core.mbo import _ACTIONS, _SIDES, ERRORS_KEPT, describe_record, error_text
 from l3tol1.core.mbo import record_type_name, symbol_mapping
@@ -42,66 +43,6 @@ cdef enum:
 cdef int64_t DAY_MASK = (1 << DAY_BITS) - 1
 
 
-cdef class BookDays:
-    """The books met, in C (every record looks its book up here; a Python dict would box the
-    key and value of each): an open-addressing table from (publisher << 32 | instrument_id)
-    to the instrument index of the book's key << DAY_BITS | the day of its last record."""
-
-    cdef uint64_t* keys  # the book's (publisher << 32 | instrument_id) + 1; 0: an empty slot
-    cdef int64_t* values
-    cdef Py_ssize_t capacity, count
-
-    def __cinit__(self):
-        self.capacity = 64
-        self.count = 0
-        self.keys = <uint64_t*>calloc(self.capacity, sizeof(uint64_t))
-        self.values = <int64_t*>calloc(self.capacity, sizeof(int64_t))
-        if self.keys == NULL or self.values == NULL:
-            raise MemoryError()
-
-    def __dealloc__(self):
-        free(self.keys)
-        free(self.values)
-
-    cdef inline Py_ssize_t slot(self, uint64_t book) noexcept:
-        """The slot of ``book`` (a book key + 1), or of the empty slot where it would go."""
-        cdef Py_ssize_t mask = self.capacity - 1
-        cdef Py_ssize_t i = <Py_ssize_t>(mix(book) & <uint64_t>mask)
-        while self.keys[i] != book and self.keys[i] != 0:
-            i = (i + 1) & mask
-        return i
-
-    cdef void put(self, uint64_t book, int64_t value) except *:
-        cdef Py_ssize_t i = self.slot(book)
-        if self.keys[i] == 0:
-            if (self.count + 1) * 2 > self.capacity:
-                self._grow()
-                i = self.slot(book)
-            self.keys[i] = book
-            self.count += 1
-        self.values[i] = value
-
-    cdef void _grow(self) except *:
-        cdef uint64_t* old_keys = self.keys
-        cdef int64_t* old_values = self.values
-        cdef Py_ssize_t old_capacity = self.capacity, i, j
-        self.keys = <uint64_t*>calloc(self.capacity * 2, sizeof(uint64_t))
-        self.values = <int64_t*>calloc(self.capacity * 2, sizeof(int64_t))
-        if self.keys == NULL or self.values == NULL:
-            free(self.keys)
-            free(self.values)
-            self.keys, self.values = old_keys, old_values
-            raise MemoryError()
-        self.capacity *= 2
-        for i in range(old_capacity):
-            if old_keys[i]:
-                j = self.slot(old_keys[i])
-                self.keys[j] = old_keys[i]
-                self.values[j] = old_values[i]
-        free(old_keys)
-        free(old_values)
-
-
 cdef class MboParser:
     """Databento's DBN records (whole records, as bytes) to events and rejects (SPEC §12), by
     the rules of core/mbo.py's `MboParser`: records walked by their length, MBO records
@@ -113,7 +54,9 @@ cdef class MboParser:
     cdef public list errors  # (record index, text) of the first error records
     cdef InstrumentTable table
     cdef int size, ts_out
-    cdef BookDays books  # the books met
+    # the books met: (publisher << 32 | instrument_id) + 1 -> the instrument index of the
+    # book's key << DAY_BITS | the day of its last record (every record looks its book up here)
+    cdef U64Table books
     cdef int64_t counts[256]
     cdef int64_t types[256]
 
@@ -124,7 +67,7 @@ cdef class MboParser:
         self.table = table
         self.size = metadata.record_size
         self.ts_out = metadata.record_size - MBO_SIZE
-        self.books = BookDays()
+        self.books = U64Table()
         self.errors = []
         memset(self.counts, 0, sizeof(self.counts))
         memset(self.types, 0, sizeof(self.types))
@@ -153,7 +96,7 @@ cdef class MboParser:
         cdef uint64_t order_id, ts_recv, ts_event, book
         cdef int64_t price, day, known
         cdef Py_ssize_t slot
-        cdef BookDays books = self.books
+        cdef U64Table books = self.books
         cdef int action, side, reason
         cdef Ev* e
         cdef char digits[24]

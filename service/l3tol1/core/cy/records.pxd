@@ -210,6 +210,21 @@ cdef class InstrumentTable:
     cpdef int32_t index(self, str name) except -1
 
 
+# -- small maps ------------------------------------------------------------------------------------
+
+cdef class U64Table:
+    # Nonzero uint64 keys to int64 values, by open addressing (linear probing, no deletion): the
+    # compiled core's small maps of ids (Databento's books, the names of their days), without a
+    # Python object per entry.
+    cdef uint64_t* keys  # 0: an empty slot
+    cdef int64_t* values
+    cdef Py_ssize_t capacity, count
+
+    cdef Py_ssize_t slot(self, uint64_t key) noexcept
+    cdef void put(self, uint64_t key, int64_t value) except *
+    cdef void _grow(self) except *
+
+
 # -- events ----------------------------------------------------------------------------------------
 
 cdef struct Ev:

@@ -286,72 +286,83 @@ cdef class QuoteBatch:
         return memo
 
 
-cdef class DayNames:
-    """The name each book's rows got on each day, by instrument index (`QuoteBatch.rename`'s
-    memo): an open-addressing table from (the book key's index << 32 | day) + 1 to the name's
-    index, so that a quote is renamed without a Python object."""
+cdef class U64Table:
+    """Nonzero uint64 keys to int64 values, by open addressing (records.pxd says what for)."""
 
-    cdef InstrumentTable table
-    cdef uint64_t* keys  # 0: an empty slot
-    cdef int32_t* names
-    cdef Py_ssize_t capacity, count
-
-    def __cinit__(self, InstrumentTable table not None):
-        self.table = table
+    def __cinit__(self):
         self.capacity = 64
         self.count = 0
         self.keys = <uint64_t*>calloc(self.capacity, sizeof(uint64_t))
-        self.names = <int32_t*>calloc(self.capacity, sizeof(int32_t))
-        if self.keys == NULL or self.names == NULL:
+        self.values = <int64_t*>calloc(self.capacity, sizeof(int64_t))
+        if self.keys == NULL or self.values == NULL:
             raise MemoryError()
 
     def __dealloc__(self):
         free(self.keys)
-        free(self.names)
+        free(self.values)
 
     cdef Py_ssize_t slot(self, uint64_t key) noexcept:
+        """The slot of ``key``, or of the empty slot where it would go."""
         cdef Py_ssize_t mask = self.capacity - 1
         cdef Py_ssize_t i = <Py_ssize_t>(mix(key) & <uint64_t>mask)
         while self.keys[i] != key and self.keys[i] != 0:
             i = (i + 1) & mask
         return i
 
-    cdef int32_t name(self, int32_t inst, int64_t day, int64_t time_ns, object name) except -1:
-        """The index of the name of book ``inst``'s rows on ``day``, asked of ``name`` the
-        first time."""
-        cdef uint64_t key = ((<uint64_t>inst << 32) | <uint64_t>day) + 1
+    cdef void put(self, uint64_t key, int64_t value) except *:
         cdef Py_ssize_t i = self.slot(key)
-        cdef int32_t index
-        if self.keys[i] == key:
-            return self.names[i]
-        index = self.table.index(name(self.table.names[inst], time_ns))
-        if (self.count + 1) * 2 > self.capacity:
-            self._grow()
-            i = self.slot(key)
-        self.keys[i] = key
-        self.names[i] = index
-        self.count += 1
-        return index
+        if self.keys[i] == 0:
+            if (self.count + 1) * 2 > self.capacity:
+                self._grow()
+                i = self.slot(key)
+            self.keys[i] = key
+            self.count += 1
+        self.values[i] = value
 
     cdef void _grow(self) except *:
         cdef uint64_t* old_keys = self.keys
-        cdef int32_t* old_names = self.names
+        cdef int64_t* old_values = self.values
         cdef Py_ssize_t old_capacity = self.capacity, i, j
         self.keys = <uint64_t*>calloc(self.capacity * 2, sizeof(uint64_t))
-        self.names = <int32_t*>calloc(self.capacity * 2, sizeof(int32_t))
-        if self.keys == NULL or self.names == NULL:
+        self.values = <int64_t*>calloc(self.capacity * 2, sizeof(int64_t))
+        if self.keys == NULL or self.values == NULL:
             free(self.keys)
-            free(self.names)
-            self.keys, self.names = old_keys, old_names
+            free(self.values)
+            self.keys, self.values = old_keys, old_values
             raise MemoryError()
         self.capacity *= 2
         for i in range(old_capacity):
             if old_keys[i]:
                 j = self.slot(old_keys[i])
                 self.keys[j] = old_keys[i]
-                self.names[j] = old_names[i]
+                self.values[j] = old_values[i]
         free(old_keys)
-        free(old_names)
+        free(old_values)
+
+
+cdef class DayNames:
+    """The name each book's rows got on each day, by instrument index (`QuoteBatch.rename`'s
+    memo): (the book key's index << 32 | day) + 1 to the name's index, so that a quote is
+    renamed without a Python object."""
+
+    cdef InstrumentTable table
+    cdef U64Table names
+
+    def __cinit__(self, InstrumentTable table not None):
+        self.table = table
+        self.names = U64Table()
+
+    cdef int32_t name(self, int32_t inst, int64_t day, int64_t time_ns, object name) except -1:
+        """The index of the name of book ``inst``'s rows on ``day``, asked of ``name`` the
+        first time."""
+        cdef uint64_t key = ((<uint64_t>inst << 32) | <uint64_t>day) + 1
+        cdef Py_ssize_t i = self.names.slot(key)
+        cdef int32_t index
+        if self.names.keys[i] == key:
+            return <int32_t>self.names.values[i]
+        index = self.table.index(name(self.table.names[inst], time_ns))
+        self.names.put(key, index)
+        return index
 
 
 # -- rows of the output schemas (SPEC §14) ---------------------------------------------------------
